@@ -1,0 +1,1 @@
+"""janus_rig/chain"""

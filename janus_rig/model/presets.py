@@ -1,0 +1,82 @@
+"""Named model presets: architectures as `JanusConfig`s, chosen by name (`janus-rig init --preset NAME`).
+
+A preset fixes the architecture only. Token ids that depend on the tokenizer (vocab size, `<image_placeholder>`)
+are filled in by `janus_rig.model.init` from the tokenizer it is given.
+"""
+
+from __future__ import annotations
+
+from transformers import JanusConfig, JanusVisionConfig, JanusVQVAEConfig, LlamaConfig
+
+from janus_rig.registry import Registry
+
+PRESETS: Registry = Registry("model preset")
+
+
+def list_presets() -> list[str]:
+    return PRESETS.names()
+
+
+def get_preset(name: str) -> JanusConfig:
+    return PRESETS.get(name)()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tiny: ShapeWorld scale. A 4-layer Llama (hidden 256) over 64 image tokens (64 px / 8 px patches) and a small VQ
+# with 256 codes; trains on 2 CPU cores in minutes.
+TINY_HIDDEN = 256
+TINY_IMAGE_SIZE = 64
+TINY_PATCH_SIZE = 8
+
+
+def tiny_vq_config(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PATCH_SIZE) -> JanusVQVAEConfig:
+    # The decoder upsamples by 2 ** (len(channel_multiplier) - 1), which must equal the patch size; GroupNorm(32)
+    # needs base_channels * every multiplier to be a multiple of 32.
+    levels = patch_size.bit_length()  # 8 -> 4 levels -> 3 downsamplings
+    if 2 ** (levels - 1) != patch_size:
+        raise ValueError(f"tiny VQ needs a power-of-two patch size, got {patch_size}")
+    return JanusVQVAEConfig(
+        embed_dim=8,
+        num_embeddings=256,
+        latent_channels=64,
+        base_channels=32,
+        channel_multiplier=[1, 1, 2, 2][:levels] if levels <= 4 else [1] * (levels - 2) + [2, 2],
+        num_res_blocks=1,
+        num_patches=image_size // patch_size,
+        projection_dim=TINY_HIDDEN,
+        image_token_embed_dim=TINY_HIDDEN,
+        num_hidden_layers=2,
+    )
+
+
+@PRESETS.register("tiny")
+def tiny(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PATCH_SIZE) -> JanusConfig:
+    num_tokens = (image_size // patch_size) ** 2
+    text = LlamaConfig(
+        vocab_size=512,  # widened to the tokenizer's size by init
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=704,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+    )
+    vision = JanusVisionConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=TINY_HIDDEN,
+        depth=2,
+        num_image_tokens=num_tokens,
+    )
+    return JanusConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        vq_config=tiny_vq_config(image_size, patch_size).to_dict(),
+        tie_word_embeddings=False,
+    )

@@ -1,0 +1,36 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="janus-rig",
+    version="0.1.0",
+    description="Reasoning-driven image generation with a unified autoregressive model (GoT-R1 / RL-RIG style): "
+    "SFT, GRPO, reflection, rewards and evaluation on transformers' Janus.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["janus_rig*", "reward_models*", "data_prep*", "train*"]),
+    package_data={"": ["*.yaml", "*.json", "*.jsonl", "*.txt"]},
+    include_package_data=True,
+    install_requires=[
+        # torch is pinned by the Makefile to the CPU build before this runs (a bare "torch" pulls CUDA wheels).
+        "torch>=2.4",
+        "transformers>=5.20,<6",
+        "accelerate>=1.0",
+        "trl>=1.0",
+        "peft>=0.15",
+        "datasets>=3.0",
+        "einops>=0.8",
+        "tokenizers>=0.21",
+        "pillow>=10",
+        "numpy>=1.26",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        # open_clip needs a torchvision whose compiled ops match the installed torch; PyPI's torchvision does not
+        # import beside the CPU-only torch build used on CPU machines, so the aesthetic scorer is an extra.
+        "clip": ["open_clip_torch>=2.24"],
+        "gpu": ["flash-attn>=2.5", "deepspeed>=0.14"],
+    },
+    entry_points={"console_scripts": ["janus-rig=janus_rig.cli:main"]},
+)
