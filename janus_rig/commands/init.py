@@ -1,0 +1,30 @@
+"""`janus-rig init`: write a random-init model directory from a preset."""
+
+from __future__ import annotations
+
+import argparse
+
+from janus_rig.model.policy import DTYPES
+from janus_rig.model.presets import list_presets
+
+NAME = "init"
+HELP = "write a random-init model directory (weights, config, tokenizer, image processor, generation config)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", required=True, choices=list_presets(), help="architecture")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the ShapeWorld word tokenizer)")
+    parser.add_argument("--vq", default=None, help="a trained VQ directory (`janus-rig vq train`) for the tiny preset")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weight dtype")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    parser.add_argument("--cfg", type=float, default=5.0, help="guidance scale stored in the generation config")
+
+
+def run(args: argparse.Namespace) -> int:
+    from janus_rig.model.init import init_policy
+
+    policy = init_policy(args.preset, args.out, args.tokenizer, args.vq, args.dtype, args.seed, args.cfg)
+    n = sum(p.numel() for p in policy.base.parameters())
+    print(f"wrote {args.preset} ({n / 1e6:.1f} M parameters, {policy.num_image_tokens} image tokens) to {args.out}")
+    return 0

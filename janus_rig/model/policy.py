@@ -1,0 +1,288 @@
+"""The unified policy: transformers' `JanusForConditionalGeneration` plus its tokenizer and image processor.
+
+We wrap, never fork: the model object is the maintained transformers class (optionally with peft LoRA layers
+injected), so a saved policy directory loads in plain transformers:
+
+    policy = JanusPolicy.load("runs/quickstart/sft")
+    policy.model                       # JanusForConditionalGeneration (or a peft.PeftModel around it)
+    policy.base                        # always the JanusForConditionalGeneration
+    policy.tokens.boi                  # id of <begin_of_image>
+    policy.encode_prompt("a red circle left of a blue square")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    GenerationConfig,
+    JanusForConditionalGeneration,
+    JanusProcessor,
+)
+from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
+
+from janus_rig.model.prompts import encode_generation_prompt, encode_understanding_prompt
+from janus_rig.model.tokenizer import add_chain_tokens
+from janus_rig.model.tokens import SpecialTokenIds
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MANIFEST = "janus_rig.json"  # provenance written next to the weights; never needed to load
+
+
+def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
+    if name is None or isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; valid: {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+# --- which parts train -------------------------------------------------------------------------------------------
+# Attribute paths inside JanusForConditionalGeneration, one per part a recipe can switch.
+PART_PATHS = {
+    "language_model": "model.language_model",
+    "lm_head": "lm_head",
+    "generation_embeddings": "model.generation_embeddings",
+    "generation_aligner": "model.generation_aligner",
+    "generation_head": "model.generation_head",
+    "vision_model": "model.vision_model",
+    "aligner": "model.aligner",
+    "vqmodel": "model.vqmodel",
+}
+
+
+@dataclass
+class TrainableParts:
+    """Which parts of the model receive gradients. The VQ and the vision encoder are frozen by default."""
+
+    language_model: bool = field(default=True, metadata={"help": "the Llama decoder"})
+    lm_head: bool = field(default=True, metadata={"help": "text output head"})
+    generation_embeddings: bool = field(default=True, metadata={"help": "image-code input embeddings"})
+    generation_aligner: bool = field(default=True, metadata={"help": "MLP from image-code embeddings to the LM"})
+    generation_head: bool = field(default=True, metadata={"help": "image-code output head"})
+    vision_model: bool = field(default=False, metadata={"help": "understanding vision encoder (SigLIP)"})
+    aligner: bool = field(default=False, metadata={"help": "MLP from vision features to the LM"})
+    vqmodel: bool = field(default=False, metadata={"help": "the VQ tokenizer (train it with `janus-rig vq train`)"})
+
+
+def _submodule(model: torch.nn.Module, path: str) -> torch.nn.Module:
+    for name in path.split("."):
+        model = getattr(model, name)
+    return model
+
+
+def set_trainable(model: JanusForConditionalGeneration, parts: TrainableParts) -> dict[str, int]:
+    """Set requires_grad per part; returns the trainable parameter count of each part."""
+    counts = {}
+    for part in fields(parts):
+        module = _submodule(model, PART_PATHS[part.name])
+        on = getattr(parts, part.name)
+        for p in module.parameters():
+            p.requires_grad_(on)
+        counts[part.name] = sum(p.numel() for p in module.parameters()) if on else 0
+    model.model.vqmodel.eval()  # its dropout/BN-free modules are fine either way; eval documents that it is frozen
+    return counts
+
+
+@dataclass
+class LoraSettings:
+    """LoRA on the language model's linear layers (GoT-R1: rank 32, alpha 32)."""
+
+    r: int = field(default=32, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    target_modules: tuple[str, ...] = field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        metadata={"help": "linear layer names inside the language model's decoder layers"},
+    )
+
+
+def apply_lora(model: JanusForConditionalGeneration, settings: LoraSettings):
+    """Wrap the model with peft LoRA adapters on the language model only (the vision tower has q_proj too)."""
+    from peft import LoraConfig, get_peft_model
+
+    pattern = r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.(" + "|".join(settings.target_modules) + ")"
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=pattern)
+    return get_peft_model(model, config)
+
+
+def unwrap(model) -> JanusForConditionalGeneration:
+    """The JanusForConditionalGeneration inside a peft or DDP wrapper (LoRA layers stay injected in it)."""
+    while not isinstance(model, JanusForConditionalGeneration):
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        elif hasattr(model, "module"):
+            model = model.module
+        else:
+            raise TypeError(f"expected a JanusForConditionalGeneration (or a wrapper of one), got {type(model).__name__}")
+    return model
+
+
+# --- the policy --------------------------------------------------------------------------------------------------
+class JanusPolicy:
+    def __init__(self, model, tokenizer, image_processor=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.tokens = SpecialTokenIds.from_tokenizer(tokenizer)
+        config = self.base.config
+        if config.image_token_id != self.tokens.image:
+            raise ValueError(
+                f"config.image_token_id={config.image_token_id} but the tokenizer's <image_placeholder> is "
+                f"{self.tokens.image}; the model and tokenizer do not belong together"
+            )
+        if len(tokenizer) > config.text_config.vocab_size:
+            raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model only {config.text_config.vocab_size}")
+
+    @property
+    def base(self) -> JanusForConditionalGeneration:
+        return unwrap(self.model)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.base.config.vision_config.num_image_tokens
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        side = self.base.config.vq_config.num_patches
+        return side, side
+
+    @property
+    def image_size(self) -> int:
+        return self.base.config.vision_config.image_size
+
+    @property
+    def codebook_size(self) -> int:
+        return self.base.config.vq_config.num_embeddings
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.base.parameters()).device
+
+    def encode_prompt(self, prompt: str, chain: bool = True) -> list[int]:
+        return encode_generation_prompt(self.tokenizer, self.tokens, prompt, chain)
+
+    def encode_question(self, question: str) -> list[int]:
+        return encode_understanding_prompt(self.tokenizer, self.tokens, question, self.num_image_tokens)
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode_text(self, ids) -> str:
+        """Text of generated ids; chain tokens are kept, BOS/EOS/pad dropped."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def pixel_values(self, images) -> torch.Tensor:
+        """PIL images -> (B, 3, S, S) for the understanding path."""
+        if self.image_processor is None:
+            raise ValueError("this policy has no image processor; load it from a directory that has one")
+        return self.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+
+    @torch.no_grad()
+    def decode_images(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N) codes -> (B, S, S, 3) uint8 pixels."""
+        pixels = self.base.decode_image_tokens(image_tokens.to(self.device))  # (B, S, S, 3) in [-1, 1]
+        return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+    # --- persistence -------------------------------------------------------------------------------------------
+    def save(self, out_dir: str | Path, manifest: dict | None = None) -> Path:
+        """Save in transformers' format. LoRA adapters are merged into a copy so the directory loads without peft."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        if hasattr(model, "merge_and_unload"):
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        if self.image_processor is not None:
+            JanusProcessor(self.image_processor, self.tokenizer, num_image_tokens=self.num_image_tokens).save_pretrained(out)
+        if manifest is not None:
+            (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        trainable: TrainableParts | None = None,
+        lora: LoraSettings | None = None,
+    ) -> "JanusPolicy":
+        """Load our directories or any transformers-format Janus directory (e.g. deepseek-community/Janus-Pro-1B).
+
+        Chain tokens are added to the tokenizer when missing, and the embeddings resized only if the tokenizer
+        then outgrows them (Janus-Pro has spare rows: vocab 102400 > tokenizer length).
+        """
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a model directory (no config.json)")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        added = add_chain_tokens(tokenizer)
+        model = JanusForConditionalGeneration.from_pretrained(path, dtype=resolve_dtype(dtype) or "auto")
+        if added:
+            log.info("added %d chain tokens to the tokenizer of %s", added, path)
+            if len(tokenizer) > model.config.text_config.vocab_size:
+                model.resize_token_embeddings(len(tokenizer))
+        image_processor = _load_image_processor(path, model)
+        if device is not None:
+            model.to(device)
+        set_trainable(model, trainable or TrainableParts())
+        if lora is not None:
+            model = apply_lora(model, lora)
+        return cls(model, tokenizer, image_processor)
+
+
+def _load_image_processor(path: Path, model: JanusForConditionalGeneration):
+    # The PIL image processor works without torchvision (the CPU torch build cannot import PyPI's torchvision).
+    if (path / "preprocessor_config.json").is_file() or (path / "processor_config.json").is_file():
+        try:
+            return JanusImageProcessorPil.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            log.warning("could not read the image processor of %s (%s); building one from the config", path, err)
+    return make_image_processor(model.config.vision_config.image_size)
+
+
+def make_image_processor(image_size: int, mean: float = 0.5, std: float = 0.5) -> JanusImageProcessorPil:
+    """Janus-Pro normalises to [-1, 1] (mean = std = 0.5), the same range the VQ sees."""
+    return JanusImageProcessorPil(
+        size={"height": image_size, "width": image_size}, image_mean=[mean] * 3, image_std=[std] * 3
+    )
+
+
+def make_generation_config(tokens: SpecialTokenIds, num_image_tokens: int, guidance_scale: float = 5.0) -> GenerationConfig:
+    """A generation config with which transformers' own `generate(generation_mode="image")` works as is."""
+    return GenerationConfig(
+        bos_token_id=tokens.bos,
+        eos_token_id=tokens.eos,
+        pad_token_id=tokens.pad,
+        do_sample=True,
+        temperature=1.0,
+        guidance_scale=guidance_scale,
+        max_new_tokens=num_image_tokens,
+        generation_kwargs={"boi_token_id": tokens.boi},
+    )
+
+
+def manifest(**extra) -> dict:
+    import transformers
+
+    from janus_rig import __version__
+
+    return {"janus_rig": __version__, "transformers": transformers.__version__, "torch": torch.__version__, **extra}
+
+
+def parts_from_dict(values: dict) -> TrainableParts:
+    unknown = set(values) - {f.name for f in fields(TrainableParts)}
+    if unknown:
+        raise ValueError(f"unknown trainable parts {sorted(unknown)}; valid: {', '.join(asdict(TrainableParts()))}")
+    return TrainableParts(**values)
