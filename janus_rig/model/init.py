@@ -17,6 +17,7 @@ from janus_rig.model.policy import (
     make_generation_config,
     make_image_processor,
     manifest,
+    require_dir,
     resolve_dtype,
 )
 from janus_rig.model.presets import PRESETS
@@ -54,7 +55,7 @@ def init_policy(
     """
     build = PRESETS.get(preset)
     if isinstance(tokenizer, (str, Path)):
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(require_dir(tokenizer, "tokenizer"))
         add_chain_tokens(tokenizer)
     elif tokenizer is not None:
         add_chain_tokens(tokenizer)
@@ -66,7 +67,7 @@ def init_policy(
 
     vq = None
     if vq_dir is not None:
-        vq = JanusVQVAE.from_pretrained(vq_dir)
+        vq = JanusVQVAE.from_pretrained(require_dir(vq_dir, "VQ", "config.json"))
         image_size, patch_size = _vq_geometry(vq)
         if preset != "tiny":
             raise ValueError("--vq plugs a trained ShapeWorld VQ into the tiny preset; other presets use their own")

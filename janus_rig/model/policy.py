@@ -36,6 +36,16 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 MANIFEST = "janus_rig.json"  # provenance written next to the weights; never needed to load
 
 
+def require_dir(path: str | Path, what: str, must_have: str | None = None) -> Path:
+    """A local directory or a FileNotFoundError that names it (paths never fall through to a hub download)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} directory {path} does not exist")
+    if must_have is not None and not (path / must_have).is_file():
+        raise FileNotFoundError(f"{path} is not a {what} directory (no {must_have})")
+    return path
+
+
 def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     if name is None or isinstance(name, torch.dtype):
         return name
@@ -223,9 +233,7 @@ class JanusPolicy:
         Chain tokens are added to the tokenizer when missing, and the embeddings resized only if the tokenizer
         then outgrows them (Janus-Pro has spare rows: vocab 102400 > tokenizer length).
         """
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} is not a model directory (no config.json)")
+        path = require_dir(path, "model", "config.json")
         tokenizer = AutoTokenizer.from_pretrained(path)
         added = add_chain_tokens(tokenizer)
         model = JanusForConditionalGeneration.from_pretrained(path, dtype=resolve_dtype(dtype) or "auto")
