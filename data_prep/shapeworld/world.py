@@ -1,0 +1,238 @@
+"""Write a ShapeWorld dataset: train/val records with chains, grounding records, a GenEval-style bench, settings.
+
+    out/train.jsonl, out/val.jsonl   {"id", "tag", "prompt", "chain", "image", "metadata", "scene", "scene_graph"}
+    out/grounding.jsonl              {"id", "image", "chain"}: one per train image, the canonical chain
+    out/bench/metadata.jsonl         GenEval metadata lines, bench_per_tag per tag, all seven tags
+    out/world.json                   the settings (size, seed, counts, holdout, tag mix, world constants)
+    out/images/{split}-{index:06d}.png
+
+The bench is drawn first from its own seed; train/val then reject its prompts for DISJOINT_TAGS (the other tags'
+prompt spaces are too small to keep apart: their overlaps are counted in the returned stats). Everything is
+determined by `seed`. See docs/shapeworld.md.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from tqdm import tqdm
+
+from data_prep.shapeworld.chains import grounding_chain, training_chain
+from data_prep.shapeworld.prompts import DISJOINT_TAGS, metadata, prompt_space_size, prompt_text, scene_graph
+from data_prep.shapeworld.render import render
+from data_prep.shapeworld.sampler import (
+    ALL_COMBOS,
+    TAGS,
+    Combo,
+    Description,
+    Sample,
+    check_size,
+    min_gap,
+    place,
+    sample_description,
+    side_range,
+)
+from data_prep.shapeworld.scene import COLORS, MAX_OBJECTS, SHAPES
+
+# Share of each tag in train/val. Position and complex carry the spatial reasoning the method is about.
+TAG_WEIGHTS = {
+    "single_object": 0.05,
+    "two_object": 0.10,
+    "counting": 0.10,
+    "colors": 0.05,
+    "color_attr": 0.15,
+    "position": 0.30,
+    "complex": 0.25,
+}
+MAX_PROMPT_DRAWS = 1000  # redraws of a description whose prompt is in the bench before giving up
+IMAGE_DIR = "images"
+
+
+def parse_holdout(spec: str | Iterable[str | Combo] | None) -> frozenset[Combo]:
+    """'red:circle,blue:square' (or a list of such strings or (colour, shape) pairs) -> {(colour, shape), ...}."""
+    if spec is None:
+        return frozenset()
+    entries = [e for e in spec.split(",") if e.strip()] if isinstance(spec, str) else list(spec)
+    held = set()
+    for entry in entries:
+        pair = tuple(p.strip() for p in entry.split(":")) if isinstance(entry, str) else tuple(entry)
+        if len(pair) != 2:
+            raise ValueError(f"holdout entry {entry!r} is not COLOR:SHAPE (e.g. red:circle)")
+        color, shape = pair
+        if color not in COLORS:
+            raise ValueError(f"holdout entry {entry!r}: unknown colour {color!r}; valid: {', '.join(COLORS)}")
+        if shape not in SHAPES:
+            raise ValueError(f"holdout entry {entry!r}: unknown shape {shape!r}; valid: {', '.join(SHAPES)}")
+        held.add((color, shape))
+    return frozenset(held)
+
+
+def tag_counts(n: int, tags: Iterable[str] = TAGS) -> dict[str, int]:
+    """Split n records over `tags` by TAG_WEIGHTS (renormalised), largest remainder so the counts sum to n."""
+    tags = list(tags)
+    total = sum(TAG_WEIGHTS[t] for t in tags)
+    exact = {t: n * TAG_WEIGHTS[t] / total for t in tags}
+    counts = {t: int(v) for t, v in exact.items()}
+    for t in sorted(tags, key=lambda t: counts[t] - exact[t])[: n - sum(counts.values())]:
+        counts[t] += 1
+    return counts
+
+
+def make_bench(per_tag: int, seed: int) -> list[dict]:
+    """GenEval metadata lines, per_tag per tag. Prompts are distinct within a tag until its whole prompt space
+    is used, then the space is cycled again (single_object has only 3 prompts)."""
+    rng = random.Random(f"shapeworld-bench-{seed}")
+    lines = []
+    for tag in TAGS:
+        space, seen = prompt_space_size(tag), set()
+        made = 0
+        while made < per_tag:
+            d = sample_description(tag, rng)
+            prompt = prompt_text(d)
+            if prompt in seen:
+                continue
+            seen.add(prompt)
+            if len(seen) == space:
+                seen.clear()
+            lines.append(metadata(d))
+            made += 1
+    return lines
+
+
+def _draw(tag: str, rng: random.Random, allowed: frozenset[Combo], banned: set[str]) -> Description:
+    for _ in range(MAX_PROMPT_DRAWS):
+        d = sample_description(tag, rng, allowed)
+        if tag not in DISJOINT_TAGS or prompt_text(d) not in banned:
+            return d
+    raise RuntimeError(
+        f"{MAX_PROMPT_DRAWS} {tag} prompts in a row were bench prompts: the holdout leaves too few training "
+        f"prompts for this bench; hold out fewer combinations or lower --bench-per-tag"
+    )
+
+
+def _write_split(
+    out: Path, split: str, n: int, tags: list[str], size: int, seed: int, allowed: frozenset[Combo],
+    bench: dict[str, set[str]], first_item: int, bar: tqdm,
+) -> tuple[list[dict], list[dict], Counter, int]:
+    """Write one split's images; return its records, grounding rows, bench-overlap counts, the next item id."""
+    rng = random.Random(f"shapeworld-{split}-{seed}")
+    order = [t for t, k in tag_counts(n, tags).items() for _ in range(k)]
+    rng.shuffle(order)
+    width = max(6, len(str(max(n - 1, 0))))
+    records, grounding, overlap = [], [], Counter()
+    for i, tag in enumerate(order):
+        d = _draw(tag, rng, allowed, bench[tag])
+        sample = Sample(d, place(d, rng, size))
+        record_id = f"{split}-{i:0{width}d}"
+        image = f"{IMAGE_DIR}/{record_id}.png"
+        render(sample.scene).save(out / image)
+        prompt = prompt_text(d)
+        overlap[tag] += prompt in bench[tag]
+        records.append({
+            "id": record_id,
+            "tag": tag,
+            "prompt": prompt,
+            "chain": training_chain(sample, rng),
+            "image": image,
+            "metadata": metadata(d),
+            "scene": sample.scene.to_json(),
+            "scene_graph": scene_graph(d, first_item),
+        })
+        grounding.append({"id": record_id, "image": image, "chain": grounding_chain(sample.scene)})
+        first_item += len(d.objects)
+        bar.update()
+    return records, grounding, overlap, first_item
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def write_world(
+    out_dir: str | Path,
+    train: int,
+    val: int,
+    bench_per_tag: int,
+    size: int = 64,
+    seed: int = 0,
+    holdout: str | Iterable[str | Combo] | None = None,
+    tags: Iterable[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write the world to out_dir (see the module docstring); returns counts, paths and bench-overlap stats.
+
+    `holdout` removes (colour, shape) combinations from every train/val image (never from the bench);
+    `tags` restricts train/val to some tags (the bench always has all seven).
+    """
+    start = time.perf_counter()
+    check_size(size)
+    tags = list(TAGS if tags is None else tags)
+    for tag in tags:
+        if tag not in TAGS:
+            raise ValueError(f"unknown tag {tag!r}; valid: {', '.join(TAGS)}")
+    if not tags:
+        raise ValueError(f"no tags given; valid: {', '.join(TAGS)}")
+    for name, value in (("train", train), ("val", val), ("bench_per_tag", bench_per_tag)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    for tag in DISJOINT_TAGS:  # leave at least half of each disjoint tag's prompts to training
+        if 2 * bench_per_tag > prompt_space_size(tag):
+            raise ValueError(
+                f"--bench-per-tag {bench_per_tag} would take over half of the {prompt_space_size(tag)} {tag} "
+                f"prompts from training; use at most {prompt_space_size(tag) // 2}"
+            )
+    held = parse_holdout(holdout)
+    allowed = ALL_COMBOS - held
+
+    out = Path(out_dir)
+    (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    (out / "bench").mkdir(exist_ok=True)
+    bench_lines = make_bench(bench_per_tag, seed)
+    _write_jsonl(out / "bench" / "metadata.jsonl", bench_lines)
+    bench = {tag: {m["prompt"] for m in bench_lines if m["tag"] == tag} for tag in TAGS}
+
+    with tqdm(total=train + val, desc="world", unit="img", disable=not progress) as bar:
+        train_rows, grounding, train_overlap, next_item = _write_split(
+            out, "train", train, tags, size, seed, allowed, bench, 0, bar
+        )
+        val_rows, _, val_overlap, _ = _write_split(out, "val", val, tags, size, seed, allowed, bench, next_item, bar)
+    _write_jsonl(out / "train.jsonl", train_rows)
+    _write_jsonl(out / "val.jsonl", val_rows)
+    _write_jsonl(out / "grounding.jsonl", grounding)
+
+    weights = {t: TAG_WEIGHTS[t] / sum(TAG_WEIGHTS[u] for u in tags) for t in tags}
+    settings = {
+        "size": size,
+        "seed": seed,
+        "counts": {"train": train, "val": val, "bench_per_tag": bench_per_tag},
+        "holdout": sorted(f"{c}:{s}" for c, s in held),
+        "tags": tags,
+        "tag_weights": weights,
+        "tag_counts": {"train": tag_counts(train, tags), "val": tag_counts(val, tags)},
+        "colors": list(COLORS),
+        "shapes": list(SHAPES),
+        "side_px": list(side_range(size)),
+        "min_gap_px": min_gap(size),
+        "max_objects": MAX_OBJECTS,
+    }
+    (out / "world.json").write_text(json.dumps(settings, indent=2) + "\n")
+    paths = {
+        name: str(out / rel)
+        for name, rel in (("train", "train.jsonl"), ("val", "val.jsonl"), ("grounding", "grounding.jsonl"),
+                          ("bench", "bench/metadata.jsonl"), ("settings", "world.json"), ("images", IMAGE_DIR))
+    }
+    return {
+        "counts": {"train": train, "val": val, "grounding": train, "bench": len(bench_lines)},
+        "tag_counts": settings["tag_counts"],
+        "bench_overlap": {"train": {t: train_overlap[t] for t in tags}, "val": {t: val_overlap[t] for t in tags}},
+        "paths": paths,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
