@@ -1,0 +1,102 @@
+"""SFT trainer: a few-step run (loss logged, weights change, plain-transformers load, grounding via
+pixel_values), resume from a checkpoint, the time budget, and the config's YAML/flag precedence and checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import JanusForConditionalGeneration
+
+from janus_rig.cli import build_parser
+from tests.sft.test_data import make_world, read_jsonl, sft_config
+from train.sft.config import SFTConfig, parse_config
+from train.sft.trainer import run_sft
+
+FAST = dict(per_device_train_batch_size=4, learning_rate=1e-2, warmup_steps=0, logging_steps=1, save_steps=2,
+            dataloader_pin_memory=False, disable_tqdm=True)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("world"), train=8, val=2)
+
+
+def test_few_steps_then_resume(tmp_path, world):
+    # grounding_ratio 1: as many grounding rows as train rows; the aligner trains, so it changes only if the
+    # grounding images reached the model through pixel_values.
+    parts = ["language_model", "lm_head", "generation_embeddings", "generation_aligner", "generation_head", "aligner"]
+    config = sft_config(tmp_path, world, max_steps=2, grounding_ratio=1.0, trainable_parts=parts, **FAST)
+    summary = run_sft(config)
+    out = tmp_path / "out"
+
+    assert summary["steps"] == 2 and summary["rows"]["kept"] == {"train.jsonl": 8, "grounding.jsonl": 8}
+    logs = read_jsonl(out / "train_log.jsonl")
+    train_logs = [line for line in logs if "text_nll" in line]
+    assert len(train_logs) == 2 and all(line["loss"] > 0 and line["image_nll"] > 0 for line in train_logs)
+    assert (out / "loss_curve.png").stat().st_size > 0 and (out / "bad_rows.jsonl").read_text() == ""
+
+    before, after = load_file(out / "init" / "model.safetensors"), load_file(out / "model.safetensors")
+    for name in ("model.language_model.layers.0.self_attn.q_proj.weight", "model.generation_head.vision_head.weight",
+                 "model.aligner.fc1.weight"):
+        assert not torch.equal(before[name], after[name]), f"{name} did not change"
+    assert torch.equal(before["model.vqmodel.quant_conv.weight"], after["model.vqmodel.quant_conv.weight"])
+
+    model = JanusForConditionalGeneration.from_pretrained(out)  # plain transformers
+    assert isinstance(model, JanusForConditionalGeneration)
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+
+    # resume from the checkpoint, encoding images on the fly this time
+    resumed = run_sft(sft_config(tmp_path, world, max_steps=3, vq_cache=False, resume_from_checkpoint="true",
+                                 grounding_ratio=1.0, trainable_parts=parts, **FAST))
+    assert resumed["steps"] == 3
+    steps = [line["step"] for line in read_jsonl(out / "train_log.jsonl") if "text_nll" in line]
+    assert steps == [1, 2, 3]  # the resumed run went on from step 2
+
+
+def test_time_budget_stops_cleanly(tmp_path, world):
+    summary = run_sft(sft_config(tmp_path, world, max_steps=50, max_train_seconds=0.01, chain=False, **FAST))
+    assert summary["stopped_by_time_budget"] and summary["steps"] == 1
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_yaml_then_flags(tmp_path, world):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"world: {world}\ninit_preset: tiny\noutput_dir: {tmp_path}/o\nlearning_rate: 1.0e-3\n"
+                      "max_steps: 7\nchain: false\ngrounding_ratio: 0.2\nreport_to: none\n")
+    config = parse_config(["--config", str(recipe), "--max_steps", "9"])
+    assert (config.learning_rate, config.max_steps, config.chain, config.grounding_ratio) == (1e-3, 9, False, 0.2)
+    assert config.remove_unused_columns is False
+
+    from janus_rig.commands.sft import config_from_args  # the same through `janus-rig sft`
+
+    args = build_parser().parse_args(["sft", "--config", str(recipe), "--learning_rate", "0.5", "--chain", "true",
+                                      "--trainable_parts", "language_model", "lm_head"])
+    config = config_from_args(args)
+    assert (config.learning_rate, config.max_steps, config.chain) == (0.5, 7, True)
+    assert config.trainable_parts == ["language_model", "lm_head"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(model_name_or_path="some/dir"), "both of model_name_or_path and init_preset"),
+    (dict(init_preset=None), "neither of model_name_or_path and init_preset"),
+    (dict(grounding_ratio=1.5), "outside [0, 1]"),
+    (dict(world=""), "world is required"),
+    (dict(trainable_parts=["language_model", "brain"]), "unknown trainable_parts ['brain']"),
+    (dict(use_lora=True), "--trainable_parts language_model"),
+    (dict(text_weight=0.0, image_weight=0.0), "at least one > 0"),
+    (dict(remove_unused_columns=True), "remove_unused_columns must be false"),
+])
+def test_invalid_combinations_say_how_to_fix(tmp_path, world, overrides, message):
+    with pytest.raises(ValueError) as err:
+        sft_config(tmp_path, overrides.pop("world", world), **overrides)
+    assert message in str(err.value)
+
+
+def test_lora_config_maps_to_settings(tmp_path, world):
+    config = sft_config(tmp_path, world, use_lora=True, trainable_parts=["language_model"], lora_r=8)
+    assert config.lora().r == 8 and config.trainable().language_model and not config.trainable().lm_head
+    assert isinstance(config, SFTConfig)
+    json.dumps(config.to_dict())  # serialisable for checkpoints

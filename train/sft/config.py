@@ -1,0 +1,136 @@
+"""Settings of `janus-rig sft`: transformers' TrainingArguments plus the SFT fields, every one with help text.
+
+Parsed like trl's recipes: `janus-rig sft --config train/recipes/shapeworld_sft.yaml --max_steps 50`; a YAML key
+is any field name, a flag overrides the YAML, and the YAML overrides the defaults below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from transformers import TrainingArguments
+
+from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
+
+DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
+LORA_DEFAULTS = LoraSettings()
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class SFTConfig(TrainingArguments):
+    # --- data ---
+    world: str | None = _help("a `janus-rig world` directory (train.jsonl, val.jsonl, grounding.jsonl, world.json)",
+                              default=None)
+    chain: bool = _help("true: prompt -> reasoning chain -> image (GoT-R1 stage 1); false: prompt -> image, the "
+                        "'does reasoning help' ablation", default=True)
+    grounding_ratio: float = _help("grounding records (image in through the understanding path, canonical chain "
+                                   "out) mixed in at this fraction of the train records, 0..1", default=0.0)
+    max_train_records: int = _help("use only the first N train records (0: all)", default=0)
+    max_eval_records: int = _help("val records to evaluate on when eval_strategy is not 'no' (0: all)", default=512)
+    vq_cache: bool = _help("true: VQ-encode every image once and cache the codes; false: encode on the fly at "
+                           "every step (only for the throughput comparison)", default=True)
+    cache_dir: str | None = _help("where the VQ code cache lives (default: WORLD/cache); reused by later runs "
+                                  "with the same VQ and records", default=None)
+    vq_batch_size: int = _help("images per VQ encode call when building the cache", default=64)
+    # --- model ---
+    model_name_or_path: str | None = _help("a policy directory to fine-tune (`janus-rig init`, a previous run, or "
+                                           "a transformers-format Janus-Pro checkpoint)", default=None)
+    init_preset: str | None = _help("instead of model_name_or_path: build a random-init policy from this preset "
+                                    "first (saved in OUTPUT_DIR/init)", default=None)
+    vq: str | None = _help("with init_preset: a trained VQ directory (`janus-rig vq train`) to plug in",
+                           default=None)
+    tokenizer: str | None = _help("with init_preset: a tokenizer directory (default: the ShapeWorld word "
+                                  "tokenizer)", default=None)
+    model_dtype: str = _help(f"dtype the weights are loaded in ({', '.join(DTYPES)}); use bf16: true for "
+                             "mixed precision", default="float32")
+    # --- loss ---
+    text_weight: float = _help("weight of the text NLL (chain tokens, <begin_of_image>, <end_of_image>)",
+                               default=1.0)
+    image_weight: float = _help("weight of the image-code NLL", default=1.0)
+    # --- what trains ---
+    trainable_parts: list[str] = _help(f"model parts that receive gradients; valid: "
+                                       f"{', '.join(f.name for f in fields(TrainableParts))}",
+                                       default_factory=lambda: list(DEFAULT_PARTS))
+    use_lora: bool = _help("LoRA adapters on the language model instead of full fine-tuning", default=False)
+    lora_r: int = _help("LoRA rank", default=LORA_DEFAULTS.r)
+    lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", default=LORA_DEFAULTS.alpha)
+    lora_dropout: float = _help("LoRA dropout", default=LORA_DEFAULTS.dropout)
+    lora_target_modules: list[str] = _help("linear layers of the language model that get adapters",
+                                           default_factory=lambda: list(LORA_DEFAULTS.target_modules))
+    # --- budget ---
+    max_train_seconds: float = _help("stop training cleanly once this many seconds of training have passed "
+                                     "(0: no limit); the final model is still saved", default=0.0)
+    # --- transformers defaults changed for this trainer ---
+    remove_unused_columns: bool = _help("keep our columns (image_mask, loss_mask, ...): must stay false",
+                                        default=False)
+    logging_steps: float = _help("log every this many steps", default=10)
+    save_strategy: str = _help("checkpoint strategy ('no', 'steps', 'epoch')", default="steps")
+
+    def __post_init__(self):
+        for name in ("world", "model_name_or_path", "init_preset", "vq", "tokenizer", "cache_dir"):
+            if getattr(self, name) == "":  # `--vq ""` on the command line clears a recipe's value
+                setattr(self, name, None)
+        if self.output_dir is None:
+            raise ValueError("output_dir is required: --output_dir runs/NAME (the final model is saved there)")
+        if not self.world:
+            raise ValueError("world is required: --world DIR, a directory written by `janus-rig world` "
+                             "(chain and no-chain training both read its train.jsonl)")
+        if bool(self.model_name_or_path) == bool(self.init_preset):
+            which = "both" if self.model_name_or_path else "neither"
+            raise ValueError(f"{which} of model_name_or_path and init_preset given: set exactly one "
+                             "(--model_name_or_path DIR to fine-tune, or --init_preset tiny [--vq DIR] to start "
+                             "from random weights)")
+        if (self.vq or self.tokenizer) and not self.init_preset:
+            raise ValueError("vq and tokenizer only apply to a freshly initialised model: drop them, or use "
+                             "--init_preset instead of --model_name_or_path")
+        if not 0.0 <= self.grounding_ratio <= 1.0:
+            raise ValueError(f"grounding_ratio {self.grounding_ratio} is outside [0, 1]: e.g. 0.1 adds one "
+                             "grounding record per ten train records")
+        if self.text_weight < 0 or self.image_weight < 0 or self.text_weight + self.image_weight == 0:
+            raise ValueError(f"text_weight={self.text_weight}, image_weight={self.image_weight}: both must be "
+                             ">= 0 and at least one > 0")
+        if self.model_dtype not in DTYPES:
+            raise ValueError(f"model_dtype {self.model_dtype!r}; valid: {', '.join(DTYPES)}")
+        valid = {f.name for f in fields(TrainableParts)}
+        unknown = sorted(set(self.trainable_parts) - valid)
+        if unknown:
+            raise ValueError(f"unknown trainable_parts {unknown}; valid: {', '.join(sorted(valid))}")
+        if self.use_lora and set(self.trainable_parts) - {"language_model"}:
+            raise ValueError(
+                "use_lora trains adapters on the language model only (checkpoints hold the adapters, not other "
+                f"parts), but trainable_parts also names {sorted(set(self.trainable_parts) - {'language_model'})}: "
+                "set --trainable_parts language_model, or --use_lora false for full fine-tuning")
+        if not self.use_lora and not self.trainable_parts:
+            raise ValueError("nothing would train: name at least one of trainable_parts or set --use_lora true")
+        if self.max_train_seconds < 0:
+            raise ValueError(f"max_train_seconds must be >= 0 (0: no limit), got {self.max_train_seconds}")
+        if self.remove_unused_columns:
+            raise ValueError("remove_unused_columns must be false: the SFT batches carry image_mask/loss_mask "
+                             "columns the model's forward does not name")
+        for name in ("max_train_records", "max_eval_records"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: all), got {getattr(self, name)}")
+        if self.vq_batch_size < 1:
+            raise ValueError(f"vq_batch_size must be >= 1, got {self.vq_batch_size}")
+        super().__post_init__()
+
+    def trainable(self) -> TrainableParts:
+        return TrainableParts(**{f.name: f.name in self.trainable_parts for f in fields(TrainableParts)})
+
+    def lora(self) -> LoraSettings | None:
+        if not self.use_lora:
+            return None
+        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                            target_modules=tuple(self.lora_target_modules))
+
+
+def parse_config(argv: list[str] | None = None) -> SFTConfig:
+    """`--config recipe.yaml` then flags, trl's way (YAML values become defaults; flags override them)."""
+    from trl import TrlParser
+
+    (config,) = TrlParser(SFTConfig).parse_args_and_config(argv)
+    return config

@@ -1,0 +1,287 @@
+"""SFT data: world records -> validated token sequences on `datasets`, a bad-row report, and the collator.
+
+Sequences (loss on the targets marked [...]; the prompt is context only):
+
+    chain mode     encode_prompt(prompt, chain=True)  [encode_text(chain) <begin_of_image> c_1..c_N <end_of_image>]
+    no-chain mode  encode_prompt(prompt, chain=False) <begin_of_image> [c_1..c_N <end_of_image>]
+    grounding      encode_question(GROUNDING_QUESTION)  [encode_text(chain) <eos>]     (+ pixel_values)
+
+In no-chain mode `<begin_of_image>` is forced (the sampler writes it), so it is not a target. Image codes come
+from the VQ cache (`data_prep.vq_cache`), computed once per image; training never re-encodes images unless
+`vq_cache` is false, in which case rows carry zeros at the code positions and the trainer fills them each step.
+
+Bad rows never stop a run: each is reported by id with its reason, counted, written to OUTPUT_DIR/bad_rows.jsonl
+and left out. Reasons: not_json, missing_field, bad_chain (strict `parse_chain`: broken spans, boxes out of
+0..1000, non-canonical forms), missing_image, unreadable_image, wrong_size, unknown_tokens, too_long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from data_prep.vq_cache import ImageCodes, image_codes, load_image
+from janus_rig.chain import ChainFormatError, parse_chain
+from janus_rig.model.prompts import GROUNDING_QUESTION
+
+log = logging.getLogger(__name__)
+
+BAD_ROWS_FILE = "bad_rows.jsonl"
+
+
+# --- bad rows ----------------------------------------------------------------------------------------------------
+@dataclass
+class BadRow:
+    id: str
+    source: str  # the records file's name
+    reason: str
+    detail: str
+
+
+@dataclass
+class RowReport:
+    bad: list[BadRow] = field(default_factory=list)
+    kept: Counter = field(default_factory=Counter)  # source -> rows kept
+
+    def reject(self, row_id: str, source: str, reason: str, detail: str) -> None:
+        self.bad.append(BadRow(row_id, source, reason, detail))
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(b.reason for b in self.bad))
+
+    def write(self, path: str | Path) -> None:
+        with open(path, "w") as f:
+            for row in self.bad:
+                f.write(json.dumps(asdict(row)) + "\n")
+
+    def summary(self) -> dict:
+        return {"kept": dict(self.kept), "bad": len(self.bad), "bad_by_reason": self.counts()}
+
+
+def read_records(path: Path, report: RowReport) -> list[dict]:
+    """JSON lines of a records file; lines that are not a JSON object are reported as `not_json`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (write the world with `janus-rig world`)")
+    records = []
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
+            except ValueError as err:
+                report.reject(f"{path.name}:{line_no}", path.name, "not_json", str(err))
+                continue
+            records.append(record)
+    return records
+
+
+def check_record(record: dict, needed: tuple[str, ...]) -> tuple[str, str] | None:
+    """(reason, detail) for a record that cannot be used, else None. Chains are read strictly."""
+    missing = [k for k in needed if not isinstance(record.get(k), str) or not record[k]]
+    if missing:
+        return "missing_field", f"no (or empty) {', '.join(missing)}"
+    if "chain" in needed:
+        try:
+            parse_chain(record["chain"], strict=True)
+        except ChainFormatError as err:
+            return "bad_chain", str(err)
+    return None
+
+
+# --- sequences (pure) --------------------------------------------------------------------------------------------
+@dataclass
+class Sequence:
+    input_ids: list[int]  # text ids, and codebook indices where image_mask
+    image_mask: list[bool]
+    loss_mask: list[bool]
+
+
+def generation_sequence(policy, prompt: str, chain: str | None, codes: list[int]) -> Sequence:
+    """Chain mode when `chain` is a str, no-chain mode when None (see the module docstring)."""
+    t = policy.tokens
+    prompt_ids = policy.encode_prompt(prompt, chain=chain is not None)
+    chain_ids = policy.encode_text(chain) if chain is not None else []
+    ids = [*prompt_ids, *chain_ids, t.boi, *codes, t.eoi]
+    image = [False] * (len(prompt_ids) + len(chain_ids) + 1) + [True] * len(codes) + [False]
+    boi_is_target = chain is not None  # without a chain, <begin_of_image> is forced by the sampler
+    loss = [False] * len(prompt_ids) + [True] * len(chain_ids) + [boi_is_target] + [True] * (len(codes) + 1)
+    return Sequence(ids, image, loss)
+
+
+def grounding_sequence(policy, chain: str) -> Sequence:
+    question = policy.encode_question(GROUNDING_QUESTION)
+    answer = [*policy.encode_text(chain), policy.tokens.eos]
+    n = len(question) + len(answer)
+    return Sequence([*question, *answer], [False] * n, [False] * len(question) + [True] * len(answer))
+
+
+def check_sequence(policy, seq: Sequence, max_length: int) -> tuple[str, str] | None:
+    unk = policy.tokenizer.unk_token_id
+    if unk is not None and unk in seq.input_ids:
+        text_ids = [i for i, m in zip(seq.input_ids, seq.image_mask) if not m]
+        if unk in text_ids:
+            return "unknown_tokens", f"{text_ids.count(unk)} token(s) map to {policy.tokenizer.unk_token}"
+    if len(seq.input_ids) > max_length:
+        return "too_long", f"{len(seq.input_ids)} tokens > max_position_embeddings {max_length}"
+    return None
+
+
+# --- datasets ----------------------------------------------------------------------------------------------------
+@dataclass
+class WorldInfo:
+    root: Path
+    size: int  # the world's image size (world.json)
+
+    @classmethod
+    def read(cls, world: str | Path) -> "WorldInfo":
+        root = Path(world)
+        meta = root / "world.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"{meta} not found: {root} is not a `janus-rig world` directory")
+        return cls(root, int(json.loads(meta.read_text())["size"]))
+
+
+def _row(seq: Sequence, image: str = "", grounding: bool = False, row_id: str = "") -> dict:
+    return {"id": row_id, "input_ids": seq.input_ids, "image_mask": seq.image_mask, "loss_mask": seq.loss_mask,
+            "image": image, "grounding": grounding}
+
+
+def generation_rows(policy, config, split: str, report: RowReport, limit: int = 0) -> list[dict]:
+    """Validated rows of WORLD/{split}.jsonl (codes from the cache, or zeros to be filled on the fly)."""
+    world = WorldInfo.read(config.world)
+    path = world.root / f"{split}.jsonl"
+    records = read_records(path, report)
+    if limit:
+        records = records[:limit]
+    cache_dir = Path(config.cache_dir) if config.cache_dir else world.root / "cache"
+    codes = image_codes(path, world.root, policy.base.model.vqmodel, world.size, policy.image_size, cache_dir,
+                        paths=list(dict.fromkeys(r["image"] for r in records if isinstance(r.get("image"), str))),
+                        encode=config.vq_cache, batch_size=config.vq_batch_size)
+    needed = ("id", "prompt", "image", "chain") if config.chain else ("id", "prompt", "image")
+    max_length = policy.base.config.text_config.max_position_embeddings
+    rows = []
+    for record in records:
+        row_id = str(record.get("id") or f"{path.name}:?")
+        problem = check_record(record, needed)
+        entry: ImageCodes | None = codes.get(record.get("image")) if problem is None else None
+        if problem is None and entry.error:
+            problem = tuple(entry.error.split(": ", 1))
+        if problem is None:
+            row_codes = entry.codes if config.vq_cache else [0] * policy.num_image_tokens
+            seq = generation_sequence(policy, record["prompt"], record["chain"] if config.chain else None, row_codes)
+            problem = check_sequence(policy, seq, max_length)
+        if problem is not None:
+            report.reject(row_id, path.name, *problem)
+            continue
+        rows.append(_row(seq, "" if config.vq_cache else record["image"], row_id=row_id))
+    report.kept[path.name] += len(rows)
+    return rows
+
+
+def grounding_rows(policy, config, n: int, report: RowReport) -> list[dict]:
+    """n validated grounding rows drawn (seeded) from WORLD/grounding.jsonl."""
+    world = WorldInfo.read(config.world)
+    path = world.root / "grounding.jsonl"
+    records = read_records(path, report)
+    random.Random(config.seed).shuffle(records)
+    max_length = policy.base.config.text_config.max_position_embeddings
+    rows = []
+    for record in records:
+        if len(rows) == n:
+            break
+        row_id = str(record.get("id") or f"{path.name}:?")
+        problem = check_record(record, ("id", "image", "chain"))
+        if problem is None:
+            try:
+                load_image(world.root / record["image"], world.size, world.size)
+            except ValueError as err:
+                problem = tuple(str(err).split(": ", 1))
+        if problem is None:
+            seq = grounding_sequence(policy, record["chain"])
+            problem = check_sequence(policy, seq, max_length)
+        if problem is not None:
+            report.reject(row_id, path.name, *problem)
+            continue
+        rows.append(_row(seq, record["image"], grounding=True, row_id=row_id))
+    if len(rows) < n:
+        log.warning("asked for %d grounding rows, %d usable in %s", n, len(rows), path)
+    report.kept[path.name] += len(rows)
+    return rows
+
+
+def build_datasets(policy, config, report: RowReport):
+    """(train, eval or None) as `datasets.Dataset`s; bad rows land in `report`."""
+    import datasets
+
+    train = generation_rows(policy, config, "train", report, config.max_train_records)
+    if not train:
+        raise ValueError(f"no usable train records in {config.world}: see the bad-row reasons "
+                         f"{report.counts()} (written to {BAD_ROWS_FILE})")
+    if config.grounding_ratio > 0:
+        train += grounding_rows(policy, config, round(config.grounding_ratio * len(train)), report)
+    eval_ds = None
+    if str(getattr(config.eval_strategy, "value", config.eval_strategy)) != "no":
+        val = generation_rows(policy, config, "val", report, config.max_eval_records)
+        eval_ds = datasets.Dataset.from_list(val) if val else None
+    return datasets.Dataset.from_list(train), eval_ds
+
+
+# --- collator ----------------------------------------------------------------------------------------------------
+class SFTCollator:
+    """Right-pads a list of rows into a batch (pad id, image_mask False, attention 0, loss_mask False).
+
+    Grounding rows add their images as `pixel_values` (B_g, 3, S, S) in row order; in on-the-fly mode generation
+    rows add theirs as uint8 `gen_images` (B_i, 3, S, S) for the trainer to encode.
+    """
+
+    def __init__(self, pad_id: int, world: WorldInfo | None = None, pixel_values=None, image_size: int = 0):
+        self.pad_id = pad_id
+        self.world = world
+        self.pixel_values = pixel_values  # PIL images -> (B, 3, S, S): the policy's understanding processor
+        self.image_size = image_size  # the VQ's resolution (on-the-fly mode)
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        T = max(len(r["input_ids"]) for r in rows)
+        B = len(rows)
+        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+        image_mask = torch.zeros(B, T, dtype=torch.bool)
+        loss_mask = torch.zeros(B, T, dtype=torch.bool)
+        attention_mask = torch.zeros(B, T, dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            input_ids[i, :n] = torch.tensor(r["input_ids"])
+            image_mask[i, :n] = torch.tensor(r["image_mask"])
+            loss_mask[i, :n] = torch.tensor(r["loss_mask"])
+            attention_mask[i, :n] = 1
+        batch = {"input_ids": input_ids, "image_mask": image_mask, "attention_mask": attention_mask,
+                 "loss_mask": loss_mask}
+        grounding = [r["image"] for r in rows if r.get("grounding")]
+        if grounding:
+            from PIL import Image
+
+            images = []
+            for rel in grounding:
+                with Image.open(self.world.root / rel) as im:
+                    images.append(im.convert("RGB"))
+            batch["pixel_values"] = self.pixel_values(images).cpu()
+        on_the_fly = [r["image"] for r in rows if r.get("image") and not r.get("grounding")]
+        if on_the_fly:
+            batch["gen_images"] = torch.stack(
+                [load_image(self.world.root / rel, self.world.size, self.image_size) for rel in on_the_fly])
+        return batch
+
+
+def fill_codes(input_ids: torch.Tensor, image_mask: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Write (B_i, N) codes into the image positions of a (B, T) batch, rows in order; (B, T) out."""
+    if int(image_mask.sum()) != codes.numel():
+        raise ValueError(f"{int(image_mask.sum())} image positions but {codes.numel()} codes")
+    return input_ids.masked_scatter(image_mask, codes.to(input_ids.dtype))

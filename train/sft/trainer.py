@@ -1,0 +1,197 @@
+"""`janus-rig sft`: GoT-R1 stage 1 on transformers' Trainer.
+
+Order of play (`run_sft`): load or initialise the policy -> freeze/LoRA per the config -> records to validated
+token sequences with cached VQ codes (`train.sft.data`) -> `SFTTrainer.train` (compute_loss = `sft_loss`, logs
+text and image NLL) -> save the final policy in OUTPUT_DIR (loads in plain transformers) -> loss curve + log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from data_prep.vq_cache import encode_images
+from janus_rig.model.mixed import sft_loss
+from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
+from train.sft.config import SFTConfig
+from train.sft.data import BAD_ROWS_FILE, RowReport, SFTCollator, WorldInfo, build_datasets, fill_codes
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+CURVE_FILE = "loss_curve.png"
+SUMMARY_FILE = "sft_summary.json"
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training once `seconds` of training have passed (step times vary too much for a fixed max_steps)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.started = None
+        self.stopped_at_step = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds and time.perf_counter() - self.started >= self.seconds:
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+        return control
+
+
+class JsonlLog(TrainerCallback):
+    """Every Trainer log line, with its step, appended to OUTPUT_DIR/train_log.jsonl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class SFTTrainer(Trainer):
+    """A Trainer whose loss is `janus_rig.model.mixed.sft_loss` (text and image NLL logged separately)."""
+
+    def __init__(self, *args, text_weight: float = 1.0, image_weight: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.text_weight = text_weight
+        self.image_weight = image_weight
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        input_ids = inputs["input_ids"]  # (B, T)
+        gen_images = inputs.get("gen_images")  # (B_i, 3, S, S) uint8 in on-the-fly mode
+        if gen_images is not None:
+            codes = encode_images(unwrap(model).model.vqmodel, gen_images)  # (B_i, N)
+            input_ids = fill_codes(input_ids, inputs["image_mask"], codes)
+        loss, metrics = sft_loss(
+            model, input_ids, inputs["image_mask"], inputs["attention_mask"], inputs["loss_mask"],
+            text_weight=self.text_weight, image_weight=self.image_weight, pixel_values=inputs.get("pixel_values"),
+        )
+        mode = "train" if model.training else "eval"
+        for key in ("text_nll", "image_nll"):
+            self._metrics[mode][key].append(metrics[key])
+        for key in ("text_tokens", "image_tokens"):
+            self._metrics[mode][key].append(metrics[key])
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        prefix = "eval_" if mode == "eval" else ""
+        for key, values in self._metrics[mode].items():
+            if values:
+                logs[prefix + key] = sum(values) / len(values)
+        self._metrics[mode].clear()
+        super().log(logs, *args, **kwargs)
+
+
+# --- orchestration -----------------------------------------------------------------------------------------------
+def load_policy(config: SFTConfig) -> JanusPolicy:
+    """The policy to train: loaded from model_name_or_path, or random-init from init_preset (saved in OUT/init)."""
+    if config.model_name_or_path:
+        return JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype,
+                                trainable=config.trainable(), lora=config.lora())
+    from janus_rig.model.init import init_policy
+
+    policy = init_policy(config.init_preset, Path(config.output_dir) / "init", tokenizer=config.tokenizer,
+                         vq_dir=config.vq, dtype=config.model_dtype, seed=config.seed)
+    set_trainable(policy.model, config.trainable())
+    if config.lora() is not None:
+        policy.model = apply_lora(policy.model, config.lora())
+    return policy
+
+
+def plot_losses(log_history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, style in (("text_nll", "-"), ("image_nll", "-"), ("eval_text_nll", "--"), ("eval_image_nll", "--")):
+        points = [(h["step"], h[key]) for h in log_history if key in h]
+        if points:
+            ax.plot(*zip(*points), style, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("NLL (nats / token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _resume_arg(value):
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+        return True
+    return value or None
+
+
+def run_sft(config: SFTConfig) -> dict:
+    """Train, save the final policy in config.output_dir, and return a summary (also in sft_summary.json)."""
+    started = time.perf_counter()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy = load_policy(config)
+
+    report = RowReport()
+    train_ds, eval_ds = build_datasets(policy, config, report)
+    report.write(out / BAD_ROWS_FILE)
+    for bad in report.bad[:10]:
+        log.warning("bad row %s (%s): %s: %s", bad.id, bad.source, bad.reason, bad.detail)
+    if report.bad:
+        log.warning("%d bad rows left out %s; all listed in %s", len(report.bad), report.counts(), out / BAD_ROWS_FILE)
+    data_seconds = time.perf_counter() - started
+
+    collator = SFTCollator(policy.tokens.pad, WorldInfo.read(config.world), policy.pixel_values, policy.image_size)
+    budget = TimeBudget(config.max_train_seconds)
+    trainer = SFTTrainer(
+        model=policy.model,
+        args=config,
+        data_collator=collator,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=policy.tokenizer,
+        callbacks=[budget, JsonlLog(out / LOG_FILE)],
+        text_weight=config.text_weight,
+        image_weight=config.image_weight,
+    )
+    train_started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=_resume_arg(config.resume_from_checkpoint))
+    train_seconds = time.perf_counter() - train_started
+
+    policy.save(out, manifest(stage="sft", chain=config.chain, world=str(config.world),
+                              steps=trainer.state.global_step))
+    plot_losses(trainer.state.log_history, out / CURVE_FILE)
+    train_logs = [h for h in trainer.state.log_history if "text_nll" in h]
+    summary = {
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss if not math.isnan(result.training_loss) else None,
+        "last_text_nll": train_logs[-1]["text_nll"] if train_logs else None,
+        "last_image_nll": train_logs[-1]["image_nll"] if train_logs else None,
+        "train_rows": len(train_ds),
+        "rows": report.summary(),
+        "stopped_by_time_budget": budget.stopped_at_step is not None,
+        "data_seconds": round(data_seconds, 2),
+        "train_seconds": round(train_seconds, 2),
+        "seconds_per_step": round(train_seconds / max(trainer.state.global_step, 1), 3),
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
