@@ -77,6 +77,8 @@ def init_policy(
 
     config.text_config.vocab_size = max(config.text_config.vocab_size, len(tokenizer))
     config.image_token_id = tokens.image
+    text = config.text_config
+    text.bos_token_id, text.eos_token_id, text.pad_token_id = tokens.bos, tokens.eos, tokens.pad
     if vq is not None:
         hidden = config.text_config.hidden_size
         if vq.config.projection_dim != hidden or vq.config.image_token_embed_dim != hidden:

@@ -112,6 +112,13 @@ class LoraSettings:
         default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
         metadata={"help": "linear layer names inside the language model's decoder layers"},
     )
+    modules_to_save: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "modules trained in full next to the adapters and kept in checkpoints, e.g. generation_head, "
+            "generation_embeddings, generation_aligner, lm_head (image generation lives in these heads)"
+        },
+    )
 
 
 def apply_lora(model: JanusForConditionalGeneration, settings: LoraSettings):
@@ -119,7 +126,13 @@ def apply_lora(model: JanusForConditionalGeneration, settings: LoraSettings):
     from peft import LoraConfig, get_peft_model
 
     pattern = r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.(" + "|".join(settings.target_modules) + ")"
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=pattern)
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=pattern,
+        modules_to_save=list(settings.modules_to_save) or None,
+    )
     return get_peft_model(model, config)
 
 

@@ -97,6 +97,14 @@ def test_lora_trains_only_adapters_and_saves_merged(tiny_policy, tmp_path):
     assert isinstance(tiny_policy.base, JanusForConditionalGeneration)
 
 
+def test_lora_modules_to_save_train_the_generation_head(tiny_policy):
+    set_trainable(tiny_policy.base, TrainableParts(**{k: False for k in TrainableParts.__dataclass_fields__}))
+    model = apply_lora(tiny_policy.base, LoraSettings(r=4, modules_to_save=("generation_head",)))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("generation_head" in n and "lora_" not in n for n in trainable)
+    assert not any("lm_head" in n for n in trainable)
+
+
 def test_load_adds_missing_chain_tokens_and_resizes(tmp_path):
     """A transformers-format Janus directory whose tokenizer lacks the chain tokens (like stock Janus-Pro)."""
     from janus_rig.model.init import init_policy
