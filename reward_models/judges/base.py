@@ -1,0 +1,149 @@
+"""The judge interface: rubric questions -> scores in [0, 1], grounding questions -> boxes on the 0..1000 grid.
+
+Every way of judging (the exact ShapeWorld oracle, a local vision-language model, a remote OpenAI-compatible
+server) answers the same two batched questions, so reward terms never know which judge they talk to:
+
+    judge = make_judge("shapeworld")                     # or "hf" with model=DIR, or "http://127.0.0.1:8000/v1"
+    judge.score([RubricRequest("semantic", prompt, chain=chain, metadata=meta)])   # -> [0.5]
+    judge.ground([GroundRequest(image, "red circle")])                             # -> [[Box(...)]]
+
+A request carries everything any judge could want: the text and pictures a VLM reads, and the structured facts
+(the chain text, GenEval metadata) an oracle reads. A judge that cannot answer returns None for that request
+and counts the failure by kind in `judge.stats`; it never raises for one bad request.
+
+Add a judge with one decorator line:
+
+    @JUDGES.register("my-judge")
+    class MyJudge(Judge): ...
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from PIL import Image
+
+from janus_rig.chain import Box
+from janus_rig.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+# Rubric questions (GoT-R1's dual-stage rewards): prompt -> chain text, prompt -> drawn layout, prompt -> image.
+RUBRIC_TASKS = ("semantic", "spatial", "prompt_image")
+GROUND_TASK = "ground"
+FAILURE_KINDS = (
+    "unparseable",  # no score / no box could be read from the reply
+    "out_of_range",  # a score outside the rubric's scale, a box outside the image
+    "timeout",  # the judge did not answer in time (after retries)
+    "http_error",  # connection refused, 4xx/5xx (after retries)
+    "bad_request",  # the request lacks what this judge needs (e.g. metadata for the oracle)
+    "error",  # anything else the judge raised
+)
+FAILURES_LOGGED_PER_KIND = 5  # the first few failures of each kind are warnings, the rest debug lines
+
+JUDGES: Registry[type[Judge]] = Registry("judge")
+
+
+@dataclass(frozen=True, eq=False)
+class RubricRequest:
+    """One rubric question. `image` is the generated image (prompt_image) or the drawn layout (spatial)."""
+
+    task: str  # one of RUBRIC_TASKS
+    prompt: str
+    chain: str = ""  # the reasoning chain text (semantic, spatial)
+    image: Image.Image | None = None
+    metadata: dict | None = None  # GenEval-style metadata: what an oracle judge reads; VLM judges ignore it
+
+    def __post_init__(self):
+        if self.task not in RUBRIC_TASKS:
+            raise ValueError(f"unknown rubric task {self.task!r}; valid: {', '.join(RUBRIC_TASKS)}")
+
+
+@dataclass(frozen=True, eq=False)
+class GroundRequest:
+    """Locate every `name` in `image`; the judge answers with boxes on the 0..1000 grid ([] when none is there)."""
+
+    image: Image.Image
+    name: str
+
+
+class JudgeStats:
+    """Thread-safe counters: requests, and failures by kind (FAILURE_KINDS)."""
+
+    def __init__(self, judge_name: str):
+        self.judge_name = judge_name
+        self._counts: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def fail(self, kind: str, detail: str = "") -> None:
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"unknown failure kind {kind!r}; valid: {', '.join(FAILURE_KINDS)}")
+        with self._lock:
+            self._counts["failures"] += 1
+            self._counts[f"failures/{kind}"] += 1
+            seen = self._counts[f"failures/{kind}"]
+        level = logging.WARNING if seen <= FAILURES_LOGGED_PER_KIND else logging.DEBUG
+        logger.log(level, "judge %s: %s (%d so far): %s", self.judge_name, kind, seen, detail[:300])
+
+    def snapshot(self) -> dict[str, int]:
+        """requests, failures and failures/<kind> for every kind (zeros included, so logged keys are stable)."""
+        with self._lock:
+            counts = dict(self._counts)
+        out = {"requests": counts.get("requests", 0), "failures": counts.get("failures", 0)}
+        out.update({f"failures/{k}": counts.get(f"failures/{k}", 0) for k in FAILURE_KINDS})
+        out.update({k: v for k, v in counts.items() if k not in out})
+        return out
+
+    def log(self) -> None:
+        logger.info("judge %s: %s", self.judge_name, self.snapshot())
+
+
+class Judge:
+    """Base class. Subclasses implement `score` and `ground`; VLM judges also implement `chat` (free text)."""
+
+    name = "judge"
+    # True when the judge reads the structured facts (metadata, chain) rather than the picture and prose, so
+    # that the http protocol must send them (see docs/rewards.md).
+    structured = False
+
+    def __init__(self):
+        self.stats = JudgeStats(self.name)
+
+    def score(self, requests: list[RubricRequest]) -> list[float | None]:
+        """One score in [0, 1] (the rubric's 0-10 scaled) or None per request."""
+        raise NotImplementedError
+
+    def ground(self, requests: list[GroundRequest]) -> list[list[Box] | None]:
+        """Per request the boxes found (0..1000 grid, best first; [] when absent), or None when the judge failed."""
+        raise NotImplementedError
+
+    def chat(self, text: str, images: list[Image.Image]) -> str:
+        """A free-form reply to a user message (what `judge serve` answers to an unstructured request)."""
+        raise NotImplementedError(f"judge {self.name!r} answers only structured requests (see docs/rewards.md)")
+
+    def close(self) -> None:
+        """Release threads, connections or models."""
+
+
+def is_url(name_or_url: str) -> bool:
+    return name_or_url.startswith(("http://", "https://"))
+
+
+def make_judge(name_or_url: str, **options) -> Judge:
+    """A judge by registry name ("shapeworld", "hf", ...) or an OpenAI-compatible base URL ("http://host:port/v1").
+
+    Options set to None are dropped, so callers can pass every CLI flag whether or not this judge takes it.
+    """
+    import reward_models.judges  # noqa: F401  (registers the built-in judges)
+
+    options = {k: v for k, v in options.items() if v is not None}
+    if is_url(name_or_url):
+        return JUDGES.get("http")(url=name_or_url, **options)
+    return JUDGES.get(name_or_url)(**options)

@@ -1,0 +1,158 @@
+"""A local vision-language judge through transformers: Qwen2.5-VL by default, from a local directory.
+
+    judge = make_judge("hf", model="/models/Qwen2.5-VL-7B-Instruct", device="cuda", batch_size=16)
+
+Rubric questions use GoT-R1's rubrics (prompts.py), grounding asks "Locate the <object>, report the bbox
+coordinates in JSON format." Replies are decoded greedily in batches and read by parse.py; a reply that cannot
+be read is a counted failure (None), never an exception.
+
+Grounding coordinates: Qwen2.5-VL answers in absolute pixels of its *resized* input (the processor's
+smart_resize to multiples of 28), so boxes are read in that space, taken from the processor's `image_grid_thw`
+(resized side = grid x patch size). `coords="norm1000"` reads boxes on a 0..1000 grid (Qwen2-VL and others),
+`coords="pixels"` in the original image's pixels.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from PIL import Image
+
+from janus_rig.chain import Box
+from reward_models.judges.base import JUDGES, GroundRequest, Judge, RubricRequest
+from reward_models.judges.parse import parse_boxes, parse_score
+from reward_models.judges.prompts import grounding_text, rubric_text
+
+COORD_SPACES = ("qwen2.5-vl", "norm1000", "pixels")
+
+
+def _image_only_processor_class():
+    """Qwen2.5-VL's processor without its video half, which needs torchvision (absent on CPU-only installs)."""
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class Qwen2_5_VLImageProcessorOnly(Qwen2_5_VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.image_token = "<|image_pad|>" if not hasattr(tokenizer, "image_token") else tokenizer.image_token
+            self.video_token = "<|video_pad|>" if not hasattr(tokenizer, "video_token") else tokenizer.video_token
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    return Qwen2_5_VLImageProcessorOnly
+
+
+def load_processor(model_dir: str):
+    """AutoProcessor, or Qwen2.5-VL's image-only processor where the full one cannot be built (no torchvision)."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(model_dir)
+    except (ImportError, AttributeError, ValueError, TypeError, OSError, KeyError):
+        processor = None
+    if processor is None or not hasattr(processor, "image_processor"):  # a bare tokenizer is no VLM processor
+        processor = _image_only_processor_class().from_pretrained(model_dir)
+    return processor
+
+
+@JUDGES.register("hf")
+class HFJudge(Judge):
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "cpu",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        max_new_tokens: int = 512,
+        coords: str = "qwen2.5-vl",
+    ):
+        super().__init__()
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        if coords not in COORD_SPACES:
+            raise ValueError(f"unknown coords {coords!r}; valid: {', '.join(COORD_SPACES)}")
+        if batch_size < 1 or max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be >= 1")
+        self.batch_size, self.max_new_tokens, self.coords, self.device = batch_size, max_new_tokens, coords, device
+        self.processor = load_processor(model)
+        self.processor.tokenizer.padding_side = "left"  # batched generation continues every row at the end
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(device).eval()
+        self._lock = threading.Lock()  # one generate at a time when served to many threads
+
+    # --- the interface ---------------------------------------------------------------------------------------
+
+    def score(self, requests: list[RubricRequest]) -> list[float | None]:
+        replies = self._generate([(rubric_text(r), [r.image] if r.image is not None else []) for r in requests])
+        return [self._read(parse_score, reply) for reply, _ in replies]
+
+    def ground(self, requests: list[GroundRequest]) -> list[list[Box] | None]:
+        replies = self._generate([(grounding_text(r.name), [r.image]) for r in requests])
+        out = []
+        for request, (reply, sizes) in zip(requests, replies):
+            width, height = self._space(request.image, sizes[0] if sizes else None)
+            out.append(self._read(parse_boxes, reply, width, height))
+        return out
+
+    def chat(self, text: str, images: list[Image.Image]) -> str:
+        reply, _ = self._generate([(text, images)])[0]
+        return reply or ""
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def _read(self, parser, reply, *args):
+        self.stats.count("requests")
+        if reply is None:
+            return None  # generation failed: already counted
+        parsed = parser(reply, *args)
+        if not parsed.ok:
+            self.stats.fail(parsed.failure, parsed.detail)
+        return parsed.value
+
+    def _space(self, image: Image.Image, resized: tuple[int, int] | None) -> tuple[float, float]:
+        """(width, height) of the space the judge's coordinates live in."""
+        if self.coords == "norm1000":
+            return 1000.0, 1000.0
+        if self.coords == "qwen2.5-vl" and resized is not None:
+            return resized
+        return image.size
+
+    def _generate(self, items: list[tuple[str, list[Image.Image]]]) -> list[tuple[str | None, list]]:
+        """Greedy replies for (text, images) items in batches; per item (reply or None, resized (w, h) per image)."""
+        out = []
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
+            try:
+                with self._lock:
+                    out.extend(self._generate_batch(batch))
+            except Exception as err:  # noqa: BLE001 — a judge failure must cost the batch's scores, not the run
+                for _ in batch:
+                    self.stats.fail("error", f"{type(err).__name__}: {err}")
+                out.extend((None, []) for _ in batch)
+        return out
+
+    def _generate_batch(self, batch: list[tuple[str, list[Image.Image]]]) -> list[tuple[str, list]]:
+        import torch
+
+        texts, images = [], []
+        for text, item_images in batch:
+            content = [{"type": "image"} for _ in item_images] + [{"type": "text", "text": text}]
+            messages = [{"role": "user", "content": content}]
+            texts.append(self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            images.extend(im.convert("RGB") for im in item_images)
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new_tokens = generated[:, inputs["input_ids"].shape[1] :]  # (B, T_new)
+        replies = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        patch = getattr(self.processor.image_processor, "patch_size", 14)
+        grids = inputs.get("image_grid_thw")
+        sizes = [] if grids is None else [(int(w) * patch, int(h) * patch) for _, h, w in grids.tolist()]
+        out, k = [], 0
+        for (_, item_images), reply in zip(batch, replies):
+            out.append((reply, sizes[k : k + len(item_images)]))
+            k += len(item_images)
+        return out

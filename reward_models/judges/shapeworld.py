@@ -1,0 +1,86 @@
+"""The exact ShapeWorld judge: the oracle's rules instead of a VLM's opinion, for every rubric and for grounding.
+
+- semantic (R_sem): `chain_semantic_score` (F1 of the chain's object names against the required objects);
+- spatial (R_spa): `chain_layout_score` on the chain's boxes (it reads the boxes; the drawn picture is for VLMs);
+- prompt_image (R_PI): `image_score` below (1.0 when GenEval's rules pass on the detections, else partial credit);
+- grounding (R_RI): every detected object that the oracle's `ground` rule calls `name`, largest first.
+
+Rubric requests need `metadata` (the record's GenEval metadata); one without it fails as "bad_request".
+"""
+
+from __future__ import annotations
+
+from data_prep.shapeworld.detect import detect
+from data_prep.shapeworld.oracle import chain_layout_score, chain_semantic_score, ground, score_metadata
+from janus_rig.chain import Box, parse_chain
+from reward_models.judges.base import JUDGES, GroundRequest, Judge, RubricRequest
+
+# An image that fails GenEval's rules earns at most this much, scaled by the share of include clauses it
+# satisfies, so every incorrect image stays below every correct one while "one object of two right" still
+# beats "nothing right" (a denser signal for GRPO than 0/1).
+PARTIAL_CREDIT = 0.5
+
+
+def _clause_check(include: list[dict], i: int) -> dict:
+    """Metadata that checks include clause i alone; a position clause brings its target along (as clause 0)."""
+    clause = include[i]
+    if "position" not in clause:
+        return {"include": [clause]}
+    relation, target = clause["position"]
+    anchor = {k: v for k, v in include[target].items() if k != "position"}
+    return {"include": [anchor, {**clause, "position": [relation, 0]}]}
+
+
+def image_score(metadata: dict, detections) -> float:
+    """1.0 if the detections satisfy the metadata, else PARTIAL_CREDIT x the share of include clauses satisfied.
+
+    A position clause counts as satisfied when its object and its target are there and stand in the relation.
+    Exclude clauses only decide correctness (an image with one object too many gets the partial credit of its
+    include clauses).
+    """
+    correct, _ = score_metadata(metadata, detections)
+    if correct:
+        return 1.0
+    include = metadata["include"]
+    held = sum(score_metadata(_clause_check(include, i), detections)[0] for i in range(len(include)))
+    return PARTIAL_CREDIT * held / len(include)
+
+
+@JUDGES.register("shapeworld")
+class ShapeWorldJudge(Judge):
+    name = "shapeworld"
+    structured = True
+
+    def score(self, requests: list[RubricRequest]) -> list[float | None]:
+        return [self._answer(self._score_one, r) for r in requests]
+
+    def ground(self, requests: list[GroundRequest]) -> list[list[Box] | None]:
+        return [self._answer(self._ground_one, r) for r in requests]
+
+    def _answer(self, fn, request):
+        self.stats.count("requests")
+        try:
+            return fn(request)
+        except ValueError as err:  # missing or invalid metadata, an image where none was sent
+            self.stats.fail("bad_request", str(err))
+            return None
+
+    def _score_one(self, request: RubricRequest) -> float:
+        if request.metadata is None:
+            raise ValueError(f"the shapeworld judge needs the record's metadata for a {request.task} question")
+        if request.task == "semantic":
+            return chain_semantic_score(parse_chain(request.chain).objects, request.metadata)
+        if request.task == "spatial":
+            return chain_layout_score(parse_chain(request.chain).objects, request.metadata)
+        if request.image is None:
+            raise ValueError("a prompt_image question needs an image")
+        return image_score(request.metadata, detect(request.image))
+
+    def _ground_one(self, request: GroundRequest) -> list[Box]:
+        if request.image is None:
+            raise ValueError("a grounding question needs an image")
+        width, height = request.image.size
+        # `ground` on one detection says whether the oracle would call it `name`: one rule for what matches.
+        return [
+            Box.from_pixels(*d.box, width, height) for d in detect(request.image) if ground([d], request.name)
+        ]

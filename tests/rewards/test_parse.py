@@ -1,0 +1,172 @@
+"""Judge replies: the forms judges really write are read, and no reply whatsoever raises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from janus_rig.chain import Box
+from reward_models.judges.parse import parse_boxes, parse_score
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ('{"score": 8}', 0.8),
+        ('```json\n{"reasoning": "fine", "score": "8"}\n```', 0.8),
+        ("I would give it 8/10.", 0.8),
+        ("The layout matches.\nScore: 7.5", 0.75),
+        ("**Score**: 9 out of 10", 0.9),
+        ("8", 0.8),
+        ('{"description": "a red circle", "caption": "x", "reasoning": "y", "score": 10}', 1.0),
+        ('Sure! Here it is: {"score": 3} Hope that helps.', 0.3),
+        ('[{"score": 4}]', 0.4),
+        ('{"Score": 6}', 0.6),
+        ('{"score": 6.666666666666667, "reward": 0.6666666666666666}', 0.6666666666666666),  # exact, janus-rig
+        ('{"result": {"score": 2}}', 0.2),
+        ("score of 3 for colour, but overall score: 8", 0.8),  # the last one: the conclusion
+        ("80/100", 0.8),
+    ],
+)
+def test_scores_read(reply, expected):
+    parsed = parse_score(reply)
+    assert parsed.ok and parsed.value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "reply, failure",
+    [
+        ("", "unparseable"),
+        ("The image is lovely.", "unparseable"),
+        ('{"reasoning": "no score given"}', "unparseable"),
+        ('{"score": "high"}', "unparseable"),
+        ('{"score": true}', "unparseable"),
+        ('{"score": NaN}', "unparseable"),
+        ('{"score": 15}', "out_of_range"),
+        ("Score: -3", "out_of_range"),
+        ("12/10", "out_of_range"),
+        (None, "unparseable"),
+        ('{"score": 1e999}', "unparseable"),
+    ],
+)
+def test_score_failures(reply, failure):
+    parsed = parse_score(reply)
+    assert parsed.value is None and parsed.failure == failure
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '```json\n[{"bbox_2d": [10, 20, 110, 220], "label": "red circle"}]\n```',
+        '{"bbox": [10, 20, 110, 220]}',
+        "The circle is at [10, 20, 110, 220].",
+        "(10,20),(110,220)",
+        '{"bbox_2d": [[10, 20], [110, 220]]}',
+        '[[10, 20, 110, 220]]',
+        '{"bbox_2d": [110, 220, 10, 20]}',  # corners in either order
+    ],
+)
+def test_boxes_read_and_mapped_to_the_grid(reply):
+    parsed = parse_boxes(reply, 440, 440)
+    assert parsed.ok and parsed.value == [Box.from_pixels(10, 20, 110, 220, 440, 440)]
+
+
+def test_several_boxes_and_explicit_absence():
+    two = '[{"bbox_2d": [0, 0, 100, 100], "label": "a"}, {"bbox_2d": [200, 200, 300, 300], "label": "a"}]'
+    assert len(parse_boxes(two, 1000, 1000).value) == 2
+    for absent in ("[]", '{"bbox_2d": null}', '```json\n[]\n```'):
+        parsed = parse_boxes(absent, 100, 100)
+        assert parsed.ok and parsed.value == []
+
+
+@pytest.mark.parametrize(
+    "reply, failure",
+    [
+        ("I cannot find it.", "unparseable"),
+        ('{"label": "red circle"}', "unparseable"),
+        ('{"bbox_2d": [1, 2, 3]}', "unparseable"),
+        ('{"bbox_2d": [10, 20, 5000, 220]}', "out_of_range"),
+        ('{"bbox_2d": [-50, 20, 100, 220]}', "out_of_range"),
+    ],
+)
+def test_box_failures(reply, failure):
+    parsed = parse_boxes(reply, 440, 440)
+    assert parsed.value is None and parsed.failure == failure
+
+
+ADVERSARIAL = [
+    "[" * 100_000,
+    "{" * 50_000 + "}" * 50_000,
+    '{"score": ' + "9" * 5000 + "}",
+    '{"score": 1' + "0" * 400 + "}",
+    "Score: " + "9" * 5000,
+    "score: 1e308 / 1e-308",
+    "8/0",
+    "8/-10",
+    '{"score": [8]}',
+    '{"score": {"score": {"score": 8}}}',
+    "```json\n```",
+    "```",
+    "```json\n{\"score\": 8",
+    '{"bbox_2d": [NaN, 1, 2, 3]}',
+    '{"bbox_2d": [1e400, 1, 2, 3]}',
+    '{"bbox_2d": ["a", "b", "c", "d"]}',
+    '{"bbox_2d": [[1, 2], [3]]}',
+    '{"bbox_2d": {"x": 1}}',
+    "[1, 2, 3, 4] " * 5000,
+    "(1,2),(3,4)" * 3000,
+    "\x00\x01\x02 score \ud7ff",
+    "٣/١٠",
+    "score: ٨",
+    '{"score": "8/0"}',
+    '{"score": "inf"}',
+    '"just a string"',
+    "null",
+    "[null, null]",
+    "-0",
+    "score:-0.0",
+    "{}" * 10_000,
+    json.dumps({"a": [{"b": [{"c": [{"score": 5}]}]}]}),
+]
+
+
+@pytest.mark.parametrize("reply", ADVERSARIAL)
+def test_adversarial_replies_never_raise(reply):
+    for parsed in (parse_score(reply), parse_boxes(reply, 100, 100), parse_boxes(reply, 0.5, 1e9)):
+        assert parsed.failure in (None, "unparseable", "out_of_range")
+        if parsed.ok:
+            assert parsed.value is not None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
+        st.sampled_from(["score", "Score", "reward", "bbox_2d", "bbox", "label", "x"]) | st.text(max_size=5), inner, max_size=5
+    ),
+    max_leaves=20,
+)
+replies = st.one_of(
+    st.text(max_size=300),
+    json_values.map(lambda v: json.dumps(v)),
+    st.tuples(st.text(max_size=50), json_values, st.text(max_size=50))
+    .map(lambda t: f"{t[0]}```json\n{json.dumps(t[1])}\n```{t[2]}"),
+    st.tuples(st.text(max_size=30), st.floats(allow_nan=True), st.floats(allow_nan=True))
+    .map(lambda t: f"{t[0]} score: {t[1]}/{t[2]}"),
+    st.lists(st.sampled_from(list("{}[](),:\"0123456789.-e score/bbox_2d ")), max_size=200).map("".join),
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reply=replies)
+def test_a_thousand_malformed_replies_parse_without_an_exception(reply):
+    score = parse_score(reply)
+    assert score.failure in (None, "unparseable", "out_of_range")
+    if score.ok:
+        assert 0.0 <= score.value <= 1.0
+    boxes = parse_boxes(reply, 64, 48)
+    assert boxes.failure in (None, "unparseable", "out_of_range")
+    if boxes.ok:
+        assert all(isinstance(b, Box) for b in boxes.value)
