@@ -1,0 +1,312 @@
+"""The rollout sampler: log-probs equal teacher-forced scoring, tokens equal a plain reference loop, layout, modes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from janus_rig.model.mixed import build_uncond_ids, mixed_logprobs, position_ids_from_mask
+from janus_rig.rollout import Rollout, RolloutConfig, sample
+from janus_rig.rollout import sampling
+
+PROMPTS = ["a red circle left of a blue square", "a triangle"]  # different lengths: left padding is exercised
+CHAIN = "A <|obj_start|>red circle<|obj_end|> <|box_start|>(31,47),(312,328)<|box_end|> left of a blue square."
+
+
+@pytest.fixture
+def ending_policy(tiny_policy):
+    """The tiny policy with an lm_head bias that makes <begin_of_image> likely (~5% a step), so that chains end
+    at different lengths, as a trained model's do. Sampler and teacher-forced scoring both use this head."""
+    base = tiny_policy.base
+    old = base.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.zero_()
+        head.bias[tiny_policy.tokens.boi] = math.log(0.05 * old.out_features)
+    base.lm_head = head
+    return tiny_policy
+
+
+def teacher_forced(policy, ro: Rollout, config: RolloutConfig, guided: bool):
+    kwargs = dict(text_temperature=config.text_temperature, image_temperature=config.image_temperature)
+    if guided:
+        kwargs.update(cfg_weight=config.cfg_weight, uncond_input_ids=ro.uncond_input_ids)
+    with torch.no_grad():
+        return mixed_logprobs(policy.model, ro.input_ids, ro.image_mask, ro.attention_mask, ro.completion_mask,
+                              **kwargs)
+
+
+def boi_column(ro: Rollout) -> int:
+    return int(ro.image_mask[0].float().argmax()) - 1
+
+
+# --- the plain reference ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
+    """The straightforward version: every row decodes every step (finished rows too, their output ignored)
+    through transformers' language model with a DynamicCache; unconditional rows prefilled in full.
+    Draws the same uniforms as the sampler (one per row and step). -> chain ids, chain log-probs (incl. an
+    emitted <boi>), codes (R, N), guided and cond log-probs (R, N)."""
+    base, t = policy.base, policy.tokens
+    lm = base.model.language_model
+    g = torch.Generator().manual_seed(seed)
+    G, C, N = config.group_size, config.max_chain_tokens, policy.num_image_tokens
+    prompt_ids = [policy.encode_prompt(p, chain=config.chain) for p in prompts for _ in range(G)]
+    R = len(prompt_ids)
+
+    def left_pad(seqs):
+        T = max(map(len, seqs))
+        ids = torch.full((len(seqs), T), t.pad)
+        attention = torch.zeros(len(seqs), T, dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, T - len(s) :] = torch.tensor(s)
+            attention[r, T - len(s) :] = 1
+        return ids, attention
+
+    ids, attention = left_pad(prompt_ids)
+    cache = DynamicCache()
+    out = lm(input_ids=ids, attention_mask=attention, position_ids=position_ids_from_mask(attention),
+             past_key_values=cache, use_cache=True)
+    logits = base.lm_head(out.last_hidden_state[:, -1]).float()
+    V = logits.shape[-1]
+    banned = torch.zeros(V, dtype=torch.bool)
+    banned[[t.bos, t.eos, t.pad, t.image, t.eoi]] = True
+    banned[len(policy.tokenizer) :] = True
+    chains, chain_lps, done = [[] for _ in range(R)], [[] for _ in range(R)], [False] * R
+    for step in range(C):
+        u = sampling.uniforms(R, g)
+        scaled = logits / config.text_temperature
+        no = banned.clone()
+        no[t.boi] = step < config.min_chain_tokens
+        allowed = sampling.filter_logits(scaled.masked_fill(no, float("-inf")), config.text_top_k, config.text_top_p)
+        token = sampling.sample(allowed, u)
+        lp = sampling.gather_logprobs(scaled, token)
+        for r in range(R):
+            if not done[r]:
+                chain_lps[r].append(float(lp[r]))
+                if token[r] == t.boi:
+                    done[r] = True
+                else:
+                    chains[r].append(int(token[r]))
+        if all(done):
+            break
+        attention = torch.cat([attention, torch.ones(R, 1, dtype=torch.long)], 1)
+        out = lm(input_ids=token[:, None], attention_mask=attention,
+                 position_ids=position_ids_from_mask(attention)[:, -1:], past_key_values=cache, use_cache=True)
+        logits = base.lm_head(out.last_hidden_state[:, -1]).float()
+
+    # Image phase: prompt + chain + <boi>, and BOS + pads + <boi> of the same length, prefilled from scratch.
+    seqs = [p + c + [t.boi] for p, c in zip(prompt_ids, chains)]
+    cond, attention = left_pad(seqs)
+    uncond = cond.clone()
+    for r, s in enumerate(seqs):
+        uncond[r, cond.shape[1] - len(s) + 1 : -1] = t.pad
+    ids, attention = torch.cat([cond, uncond]), attention.repeat(2, 1)
+    cache = DynamicCache()
+    out = lm(input_ids=ids, attention_mask=attention, position_ids=position_ids_from_mask(attention),
+             past_key_values=cache, use_cache=True)
+    codes, guided_lp, cond_lp = torch.zeros(R, N, dtype=torch.long), torch.zeros(R, N), torch.zeros(R, N)
+    for i in range(N):
+        h = base.model.generation_head(out.last_hidden_state[:, -1]).float()  # (2R, K)
+        c = h[:R] / config.image_temperature
+        guided = (h[R:] + config.cfg_weight * (h[:R] - h[R:])) / config.image_temperature
+        code = sampling.sample(sampling.top_k_filter(guided, config.image_top_k), sampling.uniforms(R, g))
+        codes[:, i] = code
+        guided_lp[:, i] = sampling.gather_logprobs(guided, code)
+        cond_lp[:, i] = sampling.gather_logprobs(c, code)
+        embeds = base.prepare_embeddings_for_image_generation(code.repeat(2))[:, None]  # (2R, 1, D)
+        attention = torch.cat([attention, torch.ones(2 * R, 1, dtype=torch.long)], 1)
+        out = lm(inputs_embeds=embeds, attention_mask=attention,
+                 position_ids=position_ids_from_mask(attention)[:, -1:], past_key_values=cache, use_cache=True)
+    return chains, chain_lps, done, codes, guided_lp, cond_lp
+
+
+# --- tests -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk", [64, 2])  # 2: the chain cache grows several times during the text phase
+def test_fast_path_equals_reference(ending_policy, monkeypatch, chunk):
+    monkeypatch.setattr("janus_rig.rollout.sampler.CHAIN_CHUNK", chunk)
+    config = RolloutConfig(group_size=4, max_chain_tokens=12, min_chain_tokens=2, text_temperature=0.9,
+                           text_top_k=200, text_top_p=0.95, cfg_weight=3.0, image_temperature=1.1, image_top_k=100)
+    ro = sample(ending_policy, PROMPTS, config, seed=5)
+    chains, chain_lps, emitted, codes, guided_lp, cond_lp = reference_sample(ending_policy, PROMPTS, config, seed=5)
+    lengths = [len(c) for c in chains]
+    assert len(set(lengths)) > 2 and any(emitted) and not all(emitted)  # rows really finish at different steps
+    assert torch.equal(ro.image_tokens, codes)
+    assert ro.chains == [ending_policy.decode_text(c) for c in chains]
+    assert ro.truncated.tolist() == [not e for e in emitted]
+    boi = boi_column(ro)
+    for r, n in enumerate(lengths):
+        assert ro.input_ids[r, boi - n : boi].tolist() == chains[r]
+        got = ro.logprobs[r, boi - n : boi + int(emitted[r])]
+        torch.testing.assert_close(got, torch.tensor(chain_lps[r]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(ro.logprobs[ro.image_mask].view_as(guided_lp), guided_lp, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ro.cond_logprobs[ro.image_mask].view_as(cond_lp), cond_lp, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("cfg_weight", [3.0, 1.0])
+def test_logprobs_equal_teacher_forced(ending_policy, cfg_weight):
+    config = RolloutConfig(group_size=3, max_chain_tokens=12, text_temperature=0.7, cfg_weight=cfg_weight,
+                           image_temperature=1.3)
+    ro = sample(ending_policy, PROMPTS, config, seed=1)
+    assert ro.truncated.any() and not ro.truncated.all()
+    done = ro.completion_mask
+    guided = teacher_forced(ending_policy, ro, config, guided=True)
+    torch.testing.assert_close(ro.logprobs[done], guided.logprobs[done], atol=1e-4, rtol=0)
+    cond = teacher_forced(ending_policy, ro, config, guided=False)
+    image = done & ro.image_mask
+    torch.testing.assert_close(ro.cond_logprobs[image], cond.logprobs[image], atol=1e-4, rtol=0)
+    if cfg_weight != 1.0:
+        assert not torch.allclose(ro.logprobs[image], ro.cond_logprobs[image])
+    assert (ro.logprobs[~done] == 0).all() and (ro.cond_logprobs[~image] == 0).all()
+
+
+def test_layout_and_masks(ending_policy):
+    config = RolloutConfig(group_size=3, max_chain_tokens=10)
+    ro = sample(ending_policy, PROMPTS, config, seed=2)
+    t, N = ending_policy.tokens, ending_policy.num_image_tokens
+    R, T = ro.input_ids.shape
+    assert R == 6 and ro.prompt_index.tolist() == [0, 0, 0, 1, 1, 1] and ro.prompts == PROMPTS
+    boi = boi_column(ro)
+    assert (ro.input_ids[:, boi] == t.boi).all() and (ro.input_ids[:, -1] == t.eoi).all() and T == boi + N + 2
+    assert ro.image_mask.sum() == R * N and ro.image_mask[:, boi + 1 : boi + 1 + N].all()
+    assert torch.equal(ro.image_tokens, ro.input_ids[:, boi + 1 : boi + 1 + N])
+    for r in range(R):
+        prompt = ending_policy.encode_prompt(PROMPTS[ro.prompt_index[r]])
+        real = ro.input_ids[r][ro.attention_mask[r].bool()].tolist()
+        assert real[: len(prompt)] == prompt  # left padded, then prompt, chain, <boi>, codes, <eoi>
+        start = T - len(real)
+        assert ro.attention_mask[r, start:].all() and not ro.attention_mask[r, :start].any()
+        chain_cols = ro.completion_mask[r, :boi].nonzero().squeeze(-1).tolist()
+        assert chain_cols == list(range(start + len(prompt), boi))  # every chain token was sampled
+        assert bool(ro.completion_mask[r, boi]) == (not ro.truncated[r])  # an emitted <boi> is a sampled token
+    assert not ro.completion_mask[:, -1].any()
+    assert set(ro.timings) == {"text_s", "image_s", "total_s"}
+
+
+def test_uncond_rows_are_bos_pads_boi(ending_policy):
+    ro = sample(ending_policy, PROMPTS, RolloutConfig(group_size=2, max_chain_tokens=8), seed=0)
+    t = ending_policy.tokens
+    expected = build_uncond_ids(ro.input_ids, ro.image_mask, ro.attention_mask, t.bos, t.boi, t.pad)
+    assert torch.equal(ro.uncond_input_ids, expected)
+    boi = boi_column(ro)
+    for r in range(ro.num_rows):
+        real = ro.uncond_input_ids[r, :boi + 1][ro.attention_mask[r, : boi + 1].bool()].tolist()
+        assert real[0] == t.bos and real[-1] == t.boi and set(real[1:-1]) <= {t.pad}
+
+
+def test_seeded(tiny_policy):
+    config = RolloutConfig(group_size=2, max_chain_tokens=6)
+    a = sample(tiny_policy, PROMPTS, config, seed=3)
+    b = sample(tiny_policy, PROMPTS, config, seed=3)
+    c = sample(tiny_policy, PROMPTS, config, seed=4)
+    assert torch.equal(a.input_ids, b.input_ids) and a.chains == b.chains
+    assert not torch.equal(a.image_tokens, c.image_tokens) and a.chains != c.chains
+    # A generator works as well as a seed, and the global RNG is left alone.
+    state = torch.random.get_rng_state()
+    d = sample(tiny_policy, PROMPTS, config, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.input_ids, d.input_ids) and torch.equal(state, torch.random.get_rng_state())
+
+
+def test_truncated_chains_are_flagged(tiny_policy):
+    config = RolloutConfig(group_size=2, max_chain_tokens=3)
+    ro = sample(tiny_policy, PROMPTS, config, seed=0)  # a random model almost never emits <boi> in 3 tokens
+    assert ro.truncated.all()
+    boi = boi_column(ro)
+    assert (ro.completion_mask[:, boi - 3 : boi]).all() and not ro.completion_mask[:, boi].any()
+    assert (ro.logprobs[:, boi] == 0).all() and (ro.logprobs[:, boi - 3 : boi] < 0).all()
+    assert ro.completion_mask[:, : boi - 3].sum() == 0
+
+
+def test_min_chain_tokens_holds_back_boi(ending_policy):
+    ro = sample(ending_policy, PROMPTS, RolloutConfig(group_size=4, max_chain_tokens=9, min_chain_tokens=5), seed=0)
+    lengths = ro.completion_mask[:, : boi_column(ro)].sum(-1)  # (R,) sampled chain tokens
+    assert lengths.min() >= 5 and (~ro.truncated).any()
+
+
+def test_chain_given_mode(ending_policy):
+    config = RolloutConfig(group_size=2, cfg_weight=2.0)
+    chains = [CHAIN, "a <|obj_start|>triangle<|obj_end|> <|box_start|>(500,10),(700,210)<|box_end|><begin_of_image>"]
+    ro = sample(ending_policy, PROMPTS, config, chains=chains, seed=0)
+    given = [CHAIN, CHAIN, chains[1].removesuffix("<begin_of_image>"), chains[1].removesuffix("<begin_of_image>")]
+    assert ro.chains == given and not ro.truncated.any()
+    boi = boi_column(ro)
+    for r, chain in enumerate(given):
+        ids = ending_policy.encode_text(chain)
+        assert ro.input_ids[r, boi - len(ids) : boi].tolist() == ids
+    assert torch.equal(ro.completion_mask, ro.image_mask)  # only the image was sampled
+    lp = teacher_forced(ending_policy, ro, config, guided=True)
+    torch.testing.assert_close(ro.logprobs[ro.image_mask], lp.logprobs[ro.image_mask], atol=1e-4, rtol=0)
+    # One chain per row works too; the wrong count says what it expects.
+    per_row = sample(ending_policy, PROMPTS, config, chains=given, seed=0)
+    assert torch.equal(per_row.input_ids, ro.input_ids)
+    with pytest.raises(ValueError, match="one chain per prompt"):
+        sample(ending_policy, PROMPTS, config, chains=[CHAIN] * 3)
+
+
+def test_no_chain_mode(tiny_policy):
+    config = RolloutConfig(group_size=2, chain=False)
+    ro = sample(tiny_policy, PROMPTS, config, seed=0)
+    assert ro.chains == [""] * 4
+    for r in range(4):
+        prompt = tiny_policy.encode_prompt(PROMPTS[ro.prompt_index[r]], chain=False)
+        real = ro.input_ids[r][ro.attention_mask[r].bool()].tolist()
+        assert real[: len(prompt) + 1] == prompt + [tiny_policy.tokens.boi]
+    assert torch.equal(ro.completion_mask, ro.image_mask)
+    lp = teacher_forced(tiny_policy, ro, config, guided=True)
+    torch.testing.assert_close(ro.logprobs[ro.image_mask], lp.logprobs[ro.image_mask], atol=1e-4, rtol=0)
+
+
+def test_lora_policy(tiny_policy):
+    """A peft-wrapped policy: the sampler runs the LoRA layers injected into the base model's modules."""
+    from janus_rig.model.policy import LoraSettings, apply_lora
+
+    tiny_policy.model = apply_lora(tiny_policy.base, LoraSettings(r=4, alpha=8))
+    with torch.no_grad():
+        for name, p in tiny_policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # make the adapters matter (peft starts them at zero)
+    config = RolloutConfig(group_size=2, max_chain_tokens=5, cfg_weight=2.0)
+    ro = sample(tiny_policy, PROMPTS, config, seed=0)
+    lp = teacher_forced(tiny_policy, ro, config, guided=True)
+    torch.testing.assert_close(ro.logprobs[ro.completion_mask], lp.logprobs[ro.completion_mask], atol=1e-4, rtol=0)
+    with tiny_policy.model.disable_adapter():
+        plain = teacher_forced(tiny_policy, ro, config, guided=True)
+    assert not torch.allclose(plain.logprobs[ro.completion_mask], lp.logprobs[ro.completion_mask], atol=1e-3)
+
+
+def test_model_state_is_restored(tiny_policy):
+    base = tiny_policy.base
+    base.train()
+    attn = base.model.language_model.config._attn_implementation
+    sample(tiny_policy, PROMPTS[:1], RolloutConfig(group_size=1, max_chain_tokens=2), seed=0)
+    assert base.training and base.model.language_model.config._attn_implementation == attn
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(group_size=0), "group_size"),
+        (dict(max_chain_tokens=4, min_chain_tokens=5), "min_chain_tokens"),
+        (dict(chain=False, min_chain_tokens=1, max_chain_tokens=2), "chain=False"),
+        (dict(text_temperature=0.0), "text_temperature"),
+        (dict(text_top_p=0.0), "text_top_p"),
+        (dict(image_top_k=0), "image_top_k"),
+        (dict(cfg_weight=-1.0), "cfg_weight"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RolloutConfig(**kwargs)
+
+
+def test_bench_command(capsys):
+    from janus_rig.cli import main
+
+    assert main(["bench", "rollout", "--repeats", "1", "--group-size", "1", "--chain-tokens", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["rows"] == 8 and result["chain_tokens"] == 2 and result["ratio"] > 0
