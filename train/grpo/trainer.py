@@ -1,0 +1,475 @@
+"""`janus-rig grpo`: GoT-R1 stage 2 on transformers' Trainer. The math lives in `train.grpo.algos`; this file only
+orchestrates, in the order a step runs:
+
+    prompts    the dataloader yields the same prompt records on every process (`RepeatBatchSampler`)
+    rollout    each process samples num_generations / world_size (chain, image) pairs per prompt with its own seed
+    rewards    decode the image tokens, score (prompt, chain, image, metadata) with the judge's terms
+    episodes   gather every process's rewards, regroup them per prompt (`to_groups`), normalise each group
+               (`group_advantages`), keep this process's slice (`to_rank`); build loss masks and old log-probs
+    pg loss    teacher-forced log-probs of the optimised spans (`mixed_logprobs`) -> `policy_loss` -> backward
+
+One rollout serves `gradient_accumulation_steps` micro-steps (its rows split into that many chunks) and
+`num_iterations` optimizer steps. Old log-probs are the rollout's own (the distribution sampled from; cond-only or
+CFG-guided for images per `image_logprob`), so no extra forward is spent on them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer
+
+from janus_rig.model.mixed import mixed_logprobs
+from janus_rig.model.policy import JanusPolicy, manifest
+from janus_rig.rollout.sampler import sample
+from reward_models import compute_rewards
+from train.grpo.algos import group_advantages, policy_loss
+from train.grpo.config import GRPOConfig
+from train.sft.trainer import JsonlLog, TimeBudget
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+CURVE_FILE = "reward_curve.png"
+GALLERY_DIR = "gallery"
+SUMMARY_FILE = "grpo_summary.json"
+
+
+# --- multi-process grouping: pure functions -------------------------------------------------------------------------
+# Every process samples Gl = G / W completions of each of the same P prompts, rows prompt-major: (P, Gl).
+# accelerator.gather concatenates the processes: (W, P, Gl). A group is one prompt's G = W * Gl samples.
+def to_groups(gathered: torch.Tensor, world_size: int, num_prompts: int) -> torch.Tensor:
+    """(W * P * Gl, ...) rank-major -> (P * G, ...) prompt-major: each prompt's samples from every rank together."""
+    rest = gathered.shape[1:]
+    x = gathered.reshape(world_size, num_prompts, -1, *rest)  # (W, P, Gl, ...)
+    return x.transpose(0, 1).reshape(-1, *rest)  # (P * W * Gl, ...)
+
+
+def to_rank(grouped: torch.Tensor, world_size: int, num_prompts: int, rank: int) -> torch.Tensor:
+    """(P * G, ...) prompt-major -> (P * Gl, ...) the rows `rank` sampled, in its own order. Inverse of to_groups."""
+    rest = grouped.shape[1:]
+    x = grouped.reshape(num_prompts, world_size, -1, *rest)  # (P, W, Gl, ...)
+    return x[:, rank].reshape(-1, *rest)  # (P * Gl, ...)
+
+
+def rollout_seed(seed: int, rollout_index: int, rank: int) -> int:
+    """Distinct per (rollout, rank) so no two processes draw the same samples; reproducible from `seed`."""
+    return seed * 1_000_003 + rollout_index * 1_009 + rank
+
+
+# --- prompts --------------------------------------------------------------------------------------------------------
+def load_prompts(world: str | Path, tags: list[str], max_records: int = 0) -> list[dict]:
+    """The world's train.jsonl records (prompt, metadata, tag, ...) of the given tags (all when empty)."""
+    path = Path(world) / "train.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: --world must be a `janus-rig world` directory")
+    records = [json.loads(line) for line in open(path) if line.strip()]
+    present = sorted({r.get("tag") for r in records if r.get("tag")})
+    unknown = sorted(set(tags) - set(present))
+    if unknown:
+        raise ValueError(f"no records of tags {unknown} in {path}; tags present: {', '.join(present)}")
+    if tags:
+        records = [r for r in records if r.get("tag") in tags]
+    if max_records:
+        records = records[:max_records]
+    return records
+
+
+class RepeatBatchSampler:
+    """Batches of `batch_size` record indices, shuffled by a seed every process shares (so every process gets the
+    same prompts), each batch yielded `repeat` times in a row: one per micro-step that reuses the rollout."""
+
+    def __init__(self, n: int, batch_size: int, repeat: int, seed: int):
+        if n < batch_size:
+            raise ValueError(f"{n} prompt records but per_device_train_batch_size={batch_size} prompts per step: "
+                             "lower it or use a larger world / more tags")
+        self.n, self.batch_size, self.repeat, self.seed = n, batch_size, repeat, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (self.n // self.batch_size) * self.repeat
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(self.n, generator=g).tolist()
+        for b in range(self.n // self.batch_size):
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            for _ in range(self.repeat):
+                yield batch
+
+
+# --- the optimised spans ----------------------------------------------------------------------------------------------
+def span_mask(completion_mask: torch.Tensor, image_mask: torch.Tensor, optimize: str) -> torch.Tensor:
+    """(R, T) sampled tokens that carry the loss: the chain (+ emitted <begin_of_image>), the image codes, or both."""
+    if optimize == "chain":
+        return completion_mask & ~image_mask
+    if optimize == "image":
+        return completion_mask & image_mask
+    return completion_mask.clone()
+
+
+def old_logprobs(logprobs: torch.Tensor, cond_logprobs: torch.Tensor, image_mask: torch.Tensor, image_logprob: str):
+    """(R, T) behaviour log-probs: text from the sampled distribution; images cond-only or guided (as the loss)."""
+    if image_logprob == "cond":
+        return torch.where(image_mask, cond_logprobs, logprobs)
+    return logprobs
+
+
+class LogprobModel(torch.nn.Module):
+    """The policy as the Trainer (and DDP) sees it: forward = teacher-forced log-probs of a mixed batch.
+
+    Going through this module's forward lets DDP prepare its gradient reduction; `mixed_logprobs` alone would call
+    the language model's submodules directly."""
+
+    def __init__(self, model, text_temperature: float, image_temperature: float, cfg_weight: float | None):
+        super().__init__()
+        self.policy_model = model
+        self.text_temperature, self.image_temperature, self.cfg_weight = text_temperature, image_temperature, cfg_weight
+
+    def forward(self, input_ids, image_mask, attention_mask, score_mask, uncond_input_ids=None):
+        cfg = self.cfg_weight if uncond_input_ids is not None else None
+        return mixed_logprobs(self.policy_model, input_ids, image_mask, attention_mask, score_mask,
+                              text_temperature=self.text_temperature, image_temperature=self.image_temperature,
+                              cfg_weight=cfg, uncond_input_ids=uncond_input_ids).logprobs  # (B, T)
+
+
+# --- the trainer ------------------------------------------------------------------------------------------------------
+class GRPOTrainer(Trainer):
+    def __init__(self, policy: JanusPolicy, args: GRPOConfig, train_dataset: list[dict], judge, callbacks=None):
+        cfg = args.cfg_weight if args.image_logprob == "cfg" else None
+        model = LogprobModel(policy.model, args.temperature, args.image_temperature, cfg)
+        super().__init__(model=model, args=args, train_dataset=train_dataset, data_collator=lambda rows: rows,
+                         callbacks=callbacks)
+        self.policy, self.judge = policy, judge
+        self.reward_config = args.reward_config()
+        self.ref_model = None
+        if args.beta > 0 and not args.use_lora:  # LoRA: the reference is the same model with adapters disabled
+            frozen = copy.deepcopy(policy.base).eval().requires_grad_(False)
+            self.ref_model = LogprobModel(frozen, args.temperature, args.image_temperature, cfg).to(args.device)
+        self._metrics = defaultdict(list)
+        self._micro = 0  # micro-steps taken; a rollout every gradient_accumulation_steps * num_iterations
+        self._rollouts = 0
+        self._chunks: list[dict] = []
+        self._gallery: dict | None = None
+        self._bench: list[dict] | None = None
+
+    @property
+    def has_reference(self) -> bool:
+        return self.args.beta > 0
+
+    # -- prompts: the same batches on every process (not sharded by accelerate)
+    def get_train_dataloader(self) -> DataLoader:
+        repeat = self.args.gradient_accumulation_steps * self.args.num_iterations
+        sampler = RepeatBatchSampler(len(self.train_dataset), self.args.per_device_train_batch_size, repeat,
+                                     self.args.seed)
+        return DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=lambda rows: rows, num_workers=0)
+
+    # -- rollout, rewards, episodes
+    def _prepare_inputs(self, records: list[dict]) -> dict:
+        per_rollout = self.args.gradient_accumulation_steps * self.args.num_iterations
+        if self._micro % per_rollout == 0:
+            self._maybe_evaluate()
+            self._chunks = self._generate_and_score(records)
+        chunk = self._chunks[self._micro % self.args.gradient_accumulation_steps]
+        chunk["iteration"] = (self._micro % per_rollout) // self.args.gradient_accumulation_steps
+        self._micro += 1
+        return chunk
+
+    @torch.no_grad()
+    def _generate_and_score(self, records: list[dict]) -> list[dict]:
+        args, acc, policy = self.args, self.accelerator, self.policy
+        W, rank, P, G = acc.num_processes, acc.process_index, len(records), args.num_generations
+        t0 = time.perf_counter()
+        rollout = sample(policy, [r["prompt"] for r in records], args.rollout_config(G // W),
+                         seed=rollout_seed(args.seed, self._rollouts, rank))
+        self._rollouts += 1
+        t1 = time.perf_counter()
+        images = policy.decode_images(rollout.image_tokens)  # (R, S, S, 3) uint8
+        t2 = time.perf_counter()
+        rows = rollout.prompt_index.tolist()
+        metadata = [records[i].get("metadata") for i in rows]
+        result = compute_rewards([records[i]["prompt"] for i in rows], rollout.chains, list(images.numpy()),
+                                 metadata, self.judge, self.reward_config)
+        t3 = time.perf_counter()
+
+        # Episodes: every group normalised together, whichever process sampled its members.
+        device = acc.device
+        local = torch.tensor([[math.nan if t is None else t, float(t is not None), _correct(terms, meta, image)]
+                              for t, terms, meta, image in zip(result.totals, result.terms, metadata, images)],
+                             device=device)  # (R, 3): reward, valid, correct
+        grouped = to_groups(acc.gather(local), W, P)  # (P * G, 3)
+        valid = grouped[:, 1].bool()  # (P * G,)
+        rewards = torch.nan_to_num(grouped[:, 0])  # (P * G,)
+        adv, adv_metrics = group_advantages(rewards, G, args.scale_rewards, valid)
+        advantages = to_rank(adv, W, P, rank).cpu()  # (R,)
+
+        mask = span_mask(rollout.completion_mask, rollout.image_mask, args.optimize)  # (R, T)
+        mask &= to_rank(valid, W, P, rank).cpu()[:, None]  # a None reward: the sample is out of the loss
+        if args.mask_truncated_completions:
+            mask &= ~rollout.truncated[:, None]
+        old = old_logprobs(rollout.logprobs, rollout.cond_logprobs, rollout.image_mask, args.image_logprob)
+        tokens = acc.gather(mask.sum().to(device)[None]).sum().item()  # global optimised-token count
+        num_items = max(tokens, 1.0) / (W * args.gradient_accumulation_steps)  # see compute_loss
+
+        batch = {"input_ids": rollout.input_ids, "image_mask": rollout.image_mask,
+                 "attention_mask": rollout.attention_mask, "loss_mask": mask, "old_logps": old,
+                 "advantages": advantages}
+        if args.image_logprob == "cfg":
+            batch["uncond_input_ids"] = rollout.uncond_input_ids
+        chunks = [_trim({k: v[s].to(device) for k, v in batch.items()})
+                  for s in _slices(rollout.num_rows, args.gradient_accumulation_steps)]
+        for chunk in chunks:
+            chunk["num_items_in_batch"] = num_items
+            if self.has_reference:
+                chunk["ref_logps"] = self._reference_logprobs(chunk)
+        t4 = time.perf_counter()
+
+        m = self._metrics
+        m["reward"].append(float(rewards[valid].mean()) if valid.any() else math.nan)
+        m["reward_std"].append(float(rewards[valid].std()) if valid.sum() > 1 else 0.0)
+        m["accuracy"].append(float(grouped[:, 2][valid].mean()) if valid.any() else math.nan)
+        m["rewards_none"].append(float((~valid).sum()))
+        for key, value in adv_metrics.items():
+            m[f"adv/{key}"].append(value)
+        for key, value in result.metrics.items():  # this process's samples: mean/<term>, none/<term>, judge/...
+            if key.startswith(("mean/", "none/")) and not (isinstance(value, float) and math.isnan(value)):
+                m[f"reward/{key}"].append(value)
+        chain_lengths = (rollout.completion_mask & ~rollout.image_mask).sum(-1).float()  # (R,)
+        m["chain_length"].append(float(chain_lengths.mean()))
+        m["truncated"].append(float(rollout.truncated.float().mean()))
+        m["optimised_tokens"].append(float(tokens))
+        for key, value in (("rollout", t1 - t0), ("decode", t2 - t1), ("reward", t3 - t2), ("episodes", t4 - t3)):
+            m[f"time/{key}_s"].append(value)
+        self._maybe_gallery(rollout, images, result.totals)
+        return chunks
+
+    def _reference_logprobs(self, chunk: dict) -> torch.Tensor:
+        inputs = {k: chunk[k] for k in ("input_ids", "image_mask", "attention_mask")}
+        inputs["score_mask"] = chunk["loss_mask"]
+        inputs["uncond_input_ids"] = chunk.get("uncond_input_ids")
+        if self.ref_model is not None:
+            return self.ref_model(**inputs)
+        with self.policy.model.disable_adapter():  # LoRA: the base weights are the reference
+            return self.model(**inputs)
+
+    # -- pg loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mask = inputs["loss_mask"]  # (B, T)
+        logps = model(inputs["input_ids"], inputs["image_mask"], inputs["attention_mask"], mask,
+                      inputs.get("uncond_input_ids"))  # (B, T)
+        old = inputs["old_logps"]  # (B, T)
+        if not mask.any():  # every sample masked out: a zero loss that still reaches every trainable parameter
+            loss = sum(p.reshape(-1)[0] for p in model.parameters() if p.requires_grad) * 0.0
+            return (loss, None) if return_outputs else loss
+        # Trainer divides the loss by gradient_accumulation_steps and DDP averages processes: with this
+        # normaliser DAPO's loss is the sum over the whole step's tokens / their global count.
+        loss, metrics = policy_loss(
+            logps, old, inputs["advantages"], mask, loss_type=self.args.loss_type, epsilon_low=self.args.epsilon,
+            epsilon_high=self.args.epsilon_high, importance_sampling_level=self.args.importance_sampling_level,
+            beta=self.args.beta, ref_logps=inputs.get("ref_logps"),
+            max_completion_length=self._max_tokens(), num_items_in_batch=inputs["num_items_in_batch"])
+        for key, value in metrics.items():
+            self._metrics[key].append(value)
+        if inputs["iteration"] == 0:  # on-policy: current == old up to numerics (the ratio is 1)
+            gap = ((logps.detach() - old).abs() * mask).max()
+            self._metrics["old_logp_gap_max"].append(float(gap))
+        return (loss, None) if return_outputs else loss
+
+    def _max_tokens(self) -> int:
+        """dr_grpo's constant: the most tokens one sample can optimise."""
+        chain = self.args.max_completion_length + 1 if self.args.optimize != "image" else 0
+        image = self.policy.num_image_tokens if self.args.optimize != "chain" else 0
+        return chain + image
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        started = time.perf_counter()
+        rolls_out = self._micro % self._per_rollout() == 0  # _prepare_inputs (inside) runs the rollout first
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        spent = time.perf_counter() - started
+        if rolls_out:  # count only the update
+            spent -= sum(self._metrics[f"time/{k}_s"][-1] for k in ("rollout", "decode", "reward", "episodes"))
+        self._metrics["time/update_s"].append(spent)
+        return loss
+
+    def _per_rollout(self) -> int:
+        return self.args.gradient_accumulation_steps * self.args.num_iterations
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        for key, values in self._metrics.items():
+            values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+            if values:
+                # means over the logging window (times: per rollout / per micro-step); the None count is a total
+                reduce = {"rewards_none": sum, "old_logp_gap_max": max}.get(key, _mean)
+                logs[key] = reduce(values)
+        self._metrics.clear()
+        super().log(logs, *args, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Checkpoints hold the policy in transformers' format (LoRA merged), like the final save."""
+        if self.args.should_save:
+            self.policy.save(output_dir or self.args.output_dir)
+
+    # -- gallery and bench evaluation (main process)
+    def _maybe_gallery(self, rollout, images, totals) -> None:
+        every = self.args.gallery_every
+        if not every or self.state.global_step % every or not self.accelerator.is_main_process:
+            return
+        G = rollout.num_rows // len(rollout.prompts)
+        rows = list(range(0, rollout.num_rows, G))[: self.args.gallery_size]
+        path = Path(self.args.output_dir) / GALLERY_DIR / f"step_{self.state.global_step:06d}.png"
+        gallery_strip([images[r] for r in rows], [rollout.chains[r] for r in rows],
+                      [rollout.prompts[rollout.prompt_index[r]] for r in rows], [totals[r] for r in rows], path)
+
+    def _maybe_evaluate(self) -> None:
+        every = self.args.eval_every
+        if not every or self.state.global_step % every or not self.accelerator.is_main_process:
+            return
+        if self._bench is None:
+            self._bench = load_bench(self.args.world, self.args.eval_prompts, self.args.tags)
+        started = time.perf_counter()
+        scores = bench_accuracy(self.policy, self._bench, self.args.rollout_config(1), seed=self.args.seed)
+        self._metrics["eval/accuracy"].append(scores["accuracy"])
+        for tag, value in scores["per_tag"].items():
+            self._metrics[f"eval/accuracy/{tag}"].append(value)
+        self._metrics["time/eval_s"].append(time.perf_counter() - started)
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def _slices(n: int, parts: int) -> list[slice]:
+    size = n // parts
+    return [slice(i * size, (i + 1) * size) for i in range(parts)]
+
+
+def _trim(chunk: dict) -> dict:
+    """Drop the left-pad columns no row of the chunk attends (rows are left-padded to the longest of the rollout)."""
+    first = int(chunk["attention_mask"].any(0).float().argmax())
+    return {k: v[:, first:] if v.dim() == 2 else v for k, v in chunk.items()}
+
+
+def _correct(terms: dict, metadata: dict | None, image) -> float:
+    """Accuracy of one sample: R_PI == 1 when that term ran, else the ShapeWorld oracle's verdict (NaN: unknown)."""
+    if terms.get("R_PI") is not None:
+        return float(terms["R_PI"] == 1.0)
+    if metadata is None:
+        return math.nan
+    from data_prep.shapeworld.oracle import score_metadata
+
+    return float(score_metadata(metadata, np.asarray(image))[0])
+
+
+# --- bench accuracy during training ------------------------------------------------------------------------------------
+def load_bench(world: str | Path, limit: int, tags: list[str] | None = None) -> list[dict]:
+    """The world's GenEval-style bench lines, of the trained tags when given (all when empty), the first `limit`."""
+    path = Path(world) / "bench" / "metadata.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"eval_every needs {path} (written by `janus-rig world`)")
+    lines = [json.loads(line) for line in open(path) if line.strip()]
+    lines = [m for m in lines if not tags or m["tag"] in tags]
+    return lines[:limit] if limit else lines
+
+
+@torch.no_grad()
+def bench_accuracy(policy: JanusPolicy, bench: list[dict], rollout_config, seed: int, batch: int = 16) -> dict:
+    """One sample per bench prompt, judged by the ShapeWorld oracle: overall and per-tag accuracy."""
+    from data_prep.shapeworld.oracle import score_metadata
+
+    per_tag = defaultdict(list)
+    for start in range(0, len(bench), batch):
+        lines = bench[start : start + batch]
+        rollout = sample(policy, [m["prompt"] for m in lines], rollout_config, seed=seed + start)
+        images = policy.decode_images(rollout.image_tokens).numpy()  # (B, S, S, 3)
+        for meta, image in zip(lines, images):
+            per_tag[meta["tag"]].append(float(score_metadata(meta, image)[0]))
+    tags = {tag: _mean(v) for tag, v in per_tag.items()}
+    return {"accuracy": _mean(list(tags.values())) if tags else math.nan, "per_tag": tags}
+
+
+# --- pictures --------------------------------------------------------------------------------------------------------
+def gallery_strip(images, chains: list[str], prompts: list[str], rewards: list, path: Path, tile: int = 128) -> Path:
+    """A PNG strip: each sampled image (upscaled) with its chain's boxes drawn on it, its reward and prompt below."""
+    from PIL import Image, ImageDraw
+
+    from janus_rig.chain import draw_boxes, parse_chain
+
+    caption = 36
+    strip = Image.new("RGB", (tile * len(images), tile + caption), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for i, (image, chain, prompt, reward) in enumerate(zip(images, chains, prompts, rewards)):
+        picture = Image.fromarray(np.asarray(image))
+        strip.paste(draw_boxes(picture, parse_chain(chain).objects, size=(tile, tile)), (i * tile, 0))
+        score = "r=None" if reward is None else f"r={reward:.2f}"
+        draw.text((i * tile + 2, tile + 2), score, fill=(0, 0, 0))
+        draw.text((i * tile + 2, tile + 14), prompt[: tile // 6], fill=(80, 80, 80))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    strip.save(path)
+    return path
+
+
+def plot_rewards(log_history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, style in (("reward", "-"), ("accuracy", "-"), ("eval/accuracy", "o--")):
+        points = [(h["step"], h[key]) for h in log_history if key in h]
+        if points:
+            ax.plot(*zip(*points), style, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean over the step's samples")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- orchestration -----------------------------------------------------------------------------------------------
+def build_trainer(config: GRPOConfig) -> GRPOTrainer:
+    policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
+                              lora=config.lora())
+    records = load_prompts(config.world, config.tags, config.max_train_records)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
+    return GRPOTrainer(policy, config, records, config.reward_config().make_judge(), callbacks=callbacks)
+
+
+def run_grpo(config: GRPOConfig) -> dict:
+    """Train, save the final policy in config.output_dir, and return a summary (also in grpo_summary.json)."""
+    trainer = build_trainer(config)
+    budget = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget))
+    started = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - started
+    out = Path(config.output_dir)
+    steps = trainer.state.global_step
+    summary = {"steps": steps, "stopped_by_time_budget": budget.stopped_at_step is not None,
+               "train_seconds": round(train_seconds, 2), "seconds_per_step": round(train_seconds / max(steps, 1), 3)}
+    if config.eval_every and trainer.accelerator.is_main_process:
+        trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)
+        summary["final_bench"] = bench_accuracy(trainer.policy, trainer._bench, config.rollout_config(1), config.seed)
+    if trainer.accelerator.is_main_process:
+        trainer.policy.save(out, manifest(stage="grpo", world=str(config.world), steps=steps,
+                                          base=str(config.model_name_or_path)))
+        history = trainer.state.log_history
+        plot_rewards(history, out / CURVE_FILE)
+        rewards = [h["reward"] for h in history if "reward" in h]
+        summary.update(first_reward=rewards[0] if rewards else None, last_reward=rewards[-1] if rewards else None)
+        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    trainer.judge.close()
+    return summary
