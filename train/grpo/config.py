@@ -23,6 +23,7 @@ from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
 from reward_models.config import RewardConfig
 from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
 from train.grpo.algos import LOSS_TYPES, SCALE_REWARDS
+from train.common import parse_recipe
 
 DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
 LORA_DEFAULTS = LoraSettings()
@@ -281,8 +282,4 @@ def check_world_size(num_generations: int, world_size: int) -> None:
 
 
 def parse_config(argv: list[str] | None = None) -> GRPOConfig:
-    """`--config recipe.yaml` then flags, trl's way (YAML values become defaults; flags override them)."""
-    from trl import TrlParser
-
-    (config,) = TrlParser(GRPOConfig).parse_args_and_config(argv)
-    return config
+    return parse_recipe(GRPOConfig, argv)

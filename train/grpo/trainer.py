@@ -34,7 +34,7 @@ from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
 from train.grpo.algos import group_advantages, policy_loss
 from train.grpo.config import GRPOConfig
-from train.sft.trainer import JsonlLog, TimeBudget
+from train.common import JsonlLog, TimeBudget
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from transformers import TrainingArguments
 
 from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
+from train.common import parse_recipe
 
 DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
 LORA_DEFAULTS = LoraSettings()
@@ -129,8 +130,4 @@ class SFTConfig(TrainingArguments):
 
 
 def parse_config(argv: list[str] | None = None) -> SFTConfig:
-    """`--config recipe.yaml` then flags, trl's way (YAML values become defaults; flags override them)."""
-    from trl import TrlParser
-
-    (config,) = TrlParser(SFTConfig).parse_args_and_config(argv)
-    return config
+    return parse_recipe(SFTConfig, argv)

@@ -15,11 +15,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 from data_prep.vq_cache import encode_images
 from janus_rig.model.mixed import sft_loss
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
+from train.common import JsonlLog, TimeBudget
 from train.sft.config import SFTConfig
 from train.sft.data import BAD_ROWS_FILE, RowReport, SFTCollator, WorldInfo, build_datasets, fill_codes
 
@@ -28,36 +29,6 @@ log = logging.getLogger(__name__)
 LOG_FILE = "train_log.jsonl"
 CURVE_FILE = "loss_curve.png"
 SUMMARY_FILE = "sft_summary.json"
-
-
-class TimeBudget(TrainerCallback):
-    """Stops training once `seconds` of training have passed (step times vary too much for a fixed max_steps)."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.started = None
-        self.stopped_at_step = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds and time.perf_counter() - self.started >= self.seconds:
-            control.should_training_stop = True
-            self.stopped_at_step = state.global_step
-        return control
-
-
-class JsonlLog(TrainerCallback):
-    """Every Trainer log line, with its step, appended to OUTPUT_DIR/train_log.jsonl."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            with open(self.path, "a") as f:
-                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
 class SFTTrainer(Trainer):
