@@ -1,15 +1,80 @@
-"""What every trainer shares: parsing a YAML recipe + flags into a config, and the Trainer callbacks."""
+"""What every trainer shares: the policy fields of a config (PolicyArgs), parsing a YAML recipe + flags into a
+config, the Trainer callbacks, and the training-curve plot."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
 from transformers import TrainerCallback
 
+from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
+
 C = TypeVar("C")
+DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
+LORA_DEFAULTS = LoraSettings()
+
+
+def _help(text: str, **kwargs):
+    """A dataclass field with help text (shown by `--help`)."""
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class PolicyArgs:
+    """What trains and how it loads: dtype, trainable parts, LoRA. A mixin of the trainers' configs, listed before
+    TrainingArguments in the bases; the config's __post_init__ calls validate_policy_args()."""
+
+    model_dtype: str = _help(f"dtype the weights are loaded in ({', '.join(DTYPES)}); use bf16: true for mixed "
+                             "precision", default="float32")
+    trainable_parts: list[str] = _help(f"model parts that receive gradients; valid: "
+                                       f"{', '.join(f.name for f in fields(TrainableParts))}",
+                                       default_factory=lambda: list(DEFAULT_PARTS))
+    use_lora: bool = _help("LoRA adapters on the language model instead of full fine-tuning (GoT-R1: r 32, "
+                           "alpha 32)", default=False)
+    lora_r: int = _help("LoRA rank", default=LORA_DEFAULTS.r)
+    lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", default=LORA_DEFAULTS.alpha)
+    lora_dropout: float = _help("LoRA dropout (GRPO: keep 0, dropout makes the first-iteration ratio differ "
+                                "from 1)", default=LORA_DEFAULTS.dropout)
+    lora_target_modules: list[str] = _help("linear layers of the language model that get adapters",
+                                           default_factory=lambda: list(LORA_DEFAULTS.target_modules))
+    lora_modules_to_save: list[str] = _help("with use_lora: modules trained in full next to the adapters, e.g. "
+                                            "generation_head", default_factory=list)
+
+    def validate_policy_args(self) -> None:
+        if self.model_dtype not in DTYPES:
+            raise ValueError(f"model_dtype {self.model_dtype!r}; valid: {', '.join(DTYPES)}")
+        valid = {f.name for f in fields(TrainableParts)}
+        unknown = sorted(set(self.trainable_parts) - valid)
+        if unknown:
+            raise ValueError(f"unknown trainable_parts {unknown}; valid: {', '.join(sorted(valid))}")
+        unknown = sorted(set(self.lora_modules_to_save) - valid)
+        if unknown:
+            raise ValueError(f"unknown lora_modules_to_save {unknown}; valid: {', '.join(sorted(valid))}")
+        if self.lora_modules_to_save and not self.use_lora:
+            raise ValueError("lora_modules_to_save only applies with use_lora: true (without LoRA, list the parts "
+                             "in trainable_parts instead)")
+        if self.use_lora and set(self.trainable_parts) - {"language_model"}:
+            raise ValueError(
+                "use_lora trains adapters on the language model (plus lora_modules_to_save), but trainable_parts "
+                f"also names {sorted(set(self.trainable_parts) - {'language_model'})}: set --trainable_parts "
+                "language_model and move the heads to --lora_modules_to_save, or --use_lora false")
+        if not self.use_lora and not self.trainable_parts:
+            raise ValueError("nothing would train: name at least one of trainable_parts or set --use_lora true")
+
+    # --- views for the library ---
+    def trainable(self) -> TrainableParts:
+        return TrainableParts(**{f.name: f.name in self.trainable_parts for f in fields(TrainableParts)})
+
+    def lora(self) -> LoraSettings | None:
+        if not self.use_lora:
+            return None
+        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                            target_modules=tuple(self.lora_target_modules),
+                            modules_to_save=tuple(self.lora_modules_to_save))
 
 
 def parse_recipe(config_cls: type[C], argv: list[str] | None = None) -> C:
@@ -48,3 +113,24 @@ class JsonlLog(TrainerCallback):
         if state.is_world_process_zero and logs:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def plot_curves(log_history: list[dict], series: list[tuple[str, str]], ylabel: str, path: Path) -> None:
+    """One PNG of the logged values of each (key, matplotlib line style) in `series` against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, style in series:
+        points = [(h["step"], h[key]) for h in log_history if key in h]
+        if points:
+            ax.plot(*zip(*points), style, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -15,25 +15,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from transformers import TrainingArguments
 
-from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
 from reward_models.config import RewardConfig
 from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
 from train.grpo.algos import LOSS_TYPES, SCALE_REWARDS
-from train.common import parse_recipe
+from train.common import PolicyArgs, _help, parse_recipe
 
-DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
-LORA_DEFAULTS = LoraSettings()
 IMAGE_LOGPROBS = ("cond", "cfg")
 OPTIMIZE = ("chain", "image", "both")
 IS_LEVELS = ("token", "sequence")
-
-
-def _help(text: str, **kwargs):
-    return field(metadata={"help": text}, **kwargs)
 
 
 def _json_dict(name: str, value) -> dict:
@@ -51,7 +44,8 @@ def _json_dict(name: str, value) -> dict:
 
 
 @dataclass
-class GRPOConfig(TrainingArguments):
+class GRPOConfig(PolicyArgs, TrainingArguments):
+    # model_dtype, trainable_parts and the lora_* fields: PolicyArgs (train/common.py)
     # --- prompts ---
     world: str | None = _help("a `janus-rig world` directory: prompts come from its train.jsonl records (their "
                               "metadata goes to the rewards)", default=None)
@@ -61,21 +55,6 @@ class GRPOConfig(TrainingArguments):
     # --- model ---
     model_name_or_path: str | None = _help("the policy to train: an SFT run's directory or a transformers-format "
                                            "Janus-Pro checkpoint", default=None)
-    model_dtype: str = _help(f"dtype the weights are loaded in ({', '.join(DTYPES)}); use bf16: true for mixed "
-                             "precision", default="float32")
-    trainable_parts: list[str] = _help(f"model parts that receive gradients; valid: "
-                                       f"{', '.join(f.name for f in fields(TrainableParts))}",
-                                       default_factory=lambda: list(DEFAULT_PARTS))
-    use_lora: bool = _help("LoRA adapters on the language model instead of full fine-tuning (GoT-R1: r 32, "
-                           "alpha 32)", default=False)
-    lora_r: int = _help("LoRA rank", default=LORA_DEFAULTS.r)
-    lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", default=LORA_DEFAULTS.alpha)
-    lora_dropout: float = _help("LoRA dropout (keep 0: dropout makes the first-iteration ratio differ from 1)",
-                                default=LORA_DEFAULTS.dropout)
-    lora_target_modules: list[str] = _help("linear layers of the language model that get adapters",
-                                           default_factory=lambda: list(LORA_DEFAULTS.target_modules))
-    lora_modules_to_save: list[str] = _help("with use_lora: modules trained in full next to the adapters, e.g. "
-                                            "generation_head", default_factory=list)
     # --- rollout (trl names where they exist) ---
     num_generations: int = _help("G: samples per prompt; advantages are normalised within each group "
                                  "(GoT-R1: 16)", default=8)
@@ -157,7 +136,7 @@ class GRPOConfig(TrainingArguments):
             raise ValueError("set max_steps (> 0): GRPO has no epochs; max_train_seconds may still end it earlier")
         self._check_rollout()
         self._check_loss()
-        self._check_parts()
+        self.validate_policy_args()
         self.reward_weights = _json_dict("reward_weights", self.reward_weights)
         self.judge_options = _json_dict("judge_options", self.judge_options)
         self.term_options = _json_dict("term_options", self.term_options)
@@ -225,38 +204,7 @@ class GRPOConfig(TrainingArguments):
         if self.num_iterations < 1:
             raise ValueError(f"num_iterations must be >= 1, got {self.num_iterations}")
 
-    def _check_parts(self) -> None:
-        if self.model_dtype not in DTYPES:
-            raise ValueError(f"model_dtype {self.model_dtype!r}; valid: {', '.join(DTYPES)}")
-        valid = {f.name for f in fields(TrainableParts)}
-        unknown = sorted(set(self.trainable_parts) - valid)
-        if unknown:
-            raise ValueError(f"unknown trainable_parts {unknown}; valid: {', '.join(sorted(valid))}")
-        unknown = sorted(set(self.lora_modules_to_save) - valid)
-        if unknown:
-            raise ValueError(f"unknown lora_modules_to_save {unknown}; valid: {', '.join(sorted(valid))}")
-        if self.lora_modules_to_save and not self.use_lora:
-            raise ValueError("lora_modules_to_save only applies with use_lora: true (without LoRA, list the parts "
-                             "in trainable_parts instead)")
-        if self.use_lora and set(self.trainable_parts) - {"language_model"}:
-            raise ValueError(
-                "use_lora trains adapters on the language model (plus lora_modules_to_save), but trainable_parts "
-                f"also names {sorted(set(self.trainable_parts) - {'language_model'})}: set --trainable_parts "
-                "language_model and move the heads to --lora_modules_to_save, or --use_lora false")
-        if not self.use_lora and not self.trainable_parts:
-            raise ValueError("nothing would train: name at least one of trainable_parts or set --use_lora true")
-
-    # --- views for the library ---
-    def trainable(self) -> TrainableParts:
-        return TrainableParts(**{f.name: f.name in self.trainable_parts for f in fields(TrainableParts)})
-
-    def lora(self) -> LoraSettings | None:
-        if not self.use_lora:
-            return None
-        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            target_modules=tuple(self.lora_target_modules),
-                            modules_to_save=tuple(self.lora_modules_to_save))
-
+    # --- views for the library (trainable() and lora(): PolicyArgs) ---
     def reward_config(self) -> RewardConfig:
         return RewardConfig(terms=list(self.reward_terms), combine=self.reward_combine,
                             weights=_json_dict("reward_weights", self.reward_weights), judge=self.judge,

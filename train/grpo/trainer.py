@@ -34,7 +34,7 @@ from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
 from train.grpo.algos import group_advantages, policy_loss
 from train.grpo.config import GRPOConfig
-from train.common import JsonlLog, TimeBudget
+from train.common import JsonlLog, TimeBudget, plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -418,26 +418,6 @@ def gallery_strip(images, chains: list[str], prompts: list[str], rewards: list, 
     return path
 
 
-def plot_rewards(log_history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, style in (("reward", "-"), ("accuracy", "-"), ("eval/accuracy", "o--")):
-        points = [(h["step"], h[key]) for h in log_history if key in h]
-        if points:
-            ax.plot(*zip(*points), style, label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("mean over the step's samples")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 # --- orchestration -----------------------------------------------------------------------------------------------
 def build_trainer(config: GRPOConfig) -> GRPOTrainer:
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
@@ -467,7 +447,8 @@ def run_grpo(config: GRPOConfig) -> dict:
         trainer.policy.save(out, manifest(stage="grpo", world=str(config.world), steps=steps,
                                           base=str(config.model_name_or_path)))
         history = trainer.state.log_history
-        plot_rewards(history, out / CURVE_FILE)
+        plot_curves(history, [("reward", "-"), ("accuracy", "-"), ("eval/accuracy", "o--")],
+                    "mean over the step's samples", out / CURVE_FILE)
         rewards = [h["reward"] for h in history if "reward" in h]
         summary.update(first_reward=rewards[0] if rewards else None, last_reward=rewards[-1] if rewards else None)
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

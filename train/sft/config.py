@@ -6,23 +6,16 @@ is any field name, a flag overrides the YAML, and the YAML overrides the default
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from transformers import TrainingArguments
 
-from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
-from train.common import parse_recipe
-
-DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
-LORA_DEFAULTS = LoraSettings()
-
-
-def _help(text: str, **kwargs):
-    return field(metadata={"help": text}, **kwargs)
+from train.common import PolicyArgs, _help, parse_recipe
 
 
 @dataclass
-class SFTConfig(TrainingArguments):
+class SFTConfig(PolicyArgs, TrainingArguments):
+    # model_dtype, trainable_parts and the lora_* fields: PolicyArgs (train/common.py)
     # --- data ---
     world: str | None = _help("a `janus-rig world` directory (train.jsonl, val.jsonl, grounding.jsonl, world.json)",
                               default=None)
@@ -46,22 +39,10 @@ class SFTConfig(TrainingArguments):
                            default=None)
     tokenizer: str | None = _help("with init_preset: a tokenizer directory (default: the ShapeWorld word "
                                   "tokenizer)", default=None)
-    model_dtype: str = _help(f"dtype the weights are loaded in ({', '.join(DTYPES)}); use bf16: true for "
-                             "mixed precision", default="float32")
     # --- loss ---
     text_weight: float = _help("weight of the text NLL (chain tokens, <begin_of_image>, <end_of_image>)",
                                default=1.0)
     image_weight: float = _help("weight of the image-code NLL", default=1.0)
-    # --- what trains ---
-    trainable_parts: list[str] = _help(f"model parts that receive gradients; valid: "
-                                       f"{', '.join(f.name for f in fields(TrainableParts))}",
-                                       default_factory=lambda: list(DEFAULT_PARTS))
-    use_lora: bool = _help("LoRA adapters on the language model instead of full fine-tuning", default=False)
-    lora_r: int = _help("LoRA rank", default=LORA_DEFAULTS.r)
-    lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", default=LORA_DEFAULTS.alpha)
-    lora_dropout: float = _help("LoRA dropout", default=LORA_DEFAULTS.dropout)
-    lora_target_modules: list[str] = _help("linear layers of the language model that get adapters",
-                                           default_factory=lambda: list(LORA_DEFAULTS.target_modules))
     # --- budget ---
     max_train_seconds: float = _help("stop training cleanly once this many seconds of training have passed "
                                      "(0: no limit); the final model is still saved", default=0.0)
@@ -94,19 +75,7 @@ class SFTConfig(TrainingArguments):
         if self.text_weight < 0 or self.image_weight < 0 or self.text_weight + self.image_weight == 0:
             raise ValueError(f"text_weight={self.text_weight}, image_weight={self.image_weight}: both must be "
                              ">= 0 and at least one > 0")
-        if self.model_dtype not in DTYPES:
-            raise ValueError(f"model_dtype {self.model_dtype!r}; valid: {', '.join(DTYPES)}")
-        valid = {f.name for f in fields(TrainableParts)}
-        unknown = sorted(set(self.trainable_parts) - valid)
-        if unknown:
-            raise ValueError(f"unknown trainable_parts {unknown}; valid: {', '.join(sorted(valid))}")
-        if self.use_lora and set(self.trainable_parts) - {"language_model"}:
-            raise ValueError(
-                "use_lora trains adapters on the language model only (checkpoints hold the adapters, not other "
-                f"parts), but trainable_parts also names {sorted(set(self.trainable_parts) - {'language_model'})}: "
-                "set --trainable_parts language_model, or --use_lora false for full fine-tuning")
-        if not self.use_lora and not self.trainable_parts:
-            raise ValueError("nothing would train: name at least one of trainable_parts or set --use_lora true")
+        self.validate_policy_args()
         if self.max_train_seconds < 0:
             raise ValueError(f"max_train_seconds must be >= 0 (0: no limit), got {self.max_train_seconds}")
         if self.remove_unused_columns:
@@ -118,15 +87,6 @@ class SFTConfig(TrainingArguments):
         if self.vq_batch_size < 1:
             raise ValueError(f"vq_batch_size must be >= 1, got {self.vq_batch_size}")
         super().__post_init__()
-
-    def trainable(self) -> TrainableParts:
-        return TrainableParts(**{f.name: f.name in self.trainable_parts for f in fields(TrainableParts)})
-
-    def lora(self) -> LoraSettings | None:
-        if not self.use_lora:
-            return None
-        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            target_modules=tuple(self.lora_target_modules))
 
 
 def parse_config(argv: list[str] | None = None) -> SFTConfig:

@@ -20,7 +20,7 @@ from transformers import Trainer
 from data_prep.vq_cache import encode_images
 from janus_rig.model.mixed import sft_loss
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
-from train.common import JsonlLog, TimeBudget
+from train.common import JsonlLog, TimeBudget, plot_curves
 from train.sft.config import SFTConfig
 from train.sft.data import BAD_ROWS_FILE, RowReport, SFTCollator, WorldInfo, build_datasets, fill_codes
 
@@ -89,26 +89,6 @@ def load_policy(config: SFTConfig) -> JanusPolicy:
     return policy
 
 
-def plot_losses(log_history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, style in (("text_nll", "-"), ("image_nll", "-"), ("eval_text_nll", "--"), ("eval_image_nll", "--")):
-        points = [(h["step"], h[key]) for h in log_history if key in h]
-        if points:
-            ax.plot(*zip(*points), style, label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("NLL (nats / token)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _resume_arg(value):
     if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
         return True
@@ -150,7 +130,8 @@ def run_sft(config: SFTConfig) -> dict:
 
     policy.save(out, manifest(stage="sft", chain=config.chain, world=str(config.world),
                               steps=trainer.state.global_step))
-    plot_losses(trainer.state.log_history, out / CURVE_FILE)
+    plot_curves(trainer.state.log_history, [("text_nll", "-"), ("image_nll", "-"), ("eval_text_nll", "--"),
+                                             ("eval_image_nll", "--")], "NLL (nats / token)", out / CURVE_FILE)
     train_logs = [h for h in trainer.state.log_history if "text_nll" in h]
     summary = {
         "steps": trainer.state.global_step,
