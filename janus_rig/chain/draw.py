@@ -71,8 +71,18 @@ def draw_boxes(
         right, bottom = max(left, min(round(x2) - 1, width - 1)), max(top, min(round(y2) - 1, height - 1))
         pen.rectangle((left, top, right, bottom), outline=colour, width=line_width)
         if label:
-            pen.text((left + line_width + 1, top + line_width), obj.name, fill=colour, font=_font())
+            # The name on a tag of the box's colour: readable on busy images and on blank canvases alike.
+            at = (left + line_width + 1, top + line_width)
+            tag = pen.textbbox(at, obj.name, font=_font())
+            pen.rectangle((tag[0] - 1, tag[1] - 1, tag[2] + 1, tag[3] + 1), fill=colour)
+            pen.text(at, obj.name, fill=_ink(colour), font=_font())
     return canvas
+
+
+def _ink(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light tags, white on dark ones (ITU-R BT.601 luma)."""
+    r, g, b = colour
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
