@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from janus_rig.model.pixels import to_unit_range
+
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = "1"  # bump when the cached columns or the encoding change
@@ -65,18 +67,11 @@ def load_image(path: Path, world_size: int, image_size: int) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()  # (3, S, S)
 
 
-def to_pixels(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> float in [-1, 1], the range Janus's image processor gives the VQ."""
-    from train.vq.trainer import to_pixels as vq_to_pixels  # one home for the pixel range
-
-    return vq_to_pixels(images)
-
-
 @torch.no_grad()
 def encode_images(vq, images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, S, S) -> (B, h*w) codes with transformers' own `JanusVQVAE.encode` (the inference path)."""
     param = next(vq.parameters())
-    pixels = to_pixels(images.to(param.device)).to(param.dtype)  # (B, 3, S, S)
+    pixels = to_unit_range(images.to(param.device)).to(param.dtype)  # (B, 3, S, S)
     return vq.encode(pixels).image_tokens.view(len(images), -1)  # (B, h*w)
 
 

@@ -26,6 +26,7 @@ from transformers import (
 )
 from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
+from janus_rig.model.pixels import to_uint8
 from janus_rig.model.prompts import encode_generation_prompt, encode_understanding_prompt
 from janus_rig.model.tokenizer import add_chain_tokens
 from janus_rig.model.tokens import SpecialTokenIds
@@ -212,7 +213,7 @@ class JanusPolicy:
     def decode_images(self, image_tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) codes -> (B, S, S, 3) uint8 pixels."""
         pixels = self.base.decode_image_tokens(image_tokens.to(self.device))  # (B, S, S, 3) in [-1, 1]
-        return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+        return to_uint8(pixels).cpu()
 
     # --- persistence -------------------------------------------------------------------------------------------
     def save(self, out_dir: str | Path, manifest: dict | None = None) -> Path:
