@@ -31,7 +31,10 @@ TINY_PATCH_SIZE = 8
 
 def tiny_vq_config(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PATCH_SIZE) -> JanusVQVAEConfig:
     # The decoder upsamples by 2 ** (len(channel_multiplier) - 1), which must equal the patch size; GroupNorm(32)
-    # needs base_channels * every multiplier to be a multiple of 32.
+    # needs base_channels * every multiplier to be a multiple of 32. Sized for `janus-rig vq train` on 2 CPU cores
+    # (docs/vq.md): no res-blocks in the encoder (num_res_blocks 0 -> one per decoder level), 32 channels at the
+    # full-resolution levels, where nearly all the compute goes; 64 at the token grid. With num_res_blocks 0 the
+    # encoder never changes width, so every multiplier but the last must be 1.
     levels = patch_size.bit_length()  # 8 -> 4 levels -> 3 downsamplings
     if 2 ** (levels - 1) != patch_size:
         raise ValueError(f"tiny VQ needs a power-of-two patch size, got {patch_size}")
@@ -40,8 +43,8 @@ def tiny_vq_config(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PAT
         num_embeddings=256,
         latent_channels=64,
         base_channels=32,
-        channel_multiplier=[1, 1, 2, 2][:levels] if levels <= 4 else [1] * (levels - 2) + [2, 2],
-        num_res_blocks=1,
+        channel_multiplier=[1] * (levels - 1) + [2],
+        num_res_blocks=0,
         num_patches=image_size // patch_size,
         projection_dim=TINY_HIDDEN,
         image_token_embed_dim=TINY_HIDDEN,
