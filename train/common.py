@@ -18,7 +18,7 @@ DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
 LORA_DEFAULTS = LoraSettings()
 
 
-def _help(text: str, **kwargs):
+def help_field(text: str, **kwargs):
     """A dataclass field with help text (shown by `--help`)."""
     return field(metadata={"help": text}, **kwargs)
 
@@ -28,20 +28,20 @@ class PolicyArgs:
     """What trains and how it loads: dtype, trainable parts, LoRA. A mixin of the trainers' configs, listed before
     TrainingArguments in the bases; the config's __post_init__ calls validate_policy_args()."""
 
-    model_dtype: str = _help(f"dtype the weights are loaded in ({', '.join(DTYPES)}); use bf16: true for mixed "
+    model_dtype: str = help_field(f"dtype the weights are loaded in ({', '.join(DTYPES)}); use bf16: true for mixed "
                              "precision", default="float32")
-    trainable_parts: list[str] = _help(f"model parts that receive gradients; valid: "
+    trainable_parts: list[str] = help_field(f"model parts that receive gradients; valid: "
                                        f"{', '.join(f.name for f in fields(TrainableParts))}",
                                        default_factory=lambda: list(DEFAULT_PARTS))
-    use_lora: bool = _help("LoRA adapters on the language model instead of full fine-tuning (GoT-R1: r 32, "
+    use_lora: bool = help_field("LoRA adapters on the language model instead of full fine-tuning (GoT-R1: r 32, "
                            "alpha 32)", default=False)
-    lora_r: int = _help("LoRA rank", default=LORA_DEFAULTS.r)
-    lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", default=LORA_DEFAULTS.alpha)
-    lora_dropout: float = _help("LoRA dropout (GRPO: keep 0, dropout makes the first-iteration ratio differ "
+    lora_r: int = help_field("LoRA rank", default=LORA_DEFAULTS.r)
+    lora_alpha: int = help_field("LoRA alpha (scale = alpha / r)", default=LORA_DEFAULTS.alpha)
+    lora_dropout: float = help_field("LoRA dropout (GRPO: keep 0, dropout makes the first-iteration ratio differ "
                                 "from 1)", default=LORA_DEFAULTS.dropout)
-    lora_target_modules: list[str] = _help("linear layers of the language model that get adapters",
+    lora_target_modules: list[str] = help_field("linear layers of the language model that get adapters",
                                            default_factory=lambda: list(LORA_DEFAULTS.target_modules))
-    lora_modules_to_save: list[str] = _help("with use_lora: modules trained in full next to the adapters, e.g. "
+    lora_modules_to_save: list[str] = help_field("with use_lora: modules trained in full next to the adapters, e.g. "
                                             "generation_head", default_factory=list)
 
     def validate_policy_args(self) -> None:

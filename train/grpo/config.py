@@ -22,7 +22,8 @@ from transformers import TrainingArguments
 from reward_models.config import RewardConfig
 from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
 from train.grpo.algos import LOSS_TYPES, SCALE_REWARDS
-from train.common import PolicyArgs, _help, parse_recipe
+from train.common import PolicyArgs, parse_recipe
+from train.common import help_field as _help
 
 IMAGE_LOGPROBS = ("cond", "cfg")
 OPTIMIZE = ("chain", "image", "both")

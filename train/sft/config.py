@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from transformers import TrainingArguments
 
-from train.common import PolicyArgs, _help, parse_recipe
+from train.common import PolicyArgs, parse_recipe
+from train.common import help_field as _help
 
 
 @dataclass
