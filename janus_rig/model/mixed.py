@@ -47,6 +47,17 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (B, T) ids left-padded with pad_id, and the (B, T) 0/1 attention mask (rollout's layout)."""
+    T = max(map(len, seqs))
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)  # (B, T)
+    attention = torch.zeros(len(seqs), T, dtype=torch.long)  # (B, T)
+    for b, seq in enumerate(seqs):
+        ids[b, T - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        attention[b, T - len(seq) :] = 1
+    return ids, attention
+
+
 def embed_mixed(
     model, input_ids: torch.Tensor, image_mask: torch.Tensor, pixel_values: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from janus_rig.model.mixed import left_pad
 from janus_rig.rollout.config import RolloutConfig
 from janus_rig.rollout.sampler import sample
 
@@ -90,13 +91,8 @@ def _ours(policy, prompts, config: RolloutConfig, seed: int, result: BenchResult
 def _transformers(policy, prompts, group_size: int, chain_tokens: int, cfg_weight: float, seed: int) -> torch.Tensor:
     model, t = policy.base, policy.tokens
     torch.manual_seed(seed)
-    seqs = [policy.encode_prompt(p) for p in prompts]
-    P = max(map(len, seqs))
-    ids = torch.full((len(seqs), P), t.pad)
-    attention = torch.zeros(len(seqs), P, dtype=torch.long)
-    for b, seq in enumerate(seqs):
-        ids[b, P - len(seq) :] = torch.tensor(seq)
-        attention[b, P - len(seq) :] = 1
+    ids, attention = left_pad([policy.encode_prompt(p) for p in prompts], t.pad)  # (B, P) each
+    P = ids.shape[1]
     # Same sampling as ours: no top-k, the tokens our chain never samples suppressed, <boi> held back.
     suppress = [t.bos, t.eos, t.pad, t.image, t.eoi, t.boi]
     chains = model.generate(

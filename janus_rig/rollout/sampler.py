@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import torch
 
 from janus_rig.chain import Box
-from janus_rig.model.mixed import build_uncond_ids
+from janus_rig.model.mixed import build_uncond_ids, left_pad, position_ids_from_mask
 from janus_rig.rollout import sampling
 from janus_rig.rollout.cache import Block, DecodeCache, KVCache, SharedPrefix, rollout_attention_for
 from janus_rig.rollout.config import RolloutConfig
@@ -112,14 +112,11 @@ class Decoder:
 
     def prefill(self, seqs: list[list[int]], pad_id: int) -> tuple[KVCache, torch.Tensor]:
         """Left-padded text prefill. -> cache (B rows, max length columns), (B, D) last hidden states."""
-        P = max(map(len, seqs))
-        ids = torch.full((len(seqs), P), pad_id, dtype=torch.long)  # (B, P)
-        for b, seq in enumerate(seqs):
-            ids[b, P - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        ids, attention = left_pad(seqs, pad_id)  # (B, P) each
+        P = ids.shape[1]
         cache = self.cache(len(seqs), P)
-        lengths = torch.tensor([len(s) for s in seqs])  # (B,)
-        cache.keep[:] = (torch.arange(P) >= (P - lengths)[:, None]).to(self.device)  # (B, P)
-        positions = (cache.keep.long().cumsum(-1) - 1).clamp(min=0)  # (B, P)
+        cache.keep[:] = attention.bool().to(self.device)  # (B, P)
+        positions = position_ids_from_mask(cache.keep)  # (B, P)
         hidden = self.forward(self.embed_tokens(ids.to(self.device)), positions, cache, cache.prefill_mask(P))
         return cache, hidden[:, -1]  # (B, D)
 

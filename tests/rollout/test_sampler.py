@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from janus_rig.model.mixed import build_uncond_ids, mixed_logprobs, position_ids_from_mask
+from janus_rig.model.mixed import build_uncond_ids, left_pad, mixed_logprobs, position_ids_from_mask
 from janus_rig.rollout import Rollout, RolloutConfig, sample
 from janus_rig.rollout import sampling
 
@@ -59,16 +59,7 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
     prompt_ids = [policy.encode_prompt(p, chain=config.chain) for p in prompts for _ in range(G)]
     R = len(prompt_ids)
 
-    def left_pad(seqs):
-        T = max(map(len, seqs))
-        ids = torch.full((len(seqs), T), t.pad)
-        attention = torch.zeros(len(seqs), T, dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, T - len(s) :] = torch.tensor(s)
-            attention[r, T - len(s) :] = 1
-        return ids, attention
-
-    ids, attention = left_pad(prompt_ids)
+    ids, attention = left_pad(prompt_ids, t.pad)
     cache = DynamicCache()
     out = lm(input_ids=ids, attention_mask=attention, position_ids=position_ids_from_mask(attention),
              past_key_values=cache, use_cache=True)
@@ -102,7 +93,7 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
 
     # Image phase: prompt + chain + <boi>, and BOS + pads + <boi> of the same length, prefilled from scratch.
     seqs = [p + c + [t.boi] for p, c in zip(prompt_ids, chains)]
-    cond, attention = left_pad(seqs)
+    cond, attention = left_pad(seqs, t.pad)
     uncond = cond.clone()
     for r, s in enumerate(seqs):
         uncond[r, cond.shape[1] - len(s) + 1 : -1] = t.pad
