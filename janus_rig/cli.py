@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import shlex
 import sys
 
 from janus_rig import __version__, commands
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # what was run, as a shell line: written into output manifests (e.g. an evaluation's summary.json)
+    args.command_line = shlex.join(["janus-rig", *(sys.argv[1:] if argv is None else argv)])
     try:
         code = args._run(args)
     except (FileNotFoundError, ValueError, KeyError) as err:

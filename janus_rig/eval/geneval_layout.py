@@ -5,6 +5,10 @@
     <outdir>/00001/...
 
 Prompt folders are the subfolders whose name is all digits; samples are files named digits + ".png".
+What we add beside them (`janus-rig eval geneval`) stays out of samples/, so the scorer never sees it:
+
+    <outdir>/00000/chains.jsonl        one JSON line per sample: {"sample": k, "image": "samples/0000.png", "chain", ...}
+    <outdir>/00000/overlays/0000.png   the sample with its chain's planned boxes drawn
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 
 METADATA_FILE = "metadata.jsonl"
 SAMPLES_DIR = "samples"
+CHAINS_FILE = "chains.jsonl"
+OVERLAYS_DIR = "overlays"
 _SAMPLE_RE = re.compile(r"\d+\.png")
 
 
@@ -24,6 +30,10 @@ def prompt_dir(outdir: str | Path, index: int) -> Path:
 
 def sample_path(outdir: str | Path, index: int, k: int) -> Path:
     return prompt_dir(outdir, index) / SAMPLES_DIR / f"{k:04d}.png"
+
+
+def overlay_path(outdir: str | Path, index: int, k: int) -> Path:
+    return prompt_dir(outdir, index) / OVERLAYS_DIR / f"{k:04d}.png"
 
 
 def write_prompt_dir(outdir: str | Path, index: int, metadata: dict) -> Path:
@@ -68,3 +78,23 @@ def sample_paths(folder: str | Path) -> list[Path]:
         return []
     found = [p for p in samples.iterdir() if p.is_file() and _SAMPLE_RE.fullmatch(p.name)]
     return sorted(found, key=lambda p: int(p.stem))
+
+
+def read_chains(folder: str | Path) -> list[dict]:
+    """The chains.jsonl records of one prompt folder, in file order ([] when it has none); ValueError naming
+    FILE:LINE for a line that is not a JSON object."""
+    path = Path(folder) / CHAINS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: malformed JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: must be a JSON object")
+        records.append(record)
+    return records

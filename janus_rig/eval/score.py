@@ -31,6 +31,7 @@ class ScoreSummary:
     correct_prompts: int  # prompts with at least one correct image
     problems: list[str] = field(default_factory=list)  # "path: what is wrong", one per bad folder or image
     results_path: Path | None = None
+    records: list[dict] = field(default_factory=list)  # the results.jsonl lines, in file order
 
     def accuracy(self, tag: str) -> float:
         correct, total = self.per_tag[tag]
@@ -48,6 +49,21 @@ class ScoreSummary:
     @property
     def correct_images(self) -> int:
         return sum(correct for correct, _ in self.per_tag.values())
+
+    def metrics(self) -> dict[str, float]:
+        """summary.json's metrics: {"overall": ..., <tag>: accuracy, ...}."""
+        return {"overall": self.overall, **{tag: self.accuracy(tag) for tag in self.per_tag}}
+
+    def per_tag_records(self) -> dict[str, dict]:
+        """summary.json's per_tag: {tag: {"accuracy", "correct", "total"}}."""
+        return {tag: {"accuracy": c / t, "correct": c, "total": t} for tag, (c, t) in self.per_tag.items()}
+
+    def table(self) -> str:
+        """The per-tag table (GenEval's summary_scores.py, as numbers), overall last."""
+        lines = [f"{'tag':<16}{'accuracy':>10}{'correct':>10}{'images':>8}"]
+        lines += [f"{tag:<16}{c / t:>10.4f}{c:>10}{t:>8}" for tag, (c, t) in self.per_tag.items()]
+        lines.append(f"{'overall':<16}{self.overall:>10.4f}   (mean over {len(self.per_tag)} tags)")
+        return "\n".join(lines)
 
 
 def _details(dets) -> str:
@@ -115,4 +131,5 @@ def score_geneval_dir(directory: str | Path, outfile: str | Path | None = None) 
         correct_prompts=correct_prompts,
         problems=problems,
         results_path=results_path,
+        records=records,
     )

@@ -1,0 +1,251 @@
+"""`janus-rig eval geneval`: metadata selection, oracle choice, GenEval's layout with chains, scoring, summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import janus_rig.generate as gen
+from janus_rig.cli import main
+from janus_rig.eval.geneval_layout import prompt_dirs, read_chains, read_metadata, sample_paths
+from janus_rig.eval.geneval_run import (
+    Draw,
+    Entry,
+    choose_oracle,
+    draw_samples,
+    read_geneval_metadata,
+    run_geneval,
+    thumbnails,
+    write_geneval_outputs,
+)
+from janus_rig.eval.summary import read_summary
+from janus_rig.rollout.config import RolloutConfig
+
+FAST = ["--max-chain-tokens", "4", "--cfg", "3", "--display-size", "32", "--batch-size", "2", "--quiet"]
+REAL = {"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small world: its train records (metadata + the scene that satisfies it) and its 7-line bench."""
+    from data_prep.shapeworld.world import write_world
+
+    out = tmp_path_factory.mktemp("world")
+    write_world(out, train=40, val=0, bench_per_tag=1, size=64, progress=False)
+    records, seen = [], set()
+    for line in (out / "train.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["prompt"] not in seen:  # one scene per prompt: the fake model below draws by prompt
+            seen.add(record["prompt"])
+            records.append(record)
+    return out, records
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def truth_fn(records):
+    """A GenerateFn standing in for a perfect model on even samples and a blank canvas on odd ones."""
+    from data_prep.shapeworld.chains import grounding_chain
+    from data_prep.shapeworld.render import render
+    from data_prep.shapeworld.scene import Scene
+
+    scenes = {r["prompt"]: Scene.from_json(r["scene"]) for r in records}
+
+    def generate(policy, prompts, config, seed):
+        draws = []
+        for p, prompt in enumerate(prompts):
+            for k in range(config.group_size):
+                scene = scenes[prompt] if k % 2 == 0 else Scene(64)
+                draws.append(Draw(p, k, render(scene), grounding_chain(scene) if scene.objects else "nothing",
+                                  truncated=False, seed=seed, extra={"rounds": [f"round for {prompt}"]}))
+        return draws
+
+    return generate
+
+
+# --- metadata and oracle choice ---------------------------------------------------------------------------------
+def test_read_metadata_selection(tmp_path, world):
+    lines = [r["metadata"] for r in world[1][:12]]
+    path = write_jsonl(tmp_path / "m.jsonl", lines[:3] + [""] + lines[3:])  # a blank line is not a metadata line
+    entries = read_geneval_metadata(path)
+    assert [e.index for e in entries] == list(range(12)) and [e.metadata for e in entries] == lines
+    assert entries[3].line == 5  # file line numbers, for messages
+    tag = lines[5]["tag"]
+    chosen = read_geneval_metadata(path, tags=[tag], limit=2)
+    expected = [i for i, m in enumerate(lines) if m["tag"] == tag][:2]
+    assert [e.index for e in chosen] == expected  # folder numbers stay the file's indexes
+    assert [e.index for e in read_geneval_metadata(path, limit=4)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"--tags nope: not a tag of .*its tags: "):
+        read_geneval_metadata(path, tags=["nope"])
+    with pytest.raises(ValueError, match="--limit must be >= 1"):
+        read_geneval_metadata(path, limit=0)
+
+
+def test_read_metadata_bad_lines(tmp_path):
+    path = write_jsonl(tmp_path / "m.jsonl", [REAL, "{nope", json.dumps({"tag": "x"}), "[1]",
+                                             json.dumps({"prompt": "p", "tag": ""})])
+    with pytest.raises(ValueError) as err:
+        read_geneval_metadata(path)
+    text = str(err.value)
+    for where in (":2: not JSON", ":3: no 'prompt' string", ":4: not a JSON object", ":5: no 'tag' string"):
+        assert f"{path}{where}" in text
+    with pytest.raises(FileNotFoundError):
+        read_geneval_metadata(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match="holds no metadata"):
+        read_geneval_metadata(write_jsonl(tmp_path / "empty.jsonl", ["", " "]))
+
+
+def test_choose_oracle(world):
+    shapeworld = [Entry(i, i + 1, r["metadata"]) for i, r in enumerate(world[1][:5])]
+    assert choose_oracle(shapeworld, "auto").use
+    assert "auto" in choose_oracle(shapeworld, "auto").why and "--oracle on" in choose_oracle(shapeworld, "on").why
+    assert not choose_oracle(shapeworld, "off").use
+    mixed = shapeworld + [Entry(5, 9, REAL)]
+    auto = choose_oracle(mixed, "auto", "bench.jsonl")
+    assert not auto.use and "bench.jsonl:9" in auto.why and "'bench'" in auto.why
+    with pytest.raises(ValueError, match="--oracle on, but .*bench.jsonl:9"):
+        choose_oracle(mixed, "on", "bench.jsonl")
+    with pytest.raises(ValueError, match="oracle mode"):
+        choose_oracle(mixed, "maybe")
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+def test_run_scores_layout_chains_and_summary(tmp_path, world):
+    _, records = world
+    entries = [Entry(i, i + 1, r["metadata"]) for i, r in enumerate(records)]
+    out = tmp_path / "geneval"
+    run = run_geneval(None, entries, out, RolloutConfig(group_size=2), seed=7, batch_size=3, oracle=True,
+                      generate_fn=truth_fn(records), display_size=48, progress=False)
+    # layout: one folder per metadata line, its metadata, 2 samples, chains beside them
+    folders = prompt_dirs(out)
+    assert [int(f.name) for f in folders] == list(range(len(records)))
+    for folder, record in zip(folders, records):
+        assert read_metadata(folder) == record["metadata"]
+        assert [p.name for p in sample_paths(folder)] == ["0000.png", "0001.png"]
+        chains = read_chains(folder)
+        assert [c["sample"] for c in chains] == [0, 1] and chains[0]["prompt"] == record["prompt"]
+        names = {f"{o['color']} {o['shape']}" for o in record["scene"]["objects"]}
+        assert {o["name"] for o in chains[0]["objects"]} == names and chains[1]["objects"] == []
+        assert chains[0]["rounds"] == [f"round for {record['prompt']}"]  # Draw.extra is kept
+        assert [c["seed"] for c in chains] == [7 + int(folder.name) // 3] * 2  # batch b: seed + b
+        assert Image.open(folder / chains[0]["overlay"]).size == (48, 48)
+    # scoring: ground truth on sample 0, blank on sample 1 -> every tag at exactly 0.5
+    score = run.score
+    tags = list(dict.fromkeys(r["tag"] for r in records))
+    assert list(score.per_tag) == tags and all(score.accuracy(t) == 0.5 for t in tags) and score.problems == []
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 2 * len(records) and sum(r["correct"] for r in results) == len(records)
+    verdicts = {t["image"]: t["scores"]["correct"] for t in run.traces}
+    assert verdicts["00000/samples/0000.png"] is True and verdicts["00000/samples/0001.png"] is False
+    # summary + gallery
+    page = write_geneval_outputs(out, run, model="tiny", header={"model": "tiny"}, oracle=choose_oracle(entries),
+                                 metadata_file="m.jsonl", command="janus-rig eval geneval ...")
+    summary = read_summary(out)
+    assert summary["kind"] == "geneval" and summary["samples"] == 2 * len(records)
+    assert summary["metrics"] == {"overall": 0.5, **{t: 0.5 for t in tags}}
+    assert summary["per_tag"][tags[0]]["total"] == 2 * sum(r["tag"] == tags[0] for r in records)
+    assert summary["scored"] is True and summary["reflect_rounds"] == 0
+    assert len(summary["thumbnails"]) == 8 and all((out / t).is_file() for t in summary["thumbnails"])
+    html = page.read_text()
+    assert 'src="00000/samples/0000.png"' in html and 'src="00000/overlays/0000.png"' in html and "correct" in html
+
+
+def test_thumbnails_take_tags_in_turn():
+    traces = [{"sample": k, "tag": tag, "image": f"{tag}{i}-{k}"} for tag in "ab" for i in range(5) for k in range(2)]
+    assert thumbnails(traces, 5) == ["a0-0", "b0-0", "a1-0", "b1-0", "a2-0"]
+    assert thumbnails(traces[:2], 8) == ["a0-0"]
+
+
+def test_generate_fn_must_return_group_size(world):
+    def short(policy, prompts, config, seed):
+        return []
+
+    with pytest.raises(RuntimeError, match="returned 0 samples for 1 prompts x 2"):
+        list(draw_samples(None, ["a circle"], RolloutConfig(group_size=2), generate_fn=short, progress=False))
+
+
+def test_refuses_a_used_folder(tmp_path, world):
+    _, records = world
+    entries = [Entry(0, 1, records[0]["metadata"])]
+    run_geneval(None, entries, tmp_path, RolloutConfig(group_size=1), generate_fn=truth_fn(records), progress=False)
+    with pytest.raises(ValueError, match="already holds GenEval prompt folders"):
+        run_geneval(None, entries, tmp_path, RolloutConfig(group_size=1), generate_fn=truth_fn(records), progress=False)
+
+
+def test_same_draws_as_janus_rig_generate(tiny_policy, world, tmp_path):
+    """The default GenerateFn and the batching/seeding reproduce `janus_rig.generate` sample for sample."""
+    _, records = world
+    entries = [Entry(i, i + 1, r["metadata"]) for i, r in enumerate(records[:2])]
+    config = RolloutConfig(group_size=2, max_chain_tokens=3, cfg_weight=3.0)
+    run = run_geneval(tiny_policy, entries, tmp_path / "g", config, seed=4, batch_size=1, progress=False)
+    traces = gen.generate(tiny_policy, [e.metadata["prompt"] for e in entries], tmp_path / "gen", config, seed=4,
+                          batch_size=1, progress=False)
+    assert len({t["seed"] for t in traces}) == 2  # two batches
+    assert [t["chain"] for t in run.traces] == [t["chain"] for t in traces]
+    for ours, theirs in zip(run.traces, traces):
+        assert (tmp_path / "g" / ours["image"]).read_bytes() == (tmp_path / "gen" / theirs["image"]).read_bytes()
+    assert run.score is None and not (tmp_path / "g" / "results.jsonl").exists()
+
+
+# --- the command ------------------------------------------------------------------------------------------------
+def test_cli_shapeworld_bench(tiny_policy_dir, world, tmp_path, capsys, monkeypatch):
+    bench = world[0] / "bench" / "metadata.jsonl"
+    lines = bench.read_text().splitlines()
+    out = tmp_path / "out"
+    args = ["eval", "geneval", "--model", str(tiny_policy_dir), "--metadata", str(bench), "--samples", "2",
+            "--tags", "position", "colors", "--out", str(out), *FAST]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "oracle on (auto" in printed and "position" in printed and "colors" in printed and "overall" in printed
+    wanted = [i for i, line in enumerate(lines) if json.loads(line)["tag"] in ("position", "colors")]
+    assert [int(f.name) for f in prompt_dirs(out)] == wanted
+    summary = read_summary(out)
+    assert set(summary["per_tag"]) == {"position", "colors"} and summary["samples"] == 2 * len(wanted)
+    assert set(summary["metrics"]) == {"overall", "position", "colors"}
+    assert summary["command"] == "janus-rig " + " ".join(args)
+    assert (out / "results.jsonl").is_file() and (out / "index.html").is_file()
+    # the same folder again: refused in one line, before the model loads
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds GenEval prompt folders" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_real_prompts_are_not_scored(tiny_policy_dir, tmp_path, capsys):
+    metadata = write_jsonl(tmp_path / "evaluation_metadata.jsonl", [REAL, {**REAL, "prompt": "a photo of a cow"}])
+    out = tmp_path / "out"
+    assert main(["eval", "geneval", "--model", str(tiny_policy_dir), "--metadata", str(metadata), "--samples", "1",
+                 "--limit", "1", "--out", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "oracle off (not ShapeWorld prompts" in printed and "evaluate_images.py" in printed
+    assert [f.name for f in prompt_dirs(out)] == ["00000"] and not (out / "results.jsonl").exists()
+    summary = read_summary(out)
+    assert summary["metrics"] == {} and summary["scored"] is False and summary["samples"] == 1
+    assert any("evaluate_images.py" in line for line in summary["score_with"])
+    # --oracle on refuses them, before the model loads
+    assert main(["eval", "geneval", "--model", str(tmp_path / "no-model"), "--metadata", str(metadata),
+                 "--oracle", "on", "--out", str(tmp_path / "o2")]) == 2
+    assert "cannot score" in capsys.readouterr().err
+
+
+def test_read_chains_names_bad_lines(tmp_path):
+    assert read_chains(tmp_path) == []
+    (tmp_path / "chains.jsonl").write_text('{"sample": 0}\n\n[1]\n')
+    with pytest.raises(ValueError, match=r"chains.jsonl:3: must be a JSON object"):
+        read_chains(tmp_path)
+    (tmp_path / "chains.jsonl").write_text('{"sample": 0}\n{"sample": \n')
+    with pytest.raises(ValueError, match=r"chains.jsonl:2: malformed JSON"):
+        read_chains(tmp_path)
