@@ -4,10 +4,13 @@
     POST /v1/chat/completions    {"model", "messages": [{"role": "user", "content": [parts]}], ...}
 
 A request whose text holds a `<janus-rig-request>{json}</janus-rig-request>` block is a structured question
-(docs/rewards.md): the server rebuilds the RubricRequest / GroundRequest, asks the judge, and answers with
+(docs/rewards.md, docs/eval_suite.md): the server rebuilds the request (rubric, ground, scene graph, compare),
+asks the judge, and answers with
 
-    rubric:    {"score": <0-10>, "reward": <the exact value in [0, 1]>}
-    grounding: [{"bbox_2d": [x1, y1, x2, y2], "label": name}, ...]   pixels of the image as received
+    rubric:      {"score": <0-10>, "reward": <the exact value in [0, 1]>}
+    grounding:   [{"bbox_2d": [x1, y1, x2, y2], "label": name}, ...]   pixels of the image as received
+    scene graph: {"objects": [entity, ...], "relations": [[subject, predicate, object], ...]}   (the VLM prompt's form)
+    comparison:  {"better": 1 | 2 | "tie", "preference": <the exact preference for the first, in [0, 1]>}
 
 Any other request goes to the judge's free-form `chat` (VLM judges); the oracle answers those with a 400.
 Bad requests (body too large, malformed JSON, missing fields, bad base64, undecodable image) get a 4xx JSON
@@ -30,8 +33,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
 
-from reward_models.judges.base import GROUND_TASK, RUBRIC_TASKS, GroundRequest, Judge, RubricRequest
-from reward_models.judges.http import STRUCTURED_RE
+from janus_rig.eval.sg_iou import Vocabulary
+from reward_models.judges.base import (
+    COMPARE_TASK,
+    GRAPH_TASK,
+    GROUND_TASK,
+    PAIR_KINDS,
+    RUBRIC_TASKS,
+    GraphRequest,
+    GroundRequest,
+    Judge,
+    PairRequest,
+    RubricRequest,
+)
+from reward_models.judges.http import STRUCTURED_RE, Request
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +113,7 @@ def read_message(body) -> tuple[str, list[Image.Image]]:
     return "\n".join(texts), images
 
 
-def structured_request(text: str, images: list[Image.Image]) -> RubricRequest | GroundRequest | None:
+def structured_request(text: str, images: list[Image.Image]) -> Request | None:
     """The structured question in a message, None when there is none; BadRequest when it is malformed."""
     match = STRUCTURED_RE.search(text)
     if match is None:
@@ -115,8 +130,18 @@ def structured_request(text: str, images: list[Image.Image]) -> RubricRequest | 
         if image is None or not isinstance(fields.get("name"), str):
             raise BadRequest("a ground request needs an image and a string 'name'")
         return GroundRequest(image, fields["name"])
+    if task == GRAPH_TASK:
+        if image is None:
+            raise BadRequest("a scene_graph request needs an image")
+        try:
+            return GraphRequest(image, Vocabulary.from_json(fields.get("vocabulary")))
+        except ValueError as err:
+            raise BadRequest(f"a scene_graph request needs a 'vocabulary': {err}") from None
+    if task == COMPARE_TASK:
+        return _pair_request(fields, images)
     if task not in RUBRIC_TASKS:
-        raise BadRequest(f"unknown task {task!r}; valid: {', '.join((*RUBRIC_TASKS, GROUND_TASK))}")
+        valid = (*RUBRIC_TASKS, GROUND_TASK, GRAPH_TASK, COMPARE_TASK)
+        raise BadRequest(f"unknown task {task!r}; valid: {', '.join(valid)}")
     prompt, chain, metadata = fields.get("prompt"), fields.get("chain", ""), fields.get("metadata")
     if not isinstance(prompt, str) or not isinstance(chain, str) or not (metadata is None or isinstance(metadata, dict)):
         raise BadRequest("a rubric request needs a string 'prompt', a string 'chain' and an object (or null) 'metadata'")
@@ -125,7 +150,23 @@ def structured_request(text: str, images: list[Image.Image]) -> RubricRequest | 
     return RubricRequest(task, prompt, chain=chain, image=image, metadata=metadata)
 
 
-def answer(judge: Judge, request: RubricRequest | GroundRequest) -> str:
+def _pair_request(fields: dict, images: list[Image.Image]) -> PairRequest:
+    kind, prompt, metadata = fields.get("kind"), fields.get("prompt"), fields.get("metadata")
+    if kind not in PAIR_KINDS or not isinstance(prompt, str) or not (metadata is None or isinstance(metadata, dict)):
+        raise BadRequest(f"a compare request needs 'kind' ({' or '.join(PAIR_KINDS)}), a string 'prompt' and an "
+                         "object (or null) 'metadata'")
+    if kind == "image":
+        if len(images) != 2:
+            raise BadRequest(f"an image compare request needs exactly 2 images, got {len(images)}")
+        first, second = images
+    else:
+        first, second = fields.get("first"), fields.get("second")
+        if not (isinstance(first, str) and isinstance(second, str)):
+            raise BadRequest("a chain compare request needs string 'first' and 'second' chains")
+    return PairRequest(kind, prompt, first, second, metadata=metadata)
+
+
+def answer(judge: Judge, request: Request) -> str:
     """The reply text for a structured question (see the module docstring)."""
     if isinstance(request, GroundRequest):
         boxes = judge.ground([request])[0]
@@ -133,6 +174,18 @@ def answer(judge: Judge, request: RubricRequest | GroundRequest) -> str:
             raise BadRequest("the judge could not ground this request (see the server log)", UNPROCESSABLE)
         width, height = request.image.size
         return json.dumps([{"bbox_2d": list(b.to_pixels(width, height)), "label": request.name} for b in boxes])
+    if isinstance(request, GraphRequest):
+        graph = judge.extract_graphs([request])[0]
+        if graph is None:
+            raise BadRequest("the judge could not extract this scene graph (see the server log)", UNPROCESSABLE)
+        found = graph.to_json()
+        return json.dumps({"objects": found["entities"], "relations": found["triples"]})
+    if isinstance(request, PairRequest):
+        preference = judge.compare([request])[0]
+        if preference is None:
+            raise BadRequest("the judge could not compare this pair (see the server log)", UNPROCESSABLE)
+        better = 1 if preference > 0.5 else 2 if preference < 0.5 else "tie"
+        return json.dumps({"better": better, "preference": preference})
     score = judge.score([request])[0]
     if score is None:
         raise BadRequest("the judge could not score this request (see the server log)", UNPROCESSABLE)

@@ -1,11 +1,13 @@
 """The judge interface: rubric questions -> scores in [0, 1], grounding questions -> boxes on the 0..1000 grid.
 
 Every way of judging (the exact ShapeWorld oracle, a local vision-language model, a remote OpenAI-compatible
-server) answers the same two batched questions, so reward terms never know which judge they talk to:
+server) answers the same batched questions, so reward terms and evaluations never know which judge they talk to:
 
     judge = make_judge("shapeworld")                     # or "hf" with model=DIR, or "http://127.0.0.1:8000/v1"
     judge.score([RubricRequest("semantic", prompt, chain=chain, metadata=meta)])   # -> [0.5]
     judge.ground([GroundRequest(image, "red circle")])                             # -> [[Box(...)]]
+    judge.extract_graphs([GraphRequest(image, vocabulary)])                        # -> [SceneGraph(...)] (SG-IoU)
+    judge.compare([PairRequest("image", prompt, image_a, image_b, metadata=meta)]) # -> [1.0] (the first is better)
 
 A request carries everything any judge could want: the text and pictures a VLM reads, and the structured facts
 (the chain text, GenEval metadata) an oracle reads. A judge that cannot answer returns None for that request
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from janus_rig.chain import Box
+from janus_rig.eval.sg_iou import SceneGraph, Vocabulary
 from janus_rig.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ logger = logging.getLogger(__name__)
 # Rubric questions (GoT-R1's dual-stage rewards): prompt -> chain text, prompt -> drawn layout, prompt -> image.
 RUBRIC_TASKS = ("semantic", "spatial", "prompt_image")
 GROUND_TASK = "ground"
+GRAPH_TASK = "scene_graph"  # extract a scene graph in a given vocabulary (LAION-SG's SG-IoU)
+COMPARE_TASK = "compare"  # which of two images / chains matches the prompt better
+PAIR_KINDS = ("image", "chain")
 FAILURE_KINDS = (
     "unparseable",  # no score / no box could be read from the reply
     "out_of_range",  # a score outside the rubric's scale, a box outside the image
@@ -68,6 +74,36 @@ class GroundRequest:
 
     image: Image.Image
     name: str
+
+
+@dataclass(frozen=True, eq=False)
+class GraphRequest:
+    """Write the scene graph of `image` using only the words of `vocabulary` (objects, attributes, predicates)."""
+
+    image: Image.Image
+    vocabulary: Vocabulary
+
+
+@dataclass(frozen=True, eq=False)
+class PairRequest:
+    """Which of two candidates for `prompt` is better: two images (kind "image") or two reasoning chains ("chain").
+
+    The answer is the preference for `first`: 1.0 first, 0.0 second, 0.5 a tie. Callers that care about position
+    bias ask both orders (janus_rig/eval/judge_run.py).
+    """
+
+    kind: str  # one of PAIR_KINDS
+    prompt: str
+    first: Image.Image | str
+    second: Image.Image | str
+    metadata: dict | None = None  # GenEval-style metadata: what an oracle judge reads
+
+    def __post_init__(self):
+        if self.kind not in PAIR_KINDS:
+            raise ValueError(f"unknown pair kind {self.kind!r}; valid: {', '.join(PAIR_KINDS)}")
+        expected = Image.Image if self.kind == "image" else str
+        if not (isinstance(self.first, expected) and isinstance(self.second, expected)):
+            raise ValueError(f"a {self.kind} pair needs two {expected.__name__} candidates")
 
 
 class JudgeStats:
@@ -106,7 +142,8 @@ class JudgeStats:
 
 
 class Judge:
-    """Base class. Subclasses implement `score` and `ground`; VLM judges also implement `chat` (free text)."""
+    """Base class. Subclasses implement `score`, `ground`, `extract_graphs` and `compare`; VLM judges also
+    implement `chat` (free text)."""
 
     name = "judge"
     # True when the judge reads the structured facts (metadata, chain) rather than the picture and prose, so
@@ -123,6 +160,14 @@ class Judge:
     def ground(self, requests: list[GroundRequest]) -> list[list[Box] | None]:
         """Per request the boxes found (0..1000 grid, best first; [] when absent), or None when the judge failed."""
         raise NotImplementedError
+
+    def extract_graphs(self, requests: list[GraphRequest]) -> list[SceneGraph | None]:
+        """Per request the scene graph seen in the image, restricted to the request's vocabulary, or None."""
+        raise NotImplementedError(f"judge {self.name!r} does not extract scene graphs")
+
+    def compare(self, requests: list[PairRequest]) -> list[float | None]:
+        """Per request the preference for the first candidate (1.0, 0.5 for a tie, 0.0), or None."""
+        raise NotImplementedError(f"judge {self.name!r} does not compare pairs")
 
     def chat(self, text: str, images: list[Image.Image]) -> str:
         """A free-form reply to a user message (what `judge serve` answers to an unstructured request)."""

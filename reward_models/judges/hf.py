@@ -3,8 +3,9 @@
     judge = make_judge("hf", model="/models/Qwen2.5-VL-7B-Instruct", device="cuda", batch_size=16)
 
 Rubric questions use GoT-R1's rubrics (prompts.py), grounding asks "Locate the <object>, report the bbox
-coordinates in JSON format." Replies are decoded greedily in batches and read by parse.py; a reply that cannot
-be read is a counted failure (None), never an exception.
+coordinates in JSON format.", scene-graph and pairwise questions use prompts.py's evaluation prompts. Replies
+are decoded greedily in batches and read by parse.py; a reply that cannot be read is a counted failure (None),
+never an exception.
 
 Grounding coordinates: Qwen2.5-VL answers in absolute pixels of its *resized* input (the processor's
 smart_resize to multiples of 28), so boxes are read in that space, taken from the processor's `image_grid_thw`
@@ -19,9 +20,10 @@ import threading
 from PIL import Image
 
 from janus_rig.chain import Box
-from reward_models.judges.base import JUDGES, GroundRequest, Judge, RubricRequest
-from reward_models.judges.parse import parse_boxes, parse_score
-from reward_models.judges.prompts import grounding_text, rubric_text
+from janus_rig.eval.sg_iou import SceneGraph
+from reward_models.judges.base import JUDGES, GraphRequest, GroundRequest, Judge, PairRequest, RubricRequest
+from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score
+from reward_models.judges.prompts import question
 
 COORD_SPACES = ("qwen2.5-vl", "norm1000", "pixels")
 
@@ -86,16 +88,24 @@ class HFJudge(Judge):
     # --- the interface ---------------------------------------------------------------------------------------
 
     def score(self, requests: list[RubricRequest]) -> list[float | None]:
-        replies = self._generate([(rubric_text(r), [r.image] if r.image is not None else []) for r in requests])
+        replies = self._generate([question(r) for r in requests])
         return [self._read(parse_score, reply) for reply, _ in replies]
 
     def ground(self, requests: list[GroundRequest]) -> list[list[Box] | None]:
-        replies = self._generate([(grounding_text(r.name), [r.image]) for r in requests])
+        replies = self._generate([question(r) for r in requests])
         out = []
         for request, (reply, sizes) in zip(requests, replies):
             width, height = self._space(request.image, sizes[0] if sizes else None)
             out.append(self._read(parse_boxes, reply, width, height))
         return out
+
+    def extract_graphs(self, requests: list[GraphRequest]) -> list[SceneGraph | None]:
+        replies = self._generate([question(r) for r in requests])
+        return [self._read(parse_scene_graph, reply, r.vocabulary) for r, (reply, _) in zip(requests, replies)]
+
+    def compare(self, requests: list[PairRequest]) -> list[float | None]:
+        replies = self._generate([question(r) for r in requests])
+        return [self._read(parse_preference, reply) for reply, _ in replies]
 
     def chat(self, text: str, images: list[Image.Image]) -> str:
         reply, _ = self._generate([(text, images)])[0]

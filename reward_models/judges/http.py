@@ -9,8 +9,9 @@ data URL, when the question has one) then the rubric text (prompts.py). Requests
 
 Structured judging. A server whose model entry in GET {url}/models carries `"structured_requests": true` (the
 served ShapeWorld oracle does) reads the question's facts rather than its prose: the client then appends one
-more text part, `<janus-rig-request>{json}</janus-rig-request>`, with the task, prompt, chain, metadata or object
-name. `structured=True/False` forces it on or off. The protocol is documented in docs/rewards.md.
+more text part, `<janus-rig-request>{json}</janus-rig-request>`, with the task, prompt, chain, metadata, object
+name, vocabulary (scene graphs) or pair (comparisons). `structured=True/False` forces it on or off. The protocol
+is documented in docs/rewards.md (and its evaluation questions in docs/eval_suite.md).
 
 Grounding coordinates (`coords`): "pixels" (the reply is in pixels of the image as sent: `judge serve`),
 "qwen2.5-vl" (the server resizes as Qwen2.5-VL's processor does: the client computes the same smart_resize),
@@ -34,9 +35,20 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image
 
 from janus_rig.chain import Box
-from reward_models.judges.base import GROUND_TASK, JUDGES, GroundRequest, Judge, RubricRequest
-from reward_models.judges.parse import parse_boxes, parse_score
-from reward_models.judges.prompts import grounding_text, rubric_text
+from janus_rig.eval.sg_iou import SceneGraph
+from reward_models.judges.base import (
+    COMPARE_TASK,
+    GRAPH_TASK,
+    GROUND_TASK,
+    JUDGES,
+    GraphRequest,
+    GroundRequest,
+    Judge,
+    PairRequest,
+    RubricRequest,
+)
+from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score
+from reward_models.judges.prompts import question
 
 STRUCTURED_OPEN, STRUCTURED_CLOSE = "<janus-rig-request>", "</janus-rig-request>"
 STRUCTURED_RE = re.compile(re.escape(STRUCTURED_OPEN) + r"(.*?)" + re.escape(STRUCTURED_CLOSE), re.DOTALL)
@@ -60,20 +72,26 @@ def structured_block(fields: dict) -> str:
     return STRUCTURED_OPEN + json.dumps({"version": PROTOCOL_VERSION, **fields}) + STRUCTURED_CLOSE
 
 
-def request_fields(request: RubricRequest | GroundRequest) -> dict:
-    """The facts of a request, as the structured block carries them."""
+Request = RubricRequest | GroundRequest | GraphRequest | PairRequest
+
+
+def request_fields(request: Request) -> dict:
+    """The facts of a request, as the structured block carries them (a pair's images travel as image parts)."""
     if isinstance(request, GroundRequest):
         return {"task": GROUND_TASK, "name": request.name}
+    if isinstance(request, GraphRequest):
+        return {"task": GRAPH_TASK, "vocabulary": request.vocabulary.to_json()}
+    if isinstance(request, PairRequest):
+        chains = {} if request.kind == "image" else {"first": request.first, "second": request.second}
+        return {"task": COMPARE_TASK, "kind": request.kind, "prompt": request.prompt, "metadata": request.metadata,
+                **chains}
     return {"task": request.task, "prompt": request.prompt, "chain": request.chain, "metadata": request.metadata}
 
 
-def chat_body(model: str, request: RubricRequest | GroundRequest, structured: bool, max_tokens: int) -> dict:
-    """The chat-completions body for one question: [image], rubric or grounding text, [structured block]."""
-    if isinstance(request, GroundRequest):
-        text, image = grounding_text(request.name), request.image
-    else:
-        text, image = rubric_text(request), request.image
-    content = [] if image is None else [{"type": "image_url", "image_url": {"url": image_data_url(image)}}]
+def chat_body(model: str, request: Request, structured: bool, max_tokens: int) -> dict:
+    """The chat-completions body for one question: [images], its text (prompts.question), [structured block]."""
+    text, images = question(request)
+    content = [{"type": "image_url", "image_url": {"url": image_data_url(image)}} for image in images]
     content.append({"type": "text", "text": text})
     if structured:
         content.append({"type": "text", "text": structured_block(request_fields(request))})
@@ -150,6 +168,12 @@ class HttpJudge(Judge):
             return parse_boxes(reply, width, height)
 
         return self._ask(requests, read)
+
+    def extract_graphs(self, requests: list[GraphRequest]) -> list[SceneGraph | None]:
+        return self._ask(requests, lambda request, reply: parse_scene_graph(reply, request.vocabulary))
+
+    def compare(self, requests: list[PairRequest]) -> list[float | None]:
+        return self._ask(requests, lambda request, reply: parse_preference(reply))
 
     def chat(self, text: str, images: list[Image.Image]) -> str:
         self._discover()

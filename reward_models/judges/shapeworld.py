@@ -3,9 +3,12 @@
 - semantic (R_sem): `chain_semantic_score` (F1 of the chain's object names against the required objects);
 - spatial (R_spa): `chain_layout_score` on the chain's boxes (it reads the boxes; the drawn picture is for VLMs);
 - prompt_image (R_PI): `image_score` below (1.0 when GenEval's rules pass on the detections, else partial credit);
-- grounding (R_RI): every detected object that the oracle's `ground` rule calls `name`, largest first.
+- grounding (R_RI): every detected object that the oracle's `ground` rule calls `name`, largest first;
+- scene graph (SG-IoU): the exact graph of the image in the request's vocabulary (janus_rig/eval/scene_graph.py);
+- pairs: the candidate with the higher `image_score` (images) or chain score (mean of the semantic and layout
+  scores) is preferred; equal scores are a tie.
 
-Rubric requests need `metadata` (the record's GenEval metadata); one without it fails as "bad_request".
+Rubric and pair requests need `metadata` (the record's GenEval metadata); one without it fails as "bad_request".
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 from data_prep.shapeworld.detect import detect
 from data_prep.shapeworld.oracle import chain_layout_score, chain_semantic_score, ground, score_metadata
 from janus_rig.chain import Box, parse_chain
-from reward_models.judges.base import JUDGES, GroundRequest, Judge, RubricRequest
+from janus_rig.eval.scene_graph import shapeworld_graph
+from janus_rig.eval.sg_iou import SceneGraph
+from reward_models.judges.base import JUDGES, GraphRequest, GroundRequest, Judge, PairRequest, RubricRequest
 
 # An image that fails GenEval's rules earns at most this much, scaled by the share of include clauses it
 # satisfies, so every incorrect image stays below every correct one while "one object of two right" still
@@ -57,6 +62,12 @@ class ShapeWorldJudge(Judge):
     def ground(self, requests: list[GroundRequest]) -> list[list[Box] | None]:
         return [self._answer(self._ground_one, r) for r in requests]
 
+    def extract_graphs(self, requests: list[GraphRequest]) -> list[SceneGraph | None]:
+        return [self._answer(self._graph_one, r) for r in requests]
+
+    def compare(self, requests: list[PairRequest]) -> list[float | None]:
+        return [self._answer(self._compare_one, r) for r in requests]
+
     def _answer(self, fn, request):
         self.stats.count("requests")
         try:
@@ -84,3 +95,23 @@ class ShapeWorldJudge(Judge):
         return [
             Box.from_pixels(*d.box, width, height) for d in detect(request.image) if ground([d], request.name)
         ]
+
+    def _graph_one(self, request: GraphRequest) -> SceneGraph:
+        if request.image is None:
+            raise ValueError("a scene-graph question needs an image")
+        return shapeworld_graph(request.image, request.vocabulary)
+
+    def _compare_one(self, request: PairRequest) -> float:
+        if request.metadata is None:
+            raise ValueError(f"the shapeworld judge needs the record's metadata to compare two {request.kind}s")
+        if request.kind == "image":
+            first, second = (image_score(request.metadata, detect(x)) for x in (request.first, request.second))
+        else:
+            first, second = (chain_score(request.metadata, x) for x in (request.first, request.second))
+        return 1.0 if first > second else 0.0 if first < second else 0.5
+
+
+def chain_score(metadata: dict, chain: str) -> float:
+    """A chain's worth for a prompt: the mean of its semantic (R_sem) and layout (R_spa) scores."""
+    objects = parse_chain(chain).objects
+    return (chain_semantic_score(objects, metadata) + chain_layout_score(objects, metadata)) / 2

@@ -14,20 +14,13 @@ from PIL import Image
 
 from janus_rig.chain import Box
 from reward_models import RewardConfig, compute_rewards, make_judge
-from reward_models.judges import JUDGES, GroundRequest, RubricRequest
+from janus_rig.eval.scene_graph import shapeworld_graph
+from janus_rig.eval.sg_iou import Vocabulary
+from reward_models.judges import JUDGES, GraphRequest, GroundRequest, PairRequest, RubricRequest
 from reward_models.judges.http import qwen_resized
 from reward_models.judges.shapeworld import image_score
 from reward_models.server import start_in_thread
-from tests.rewards import World, variants
-
-QWEN_SPECIAL = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}{% else %}"
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
+from tests.rewards import World, build_tiny_qwen, variants
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -72,6 +65,49 @@ def test_oracle_counts_requests_and_bad_requests(world):
     assert all(isinstance(b, list) for b in boxes) and boxes[1] == []
 
 
+def _vocabulary(record) -> Vocabulary:
+    from janus_rig.eval.sg_iou import reference_graph
+
+    graph = record["scene_graph"]
+    return reference_graph(graph["items"], graph["relations"])[1]
+
+
+def test_oracle_scene_graphs_are_the_records_own(world):
+    judge = make_judge("shapeworld")
+    requests = [GraphRequest(image, _vocabulary(r)) for image, r in zip(world.images, world.records)]
+    graphs = judge.extract_graphs(requests)
+    for graph, record, request in zip(graphs, world.records, requests):
+        items = record["scene_graph"]["items"]
+        assert graph.entities == {f"{i['attributes'][0]} {i['label']}" for i in items}  # every object, exactly
+        names = {i["item_id"]: f"{i['attributes'][0]} {i['label']}" for i in items}
+        stated = {(names[r["item1"]], r["relation"], names[r["item2"]]) for r in record["scene_graph"]["relations"]}
+        assert stated <= graph.triples  # every stated relation holds in the ground-truth render
+        assert {p for _, p, _ in graph.triples} == set(request.vocabulary.predicates)  # only the record's words
+    narrow = Vocabulary(labels=("circle",), attributes=(), predicates=())
+    some = next(i for i, r in enumerate(world.records)
+                if any(x["label"] != "circle" for x in r["scene_graph"]["items"]))
+    graph = judge.extract_graphs([GraphRequest(world.images[some], narrow)])[0]
+    assert graph.entities <= {"circle"} and not graph.triples and graph.dropped >= 1
+    assert judge.stats.snapshot()["failures"] == 0
+
+
+def test_oracle_compares_images_and_chains(world):
+    judge = make_judge("shapeworld")
+    i = next(i for i, m in enumerate(world.metadata) if m["tag"] in ("position", "complex"))
+    j = world.other(i)
+    meta, prompt = world.metadata[i], world.prompts[i]
+    image_pairs = [PairRequest("image", prompt, world.images[i], world.images[j], metadata=meta),
+                   PairRequest("image", prompt, world.images[j], world.images[i], metadata=meta),
+                   PairRequest("image", prompt, world.images[i], world.images[i], metadata=meta)]
+    assert judge.compare(image_pairs) == [1.0, 0.0, 0.5]
+    chain_pairs = [PairRequest("chain", prompt, world.chains[i], world.chains[j], metadata=meta),
+                   PairRequest("chain", prompt, world.chains[i], world.chains[i])]  # no metadata: bad request
+    assert judge.compare(chain_pairs) == [1.0, None]
+    assert judge.stats.snapshot()["failures/bad_request"] == 1
+    with pytest.raises(ValueError, match="two str candidates"):
+        PairRequest("chain", prompt, world.images[i], world.chains[i])
+
+
 # --- the http judge against `judge serve --judge shapeworld` ----------------------------------------------------------
 
 
@@ -97,6 +133,26 @@ def test_http_judge_gives_exactly_the_oracles_rewards(world, served_oracle):
         assert remote.structured is True
         stats = remote.stats.snapshot()
         assert stats["requests"] > 0 and stats["failures"] == 0
+    finally:
+        remote.close()
+
+
+def test_http_judge_gives_exactly_the_oracles_scene_graphs_and_preferences(world, served_oracle):
+    local, remote = make_judge("shapeworld"), make_judge(served_oracle.url, concurrency=8, timeout=30)
+    try:
+        vocabularies = [_vocabulary(r) for r in world.records]
+        # the record's own vocabulary, and another record's (objects the vocabulary cannot name are left out)
+        for shift in (0, 7):
+            requests = [GraphRequest(image, vocabularies[(k + shift) % len(vocabularies)])
+                        for k, image in enumerate(world.images)]
+            expected, got = local.extract_graphs(requests), remote.extract_graphs(requests)
+            assert [(g.entities, g.triples) for g in got] == [(g.entities, g.triples) for g in expected]
+            assert any(g.triples for g in expected)  # not vacuous
+        n = len(world.records)
+        pairs = [PairRequest(kind, world.prompts[k], a[k], a[world.other(k)], metadata=world.metadata[k])
+                 for kind, a in (("image", world.images), ("chain", world.chains)) for k in range(n)]
+        assert remote.compare(pairs) == local.compare(pairs)
+        assert remote.stats.snapshot()["failures"] == 0
     finally:
         remote.close()
 
@@ -227,42 +283,7 @@ def test_http_coordinate_spaces(scripted):
 
 @pytest.fixture(scope="module")
 def tiny_qwen_dir(tmp_path_factory):
-    """A random-init Qwen2.5-VL (text hidden 32, 2 layers; vision depth 2), a word-level tokenizer, the PIL image
-    processor: saved as a model directory, no downloads."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    from reward_models.judges.hf import _image_only_processor_class
-    from reward_models.judges.prompts import GROUNDING, RUBRICS
-
-    words = " ".join([*RUBRICS.values(), GROUNDING, "user assistant score bbox_2d 0 1 2 3 4 5 6 7 8 9 10"])
-    vocab = {"<unk>": 0, "<pad>": 1}
-    pre = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    for piece, _ in pre.pre_tokenize_str(words):
-        vocab.setdefault(piece, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer, backend.decoder = pre, decoders.WordPiece()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>")
-    tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL})
-    ids = tokenizer.convert_tokens_to_ids(QWEN_SPECIAL)
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)
-    processor = _image_only_processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
-    config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
-                         bos_token_id=None, eos_token_id=ids[1], pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                           fullatt_block_indexes=[1], window_size=56, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2),
-        image_token_id=ids[4], video_token_id=ids[5], vision_start_token_id=ids[2], vision_end_token_id=ids[3],
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny_qwen")
-    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(out)
-    processor.save_pretrained(out)
-    return str(out)
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"))
 
 
 def test_hf_judge_counts_garbage_replies_as_failures(tiny_qwen_dir, world):
@@ -287,6 +308,31 @@ def _names(chain):
     from janus_rig.chain import parse_chain
 
     return [o.name for o in parse_chain(chain).objects if o.box is not None]
+
+
+def test_hf_judge_scene_graphs_and_pairs_from_a_random_model_are_counted_failures(tiny_qwen_dir, world):
+    judge = make_judge("hf", model=tiny_qwen_dir, batch_size=4, max_new_tokens=8)
+    requests = [GraphRequest(image, _vocabulary(r)) for image, r in zip(world.images[:3], world.records)]
+    graphs = judge.extract_graphs(requests)
+    pairs = judge.compare([PairRequest("image", world.prompts[0], world.images[0], world.images[1]),
+                           PairRequest("chain", world.prompts[0], world.chains[0], world.chains[1])])
+    stats = judge.stats.snapshot()
+    assert len(graphs) == 3 and len(pairs) == 2 and stats["requests"] == 5
+    assert stats["failures"] == sum(g is None for g in graphs) + sum(p is None for p in pairs) >= 1
+    assert stats["failures/error"] == 0  # it ran; its replies were garbage
+    judge.close()
+
+
+def test_hf_judge_reads_scene_graphs_and_preferences(tiny_qwen_dir, world, monkeypatch):
+    judge = make_judge("hf", model=tiny_qwen_dir, max_new_tokens=2)
+    vocabulary = Vocabulary(("circle", "square"), ("red", "blue"), ("left of",))
+    reply = 'Here: {"objects": ["red circle", "dog"], "relations": [["red circle", "left of", "blue square"]]}'
+    monkeypatch.setattr(judge, "_generate", lambda items: [(reply, [])] * len(items))
+    graph = judge.extract_graphs([GraphRequest(world.images[0], vocabulary)])[0]
+    assert graph.triples == {("red circle", "left of", "blue square")} and graph.dropped == 1
+    monkeypatch.setattr(judge, "_generate", lambda items: [("Image 2 is better.", [])] * len(items))
+    assert judge.compare([PairRequest("image", "p", world.images[0], world.images[1])]) == [0.0]
+    judge.close()
 
 
 def test_hf_judge_reads_boxes_in_the_resized_pixel_space(tiny_qwen_dir, monkeypatch):

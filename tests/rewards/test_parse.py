@@ -9,7 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from janus_rig.chain import Box
-from reward_models.judges.parse import parse_boxes, parse_score
+from janus_rig.eval.sg_iou import SceneGraph, Vocabulary
+from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score
+
+VOCABULARY = Vocabulary(labels=("circle", "square"), attributes=("red", "blue"), predicates=("left of", "above"))
+RED_LEFT_OF_BLUE = {("red circle", "left of", "blue square")}
 
 
 @pytest.mark.parametrize(
@@ -97,6 +101,69 @@ def test_box_failures(reply, failure):
     assert parsed.value is None and parsed.failure == failure
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"objects": ["red circle", "blue square"], "relations": [["red circle", "left of", "blue square"]]}',
+        '```json\n{"objects": ["Red Circle"], "relations": [["the red circle", "left of", "blue square"]]}\n```',
+        '[{"subject": "red circle", "predicate": "left of", "object": "blue square"}]',
+        '[["red circle", "left of", "blue square"]]',
+        '{"scene_graph": {"triples": [{"head": "red circle", "relation": "left of", "tail": "blue square"}]}}',
+        '{"items": [{"item_id": 0, "label": "circle", "attributes": ["red"]}, {"item_id": 1, "label": "square", '
+        '"attributes": ["blue"]}], "relations": [{"triple_id": 0, "item1": 0, "relation": "left of", "item2": 1}]}',
+        "Looking at the image I see (red circle, left of, blue square).",
+        "Objects: red circle, blue square\nRelations:\n- (red circle, left of, blue square)",
+    ],
+)
+def test_scene_graphs_read(reply):
+    parsed = parse_scene_graph(reply, VOCABULARY)
+    assert parsed.ok and parsed.value.triples == RED_LEFT_OF_BLUE
+    assert parsed.value.entities == {"red circle", "blue square"} and parsed.value.dropped == 0
+
+
+def test_scene_graph_vocabulary_and_explicit_nothing():
+    reply = ('{"objects": ["yellow circle", "dog", 7], "relations": [["red circle", "under", "blue square"], '
+             '["red circle", "above", "cat"], ["red circle", "above"]]}')
+    graph = parse_scene_graph(reply, VOCABULARY).value
+    # yellow: no attribute (dropped); dog; 7; 'under'; 'cat'; the 2-element relation -> 6 dropped
+    assert graph.entities == {"circle"} and graph.triples == set() and graph.dropped == 6
+    for nothing in ("[]", '{"objects": [], "relations": []}', "```json\n{\"relations\": []}\n```"):
+        assert parse_scene_graph(nothing, VOCABULARY).value == SceneGraph.build()
+    for garbage in ("", "a red circle is left of a blue square", '{"score": 8}', None, "[1, 2, 3]"):
+        parsed = parse_scene_graph(garbage, VOCABULARY)
+        assert parsed.value is None and parsed.failure == "unparseable"
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ('{"better": 1}', 1.0),
+        ('{"reasoning": "the circle is misplaced in image 1", "better": 2}', 0.0),
+        ('```json\n{"better": "tie"}\n```', 0.5),
+        ('{"better": "Image 1"}', 1.0),
+        ('{"winner": "second"}', 0.0),
+        ('{"better": 2, "preference": 0.25}', 0.25),  # the exact value (a served oracle) wins
+        ("Image 2 is better.", 0.0),
+        ("Image 1 is clearly better than image 2.", 1.0),
+        ("Both have flaws. Answer: 1", 1.0),
+        ("Verdict: tie", 0.5),
+        ("2", 0.0),
+    ],
+)
+def test_preferences_read(reply, expected):
+    parsed = parse_preference(reply)
+    assert parsed.ok and parsed.value == expected
+
+
+@pytest.mark.parametrize("reply, failure", [
+    ("", "unparseable"), ("They are both nice.", "unparseable"), ('{"better": 3}', "out_of_range"),
+    ('{"better": true}', "unparseable"), (None, "unparseable"), ("3", "out_of_range"),
+])
+def test_preference_failures(reply, failure):
+    parsed = parse_preference(reply)
+    assert parsed.value is None and parsed.failure == failure
+
+
 ADVERSARIAL = [
     "[" * 100_000,
     "{" * 50_000 + "}" * 50_000,
@@ -135,7 +202,8 @@ ADVERSARIAL = [
 
 @pytest.mark.parametrize("reply", ADVERSARIAL)
 def test_adversarial_replies_never_raise(reply):
-    for parsed in (parse_score(reply), parse_boxes(reply, 100, 100), parse_boxes(reply, 0.5, 1e9)):
+    for parsed in (parse_score(reply), parse_boxes(reply, 100, 100), parse_boxes(reply, 0.5, 1e9),
+                   parse_scene_graph(reply, VOCABULARY), parse_preference(reply)):
         assert parsed.failure in (None, "unparseable", "out_of_range")
         if parsed.ok:
             assert parsed.value is not None
@@ -170,3 +238,9 @@ def test_a_thousand_malformed_replies_parse_without_an_exception(reply):
     assert boxes.failure in (None, "unparseable", "out_of_range")
     if boxes.ok:
         assert all(isinstance(b, Box) for b in boxes.value)
+    graph = parse_scene_graph(reply, VOCABULARY)
+    assert graph.failure in (None, "unparseable") and (graph.value is None) == (not graph.ok)
+    preference = parse_preference(reply)
+    assert preference.failure in (None, "unparseable", "out_of_range")
+    if preference.ok:
+        assert 0.0 <= preference.value <= 1.0

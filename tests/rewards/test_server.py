@@ -79,6 +79,17 @@ BAD_REQUESTS = {
     "missing metadata": (_with_content('<janus-rig-request>{"task": "semantic", "prompt": "p", "chain": "c"}'
                                        "</janus-rig-request>"), 422),
     "too large": (b" " * 300_000, 413),
+    "scene graph without image": (_with_content('<janus-rig-request>{"task": "scene_graph", "vocabulary": '
+                                                '{"labels": ["circle"]}}</janus-rig-request>'), 400),
+    "compare without kind": (_with_content('<janus-rig-request>{"task": "compare", "prompt": "p"}</janus-rig-request>'),
+                             400),
+    "chain compare without chains": (_with_content('<janus-rig-request>{"task": "compare", "kind": "chain", '
+                                                   '"prompt": "p", "first": "a"}</janus-rig-request>'), 400),
+    "image compare with no image": (_with_content('<janus-rig-request>{"task": "compare", "kind": "image", '
+                                                  '"prompt": "p"}</janus-rig-request>'), 400),
+    "chain compare without metadata": (_with_content('<janus-rig-request>{"task": "compare", "kind": "chain", '
+                                                     '"prompt": "p", "first": "a", "second": "b"}</janus-rig-request>'),
+                                       422),
 }
 
 
@@ -116,6 +127,26 @@ def test_ground_reply_is_in_the_sent_images_pixels(server):
     boxes = json.loads(reply["choices"][0]["message"]["content"])
     assert status == 200 and len(boxes) == 1 and boxes[0]["label"] == "red circle"
     assert [round(v) for v in boxes[0]["bbox_2d"]] == [8, 8, 28, 28]
+
+
+def _red_circle_image() -> Image.Image:
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (64, 64))
+    ImageDraw.Draw(image).ellipse((8, 8, 27, 27), fill=(220, 40, 40))
+    return image
+
+
+def test_scene_graph_needs_a_vocabulary_and_answers_in_the_prompts_form(server):
+    url = {"type": "image_url", "image_url": {"url": image_data_url(_red_circle_image())}}
+    block = '<janus-rig-request>{"task": "scene_graph", "vocabulary": {"labels": ["circle"], "attributes": ["red"]}}' \
+            "</janus-rig-request>"
+    status, reply = _chat(server, _with_content([url, {"type": "text", "text": block}]))
+    assert status == 200
+    assert json.loads(reply["choices"][0]["message"]["content"]) == {"objects": ["red circle"], "relations": []}
+    bad = '<janus-rig-request>{"task": "scene_graph", "vocabulary": {"labels": "circle"}}</janus-rig-request>'
+    status, reply = _chat(server, _with_content([url, {"type": "text", "text": bad}]))
+    assert status == 400 and "'labels' must be a list of strings" in reply["error"]["message"]
 
 
 def test_judge_serve_command_on_a_free_port():
