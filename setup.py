@@ -7,7 +7,7 @@ setup(
     "SFT, GRPO, reflection, rewards and evaluation on transformers' Janus.",
     python_requires=">=3.10",
     packages=find_packages(include=["janus_rig*", "reward_models*", "data_prep*", "train*"]),
-    package_data={"": ["*.yaml", "*.json", "*.jsonl", "*.txt"]},
+    package_data={"": ["*.yaml", "*.json", "*.jsonl", "*.txt"], "data_prep": ["prompt_sets/*/*", "prompt_sets/*.md"]},
     include_package_data=True,
     install_requires=[
         # torch is pinned by the Makefile to the CPU build before this runs (a bare "torch" pulls CUDA wheels).
@@ -27,9 +27,10 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
-        # open_clip needs a torchvision whose compiled ops match the installed torch; PyPI's torchvision does not
-        # import beside the CPU-only torch build used on CPU machines, so the aesthetic scorer is an extra.
-        "clip": ["open_clip_torch>=2.24"],
+        # The aesthetic term. open_clip imports torchvision, whose PyPI wheels are built against torch's CUDA build and
+        # fail to import beside the CPU-only torch: install a matching torch + torchvision pair first (`make
+        # test-clip` builds .venv-clip with torch==2.14.1 torchvision==0.29.1). open_clip >= 3 reads local-dir: models.
+        "clip": ["open_clip_torch>=3.0,<4", "torchvision"],
         "gpu": ["flash-attn>=2.5", "deepspeed>=0.14"],
     },
     entry_points={"console_scripts": ["janus-rig=janus_rig.cli:main"]},

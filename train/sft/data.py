@@ -20,48 +20,19 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from data_prep.vq_cache import ImageCodes, image_codes, load_image
+from data_prep.converters.common import RowReport
 from janus_rig.chain import ChainFormatError, parse_chain
 from janus_rig.model.prompts import GROUNDING_QUESTION
 
 log = logging.getLogger(__name__)
 
 BAD_ROWS_FILE = "bad_rows.jsonl"
-
-
-# --- bad rows ----------------------------------------------------------------------------------------------------
-@dataclass
-class BadRow:
-    id: str
-    source: str  # the records file's name
-    reason: str
-    detail: str
-
-
-@dataclass
-class RowReport:
-    bad: list[BadRow] = field(default_factory=list)
-    kept: Counter = field(default_factory=Counter)  # source -> rows kept
-
-    def reject(self, row_id: str, source: str, reason: str, detail: str) -> None:
-        self.bad.append(BadRow(row_id, source, reason, detail))
-
-    def counts(self) -> dict[str, int]:
-        return dict(Counter(b.reason for b in self.bad))
-
-    def write(self, path: str | Path) -> None:
-        with open(path, "w") as f:
-            for row in self.bad:
-                f.write(json.dumps(asdict(row)) + "\n")
-
-    def summary(self) -> dict:
-        return {"kept": dict(self.kept), "bad": len(self.bad), "bad_by_reason": self.counts()}
 
 
 def read_records(path: Path, report: RowReport) -> list[dict]:

@@ -105,10 +105,7 @@ def run_sft(config: SFTConfig) -> dict:
     report = RowReport()
     train_ds, eval_ds = build_datasets(policy, config, report)
     report.write(out / BAD_ROWS_FILE)
-    for bad in report.bad[:10]:
-        log.warning("bad row %s (%s): %s: %s", bad.id, bad.source, bad.reason, bad.detail)
-    if report.bad:
-        log.warning("%d bad rows left out %s; all listed in %s", len(report.bad), report.counts(), out / BAD_ROWS_FILE)
+    report.log(out / BAD_ROWS_FILE)
     data_seconds = time.perf_counter() - started
 
     collator = SFTCollator(policy.tokens.pad, WorldInfo.read(config.world), policy.pixel_values, policy.image_size)
