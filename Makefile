@@ -26,3 +26,23 @@ quickstart: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The optional aesthetic term (open_clip) in a venv of its own: open_clip imports torchvision, and PyPI's
+# torchvision wheels are built against torch's CUDA build (they do not import beside the CPU torch above). So this
+# venv takes a matching CUDA torch + torchvision pair (it runs on CPU too; ~6 GB installed) and runs only the
+# aesthetic tests.
+CLIP_VENV ?= .venv-clip
+CLIP_PY := $(CLIP_VENV)/bin/python
+TORCH_CLIP ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: test-clip
+
+$(CLIP_VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(CLIP_VENV)
+	$(CLIP_PY) -m pip install -q --upgrade pip
+	$(CLIP_PY) -m pip install -q $(TORCH_CLIP)
+	$(CLIP_PY) -m pip install -q -e ".[dev,clip]"
+	touch $@
+
+test-clip: $(CLIP_VENV)/.installed
+	$(CLIP_PY) -m pytest -q tests/rewards/test_aesthetic.py

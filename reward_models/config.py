@@ -96,7 +96,9 @@ class RewardConfig:
             if not self.term_options.get("aesthetic", {}).get("model_dir"):
                 raise ValueError("the aesthetic term needs term_options {aesthetic: {model_dir: DIR}} (a local model)")
             if importlib.util.find_spec("open_clip") is None:
-                raise ValueError("the aesthetic term needs open_clip, the optional `clip` extra: pip install -e '.[clip]'")
+                from reward_models.aesthetic import CLIP_EXTRA_HINT
+
+                raise ValueError(CLIP_EXTRA_HINT)
 
     def make_judge(self) -> Judge:
         return make_judge(self.judge, model=self.judge_model, **self.judge_options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import statistics
 
@@ -128,6 +130,7 @@ def test_a_term_is_added_with_one_decorator(world):
         REWARD_TERMS._items.pop("R_len_test")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("open_clip") is not None, reason="open_clip installed: test_aesthetic.py")
 def test_aesthetic_without_open_clip_names_the_extra():
     from reward_models.aesthetic import AestheticScorer
 
