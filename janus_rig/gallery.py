@@ -9,7 +9,10 @@ A trace is a dict; the gallery reads these keys (only "image" is required):
      "prompt": "a red circle left of a blue square", "prompt_index": 0, "sample": 0,
      "chain": "A <|obj_start|>red circle<|obj_end|> <|box_start|>(31,47),(312,328)<|box_end|> ...",
      "problems": [{"kind": "missing_box", "position": 12, "message": "..."}], "truncated": false,
-     "scores": {"R_spa": 0.8, "correct": true}}  # optional: anything per sample worth a glance (rewards, verdicts)
+     "scores": {"R_spa": 0.8, "correct": true},  # optional: anything per sample worth a glance (rewards, verdicts)
+     "label": "round 1",                       # optional: the card's caption (default "sample N" or the file name)
+     "more_images": [{"src": "edited/0000_1.png", "alt": "edited"}],   # optional: shown after the overlay
+     "reflection": "<|reflect_start|>...<|reflect_end|>", "edit": "<|edit_start|>...<|edit_end|>"}  # optional
 
 Samples are grouped by prompt (by "prompt_index" when present), in order of first appearance.
 """
@@ -23,9 +26,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from janus_rig.chain import BOX_END, BOX_START, CHAIN_TOKENS, OBJ_END, OBJ_START, PALETTE
+from janus_rig.reflect.format import DECISION, EDIT_BOXES, ROLE_TOKENS, VERDICT
 
 GALLERY_FILE = "index.html"
 _TOKEN_RE = re.compile("|".join(re.escape(t) for t in CHAIN_TOKENS))
+_ROLE_RE = re.compile("(" + "|".join(re.escape(t) for t in ROLE_TOKENS) + ")")
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
@@ -50,6 +55,8 @@ h2 .index { color: #888; font-weight: 400; margin-right: .5em; }
 .empty { color: #999; font-style: italic; }
 details { font-size: .85em; color: #8a4200; margin-top: 4px; }
 details ul { margin: 2px 0; padding-left: 1.2em; }
+.role { font: .75em ui-monospace, monospace; color: #555; background: #eef; border-radius: 3px; padding: 0 3px; }
+.yes { color: #1a7f37; } .no { color: #b00; font-weight: 600; }
 """
 
 
@@ -87,6 +94,29 @@ def render_chain(chain: str) -> str:
     return "".join(out)
 
 
+def render_roles(text: str) -> str:
+    """HTML of a reflection or an edit (janus_rig.reflect.format): each role token as a small label (verdicts,
+    the decision and the edit boxes on their own line), the text between them as `render_chain` shows chains
+    (so seen objects and edit boxes get the colours draw_boxes gives them), verdicts green (yes) or red (no)."""
+    if not text:
+        return '<span class="empty">(nothing written)</span>'
+    out, previous = [], None
+    for piece in _ROLE_RE.split(text):
+        if piece in ROLE_TOKENS:
+            out.append(("<br>" if piece in (VERDICT, DECISION, EDIT_BOXES) else "")
+                       + f'<span class="role">{_esc(piece.strip("<|>"))}</span> ')
+            previous = piece
+            continue
+        if not piece.strip():
+            continue
+        html_piece = render_chain(piece.strip())
+        value = piece.strip().rpartition(":")[2].strip().lower()
+        if previous == VERDICT and value in ("yes", "no"):
+            html_piece = f'<span class="{value}">{html_piece}</span>'
+        out.append(html_piece)
+    return "".join(out)
+
+
 def _src(path, out_dir: Path) -> str:
     path = Path(path)
     if path.is_absolute():
@@ -99,6 +129,9 @@ def _card(trace: dict, out_dir: Path, display_size: int) -> str:
     images = [f'<img src="{_src(trace["image"], out_dir)}" {size} loading="lazy" alt="sample">']
     if trace.get("overlay"):
         images.append(f'<img src="{_src(trace["overlay"], out_dir)}" {size} loading="lazy" alt="planned boxes">')
+    for more in trace.get("more_images") or []:
+        alt = _esc(more.get("alt", "image"))
+        images.append(f'<img src="{_src(more["src"], out_dir)}" {size} loading="lazy" alt="{alt}" title="{alt}">')
     problems = trace.get("problems") or []
     badges = []
     if trace.get("truncated"):
@@ -106,12 +139,16 @@ def _card(trace: dict, out_dir: Path, display_size: int) -> str:
     if problems:
         badges.append(f'<span class="badge warn">{len(problems)} problem{"s" * (len(problems) != 1)}</span>')
     label = f"sample {_esc(trace['sample'])}" if "sample" in trace else _esc(Path(str(trace["image"])).name)
+    label = _esc(trace["label"]) if trace.get("label") else label
     parts = [f'<div class="images">{"".join(images)}</div>', f'<div class="meta">{label}{"".join(badges)}</div>']
     if trace.get("scores"):
         scores = " ".join(f"{_esc(k)} <code>{_esc(_fmt(v))}</code>" for k, v in trace["scores"].items())
         parts.append(f'<div class="meta scores">{scores}</div>')
     if "chain" in trace:
         parts.append(f'<div class="chain">{render_chain(trace["chain"] or "")}</div>')
+    for role in ("reflection", "edit"):
+        if trace.get(role) is not None:
+            parts.append(f'<div class="meta">{role}</div><div class="chain">{render_roles(trace[role])}</div>')
     if problems:
         items = "".join(f"<li><b>{_esc(p.get('kind'))}</b> at {_esc(p.get('position'))}: {_esc(p.get('message'))}</li>"
                         for p in problems)

@@ -1,4 +1,5 @@
-"""Tokenizers: a small word-level one for synthetic worlds, and adding the chain tokens to any Janus tokenizer.
+"""Tokenizers: a small word-level one for synthetic worlds, and adding the chain and reflection-role tokens to any
+Janus tokenizer.
 
 The word-level tokenizer keeps spaces as a "▁" prefix (Metaspace), isolates punctuation, newlines and whole
 numbers (so a box coordinate like 312 is one token; a whole box is 9), and decodes back to the exact text:
@@ -16,6 +17,7 @@ from transformers import PreTrainedTokenizerFast
 
 from janus_rig.chain import CHAIN_TOKENS, COORD_MAX
 from janus_rig.model.tokens import BOI, BOS, EOI, EOS, IMAGE, MODEL_SPECIFIC, PAD
+from janus_rig.reflect.format import ROLE_TOKENS
 
 UNK = "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, IMAGE, BOI, EOI)
@@ -40,12 +42,18 @@ def build_word_tokenizer(
     """A word-level tokenizer whose vocabulary is every piece of `texts` plus the numbers 0..`numbers`.
 
     Pieces are found by the tokenizer's own pre-tokenizer, so any text built from the same words, spaces,
-    punctuation and numbers encodes without `<unk>`.
+    punctuation and numbers encodes without `<unk>`. With `chain_tokens`, the chain and reflection-role tokens are
+    added too, and so are the words of the roles' fixed texts (formats and questions): a tokenizer that writes
+    chains can also reflect.
     """
     pre = _pre_tokenizer()
     pieces: set[str] = {"▁", *BASIC_PUNCTUATION}
+    if chain_tokens:
+        from janus_rig.reflect.prompts import role_texts  # the role questions live with the reflection code
+
+        texts = [*texts, *role_texts()]
     for text in texts:
-        for chunk in _split_on(text, (*SPECIAL_TOKENS, *CHAIN_TOKENS)):
+        for chunk in _split_on(text, (*SPECIAL_TOKENS, *CHAIN_TOKENS, *ROLE_TOKENS)):
             for piece, _ in pre.pre_tokenize_str(chunk):
                 word = piece.lstrip("▁")
                 # A word appears with and without its leading space (e.g. right after <|obj_start|>).
@@ -70,6 +78,7 @@ def build_word_tokenizer(
     )
     if chain_tokens:
         add_chain_tokens(fast)
+        add_role_tokens(fast)
     return fast
 
 
@@ -83,6 +92,14 @@ def _split_on(text: str, tokens: tuple[str, ...]) -> list[str]:
 def add_chain_tokens(tokenizer) -> int:
     """Add GoT-R1's chain tokens to a tokenizer that lacks them (a stock Janus-Pro one). Returns how many were added."""
     missing = [t for t in CHAIN_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
+    return len(missing)
+
+
+def add_role_tokens(tokenizer) -> int:
+    """Add the reflection roles' tokens (`ROLE_TOKENS`) where missing, as the chain tokens are. Returns how many."""
+    missing = [t for t in ROLE_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
     return len(missing)

@@ -1,7 +1,8 @@
 """Special tokens of the Janus vocabulary and their ids in a given tokenizer (one home for both).
 
 The strings are those of the published Janus-Pro tokenizer; the reasoning-chain tokens are GoT-R1's
-(`janus_rig.chain.CHAIN_TOKENS`), added to a tokenizer when missing.
+(`janus_rig.chain.CHAIN_TOKENS`), added to a tokenizer when missing; the reflection roles' tokens
+(`janus_rig.reflect.format.ROLE_TOKENS`) likewise (`janus_rig.model.tokenizer.add_role_tokens`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from janus_rig.chain import CHAIN_TOKENS
+from janus_rig.reflect.format import ROLE_TOKENS
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
@@ -42,3 +44,16 @@ class SpecialTokenIds:
             )
         ids = {field: vocab[text] for field, text in wanted.items()}
         return cls(**ids, chain=tuple(vocab[t] for t in CHAIN_TOKENS))
+
+
+def role_token_ids(tokenizer) -> dict[str, int]:
+    """Id of every reflection-role token (`ROLE_TOKENS`), by its text; ValueError naming the missing ones."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in ROLE_TOKENS if t not in vocab]
+    if missing:
+        raise ValueError(
+            f"tokenizer lacks the reflection role tokens {missing}; add them with "
+            "`janus_rig.model.tokenizer.add_role_tokens` (and resize the embeddings: "
+            "`janus_rig.reflect.prompts.ensure_role_tokens`)"
+        )
+    return {t: vocab[t] for t in ROLE_TOKENS}

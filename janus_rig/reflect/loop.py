@@ -1,0 +1,273 @@
+"""The Generate-Reflect-Edit loop in one model (RL-RIG's roles, all played by the policy):
+
+    generate  rollout sample: caption -> chain -> image tokens                   (janus_rig.rollout.sample)
+    check     understanding path: image + caption + plan -> reflection            (checker, prompts.py + text.py)
+    act       on `edit`: image + caption + plan + reflection -> revised chain + edit boxes      (actor)
+    edit      region-locked rollout: only tokens inside the edit boxes are redrawn, conditioned on the revised
+              chain; every other image token is kept as it was                  (janus_rig.rollout.edit)
+
+Rounds: round k checks every row still open; a row whose checker says keep is done. With `rounds` = K, at most
+K edits happen per row (rounds 0..K-1); the image after the K-th edit is checked once more (round K) so that
+every edit has a check after it (its reward), and no edit follows that check (`out_of_rounds` if it says edit).
+
+Model output is untrusted, and each failure ends the row without touching its image:
+- a reflection whose decision cannot be read counts `malformed_reflection` and is treated as keep (never edit on
+  an unreadable verdict);
+- an edit without a usable edit box counts `malformed_edit` (the image stays as it is); an edit with boxes but a
+  blank revised chain redraws the boxes from the current plan (`empty_chain` among the edit problems).
+Every problem of every parse is also counted by kind (`counts["reflection/<kind>"]`, `counts["edit/<kind>"]`).
+
+    result = reflect(policy, ["a red circle left of a blue square"], ReflectConfig(rounds=2), RolloutConfig(), seed=0)
+    result.traces[0]          # row 0: one RoundTrace per round (image, reflection, edit, edited image, status)
+    result.final_tokens       # (R, N) every row's last image
+    list(result.edits())      # (before-check, after-check) pairs: what edit rewards compare
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from PIL import Image
+
+from janus_rig.chain import ChainObject
+from janus_rig.model.tokens import BOI, BOS, EOI, EOS, IMAGE, PAD, role_token_ids
+from janus_rig.reflect.format import (
+    ALL_PROBLEM_KINDS,
+    EDIT_END,
+    KEEP,
+    REFLECT_END,
+    ParsedEdit,
+    ParsedReflection,
+    parse_edit,
+    parse_reflection,
+)
+from janus_rig.reflect.prompts import encode_actor, encode_checker
+from janus_rig.reflect.text import TextConfig, TextRollout, sample_text
+from janus_rig.rollout import Rollout, RolloutConfig, edit, sample, token_masks
+
+STATUSES = ("keep", "edited", "malformed_reflection", "malformed_edit", "out_of_rounds")
+
+
+@dataclass
+class ReflectConfig:
+    rounds: int = field(default=2, metadata={"help": "K: edits per image at most; the loop stops when the checker "
+                                                     "says keep"})
+    checker: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=256),
+                                metadata={"help": "how the checker's reflection is sampled"})
+    actor: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=256),
+                              metadata={"help": "how the actor's edit is sampled"})
+
+    def __post_init__(self):
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0 (0: check once, never edit), got {self.rounds}")
+
+
+# --- the roles -----------------------------------------------------------------------------------------------------
+def check(policy, images: list[Image.Image], prompts: list[str], plans: list[str], config: TextConfig,
+          generator: torch.Generator) -> TextRollout:
+    """The checker: one reflection per image, ended by <|reflect_end|>."""
+    contexts = [encode_checker(policy, p, c) for p, c in zip(prompts, plans)]
+    stop = role_token_ids(policy.tokenizer)[REFLECT_END]
+    return sample_text(policy, contexts, policy.pixel_values(images), [stop], config, generator)
+
+
+def act(policy, images: list[Image.Image], prompts: list[str], plans: list[str], reflections: list[str],
+        config: TextConfig, generator: torch.Generator) -> TextRollout:
+    """The actor: one edit per image, ended by <|edit_end|>."""
+    contexts = [encode_actor(policy, p, c, r) for p, c, r in zip(prompts, plans, reflections)]
+    stop = role_token_ids(policy.tokenizer)[EDIT_END]
+    return sample_text(policy, contexts, policy.pixel_values(images), [stop], config, generator)
+
+
+CheckFn = Callable[..., TextRollout]  # check's signature; anything with `.texts` works (tests script the roles)
+ActFn = Callable[..., TextRollout]
+
+
+# --- traces --------------------------------------------------------------------------------------------------------
+@dataclass
+class RoundTrace:
+    """One row in one round."""
+
+    row: int
+    round: int
+    plan: str  # the chain the image was drawn from, shown to the checker
+    image_tokens: torch.Tensor  # (N,) the image the checker saw
+    image: Image.Image
+    reflection_text: str
+    reflection: ParsedReflection
+    status: str  # one of STATUSES
+    edit_text: str | None = None
+    edit: ParsedEdit | None = None
+    revised_chain: str | None = None  # the chain the editor drew from
+    edit_boxes: list[ChainObject] = field(default_factory=list)
+    edited_tokens: torch.Tensor | None = None  # (N,)
+    edited_image: Image.Image | None = None
+
+
+@dataclass
+class RoundBatch:
+    """What the model wrote in one round, batched: the inputs of a Reflection-GRPO update."""
+
+    round: int
+    rows: list[int]  # rows checked
+    checker: TextRollout  # len(rows) rows
+    actor_rows: list[int] = field(default_factory=list)  # rows the actor wrote for
+    actor: TextRollout | None = None
+    editor_rows: list[int] = field(default_factory=list)  # rows edited
+    editor: Rollout | None = None
+
+
+@dataclass
+class LoopResult:
+    prompts: list[str]  # per row
+    initial: Rollout  # the generation
+    rounds: list[RoundBatch]
+    traces: list[list[RoundTrace]]  # per row, per round it took part in
+    final_tokens: torch.Tensor  # (R, N)
+    counts: dict[str, int]
+
+    def edits(self):
+        """(before, after) RoundTrace pairs, one per edit: `before` decided edit and was edited, `after` is the
+        check of the edited image (the next round's trace of the same row)."""
+        for row in self.traces:
+            for before, after in zip(row, row[1:]):
+                if before.status == "edited":
+                    yield before, after
+
+
+# --- the loop ------------------------------------------------------------------------------------------------------
+_NOT_CHAIN_TEXT = (BOI, EOI, IMAGE, BOS, EOS, PAD)
+
+
+def _editor_chain(revised: str, plan: str) -> str:
+    """The revised chain as the editor may read it: Janus specials removed (untrusted text), blank -> the plan."""
+    while any(token in revised for token in _NOT_CHAIN_TEXT):  # until stable: removals can join new ones
+        for token in _NOT_CHAIN_TEXT:
+            revised = revised.replace(token, "")
+    return revised.strip() or plan
+
+
+def _to_images(policy, tokens: torch.Tensor) -> list[Image.Image]:
+    return [Image.fromarray(p.numpy()) for p in policy.decode_images(tokens)]  # (B, S, S, 3) uint8
+
+
+def _count_problems(counts: Counter, prefix: str, parsed) -> None:
+    for kind, n in parsed.problem_counts().items():
+        counts[f"{prefix}/{kind}"] += n
+
+
+def reflect(
+    policy,
+    prompts: list[str],
+    config: ReflectConfig,
+    rollout_config: RolloutConfig,
+    *,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+    initial: Rollout | None = None,
+    checker: CheckFn = check,
+    actor: ActFn = act,
+) -> LoopResult:
+    """Run the loop on `rollout_config.group_size` samples per prompt (or on `initial`, a rollout of `prompts`)."""
+    if generator is None:
+        generator = torch.Generator(device=policy.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+    if initial is None:
+        initial = sample(policy, prompts, rollout_config, generator=generator)
+    elif list(initial.prompts) != list(prompts):
+        raise ValueError("`initial` must be a rollout of `prompts` (its rows index into them)")
+    row_prompts = [prompts[i] for i in initial.prompt_index.tolist()]
+    R = initial.num_rows
+    tokens = initial.image_tokens.clone()  # (R, N)
+    plans = list(initial.chains)
+    images = _to_images(policy, tokens)
+    edit_config = replace(rollout_config, group_size=1)
+    counts = Counter({k: 0 for k in ("rows", "checks", "edits", "context_changed", "truncated_reflections",
+                                     "truncated_edits", *STATUSES)})
+    counts.update({f"{role}/{kind}": 0 for role in ("reflection", "edit") for kind in ALL_PROBLEM_KINDS})
+    counts["rows"] = R
+    traces: list[list[RoundTrace]] = [[] for _ in range(R)]
+    batches = []
+    open_rows = list(range(R))
+    for k in range(config.rounds + 1):
+        if not open_rows:
+            break
+        out = checker(policy, [images[r] for r in open_rows], [row_prompts[r] for r in open_rows],
+                      [plans[r] for r in open_rows], config.checker, generator)
+        batch = RoundBatch(k, list(open_rows), out)
+        batches.append(batch)
+        counts["checks"] += len(open_rows)
+        counts["truncated_reflections"] += int((~_stopped(out)).sum())
+        wants_edit = []
+        for r, text in zip(open_rows, out.texts):
+            parsed = parse_reflection(text)
+            _count_problems(counts, "reflection", parsed)
+            if parsed.decision is None:
+                status = "malformed_reflection"
+            elif parsed.decision == KEEP:
+                status = "keep"
+            elif k == config.rounds:
+                status = "out_of_rounds"
+            else:
+                status = "edited"  # provisional: the actor may still fail
+                wants_edit.append(r)
+            traces[r].append(RoundTrace(r, k, plans[r], tokens[r].clone(), images[r], text, parsed, status))
+        if wants_edit:
+            _act_and_edit(policy, wants_edit, batch, traces, row_prompts, plans, tokens, images, config,
+                          edit_config, generator, actor, counts)
+        for r in batch.rows:
+            counts[traces[r][-1].status] += 1
+        open_rows = [r for r in batch.rows if traces[r][-1].status == "edited"]
+    counts["edits"] = counts["edited"]
+    return LoopResult(row_prompts, initial, batches, traces, tokens, dict(counts))
+
+
+def _stopped(out) -> torch.Tensor:
+    stopped = getattr(out, "stopped", None)
+    return torch.ones(len(out.texts), dtype=torch.bool) if stopped is None else stopped
+
+
+def _act_and_edit(policy, rows, batch, traces, prompts, plans, tokens, images, config, edit_config, generator,
+                  actor, counts) -> None:
+    """Actor for the rows that want an edit, then one batched region-locked edit of those with usable boxes."""
+    out = actor(policy, [images[r] for r in rows], [prompts[r] for r in rows], [plans[r] for r in rows],
+                [traces[r][-1].reflection_text for r in rows], config.actor, generator)
+    batch.actor_rows, batch.actor = list(rows), out
+    counts["truncated_edits"] += int((~_stopped(out)).sum())
+    usable = []
+    for r, text in zip(rows, out.texts):
+        parsed = parse_edit(text)
+        _count_problems(counts, "edit", parsed)
+        trace = traces[r][-1]
+        trace.edit_text, trace.edit = text, parsed
+        if not parsed.usable:
+            trace.status = "malformed_edit"
+            continue
+        trace.revised_chain = _editor_chain(parsed.chain_text, plans[r])
+        trace.edit_boxes = list(parsed.boxes)
+        usable.append(r)
+    if not usable:
+        return
+    before = tokens[usable]  # (E, N)
+    boxes = [[o.box for o in traces[r][-1].edit_boxes] for r in usable]
+    ro = edit(policy, [prompts[r] for r in usable], [traces[r][-1].revised_chain for r in usable], before, boxes,
+              edit_config, generator=generator)
+    batch.editor_rows, batch.editor = list(usable), ro
+    inside = token_masks(boxes, policy.grid[0]).to(before.device)  # (E, N)
+    changed_outside = (ro.image_tokens.to(before.device) != before) & ~inside  # (E, N); empty by construction
+    counts["context_changed"] += int(changed_outside.any(-1).sum())
+    edited_images = _to_images(policy, ro.image_tokens)
+    for j, r in enumerate(usable):
+        tokens[r] = ro.image_tokens[j].to(tokens.device)
+        plans[r] = traces[r][-1].revised_chain
+        images[r] = edited_images[j]
+        trace = traces[r][-1]
+        trace.edited_tokens, trace.edited_image = tokens[r].clone(), images[r]
+
+

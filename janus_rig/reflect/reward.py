@@ -1,0 +1,157 @@
+"""Rewards of an edit, and how good the checker is: pure functions over parsed reflections and verdicts.
+
+RL-RIG's reward is intrinsic (no external verifier): an edit is good when the model's own checker thinks better
+of the edited image than of the image before it,
+
+    reward = verdict_score(check after the edit) - verdict_score(check before the edit)     in [-1, 1]
+
+where `verdict_score` is the fraction of a reflection's verdicts that say yes. Any judge can replace the checker
+(`judge_rewards`: the judge's prompt-image score after minus before; `shapeworld`, `hf` or an `http` URL), and
+the oracle always measures the truth for reporting (`oracle_report`): the checker's accuracy per verdict against
+the oracle's, and how many images were correct before and after the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from janus_rig.reflect.format import EDIT, KEEP, ParsedReflection, Verdict
+
+INTRINSIC = "intrinsic"
+UNREADABLE_SCORE = 0.0  # a reflection without a readable verdict thinks nothing of its image: the lowest score
+
+
+def verdict_score(reflection: ParsedReflection) -> float | None:
+    """Fraction of the verdicts that say yes; None when the reflection has none."""
+    if not reflection.verdicts:
+        return None
+    return sum(v.holds for v in reflection.verdicts) / len(reflection.verdicts)
+
+
+def intrinsic_reward(before: ParsedReflection, after: ParsedReflection,
+                     unreadable: float = UNREADABLE_SCORE) -> float:
+    """verdict_score(after) - verdict_score(before); a reflection without verdicts scores `unreadable`.
+
+    >>> from janus_rig.reflect.format import parse_reflection
+    >>> b = parse_reflection("<|verdict|>red circle: yes<|verdict|>red circle left of blue square: no")
+    >>> a = parse_reflection("<|verdict|>red circle: yes<|verdict|>red circle left of blue square: yes")
+    >>> intrinsic_reward(b, a)
+    0.5
+    """
+    scores = [verdict_score(r) for r in (before, after)]
+    b, a = (unreadable if s is None else s for s in scores)
+    return a - b
+
+
+def judge_rewards(judge, prompts: Sequence[str], before: Sequence, after: Sequence,
+                  metadata: Sequence[dict | None] | None = None) -> list[float | None]:
+    """The judge's prompt-image score (0..1) of each edited image minus that of the image before; None where the
+    judge could not answer either question. Images are PIL; metadata feeds structured judges (shapeworld)."""
+    from reward_models.judges import RubricRequest
+
+    n = len(prompts)
+    if not len(before) == len(after) == n:
+        raise ValueError(f"judge_rewards needs one before and one after image per prompt: {n} prompts, "
+                         f"{len(before)} before, {len(after)} after")
+    meta = list(metadata) if metadata is not None else [None] * n
+    requests = [RubricRequest("prompt_image", p, image=im, metadata=m)
+                for images in (before, after) for p, im, m in zip(prompts, images, meta)]
+    scores = judge.score(requests) if requests else []
+    return [None if b is None or a is None else a - b for b, a in zip(scores[:n], scores[n:])]
+
+
+def verdict_matches(reflection: ParsedReflection, truths: Sequence[Verdict]) -> list[bool | None]:
+    """Per true verdict: whether the reflection's verdict on the same statement agrees (None: not answered).
+    Statements match after `normalize_statement`; the first verdict on a statement counts."""
+    said: dict[str, bool] = {}
+    for v in reflection.verdicts:
+        said.setdefault(v.key, v.holds)
+    return [None if t.key not in said else said[t.key] == t.holds for t in truths]
+
+
+def true_decision(truths: Sequence[Verdict]) -> str:
+    return KEEP if all(t.holds for t in truths) else EDIT
+
+
+def checker_accuracy(reflections: Sequence[ParsedReflection],
+                     truths: Sequence[Sequence[Verdict]]) -> tuple[float, dict[str, float]]:
+    """Accuracy of the checker against the truth, per stated fact (an unanswered fact counts as wrong).
+
+    Returns (verdict_accuracy, metrics): verdict_accuracy, verdict_coverage (share of facts answered),
+    answered_accuracy (accuracy on the answered ones), decision_accuracy (keep iff every fact holds), counts.
+    """
+    if len(reflections) != len(truths):
+        raise ValueError(f"{len(reflections)} reflections but {len(truths)} truth lists")
+    facts = answered = correct = decisions_right = 0
+    for reflection, truth in zip(reflections, truths):
+        matches = verdict_matches(reflection, truth)
+        facts += len(matches)
+        answered += sum(m is not None for m in matches)
+        correct += sum(m is True for m in matches)
+        decisions_right += reflection.decision == true_decision(truth)
+    accuracy = correct / facts if facts else 0.0
+    metrics = {
+        "verdict_accuracy": accuracy,
+        "verdict_coverage": answered / facts if facts else 0.0,
+        "answered_accuracy": correct / answered if answered else 0.0,
+        "decision_accuracy": decisions_right / len(reflections) if reflections else 0.0,
+        "facts": facts,
+        "checks": len(reflections),
+    }
+    return accuracy, metrics
+
+
+# --- over a loop ---------------------------------------------------------------------------------------------------
+def edit_rewards(result, source: str = INTRINSIC, judge=None,
+                 metadata: Sequence[dict | None] | None = None) -> list[float | None]:
+    """One reward per edit of `result.edits()` (a LoopResult), in that order.
+
+    source "intrinsic": the model's own checker (`intrinsic_reward`); any other source needs `judge` (a Judge from
+    `reward_models.judges.make_judge`, e.g. "shapeworld", "hf", an http URL) and uses `judge_rewards`.
+    `metadata` is per row of the loop (structured judges read it).
+    """
+    pairs = list(result.edits())
+    if source == INTRINSIC:
+        return [intrinsic_reward(before.reflection, after.reflection) for before, after in pairs]
+    if judge is None:
+        raise ValueError(f"edit reward source {source!r} needs a judge (make_judge({source!r}))")
+    rows = [before.row for before, _ in pairs]
+    meta = [metadata[r] for r in rows] if metadata is not None else None
+    return judge_rewards(judge, [result.prompts[r] for r in rows], [b.image for b, _ in pairs],
+                         [b.edited_image for b, _ in pairs], meta)
+
+
+def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
+    """The oracle's truth about a loop (rows without metadata are left out): checker accuracy over every check,
+    the share of images that were correct at the start and at the end, and the share of edits after which more
+    stated facts held than before."""
+    from janus_rig.reflect.facts import oracle_verdicts
+
+    if len(metadata) != len(result.traces):
+        raise ValueError(f"oracle_report needs one metadata record per row: {len(result.traces)} rows, "
+                         f"{len(metadata)} records")
+    reflections, truths, start, end = [], [], [], []
+    truth_of = {}  # (row, round) -> the truth about the image that round's checker saw
+    for row, meta in zip(result.traces, metadata):
+        if meta is None or not row:
+            continue
+        for trace in row:
+            truth = oracle_verdicts(meta, trace.image)
+            truth_of[trace.row, trace.round] = truth
+            reflections.append(trace.reflection)
+            truths.append(truth)
+        last = row[-1]
+        edited = last.edited_image is not None
+        final = oracle_verdicts(meta, last.edited_image) if edited else truth_of[last.row, last.round]
+        start.append(all(t.holds for t in truth_of[row[0].row, 0]))
+        end.append(all(t.holds for t in final))
+    _, metrics = checker_accuracy(reflections, truths)
+    improved = [sum(t.holds for t in truth_of[a.row, a.round]) > sum(t.holds for t in truth_of[b.row, b.round])
+                for b, a in result.edits() if (b.row, b.round) in truth_of]
+    metrics.update({
+        "correct_before": sum(start) / len(start) if start else 0.0,
+        "correct_after": sum(end) / len(end) if end else 0.0,
+        "edits_improved": sum(improved) / len(improved) if improved else 0.0,
+        "edits": len(improved),
+    })
+    return metrics

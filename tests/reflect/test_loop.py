@@ -1,0 +1,114 @@
+"""The Generate-Reflect-Edit loop on the tiny random model: K rounds, malformed output counted, and every edit keeps
+every image token outside its edit boxes (asserted on the token grids)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from janus_rig.reflect.loop import ReflectConfig, reflect
+from janus_rig.reflect.text import TextConfig
+from janus_rig.rollout import RolloutConfig, token_masks
+from tests.reflect.scripted import PLAN, Scripted, edit, reflection
+
+PROMPTS = ["a red circle left of a blue square", "a triangle"]
+FAST = RolloutConfig(group_size=2, max_chain_tokens=6, cfg_weight=3.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(rounds=2, tokens=24):
+    return ReflectConfig(rounds=rounds, checker=TextConfig(max_new_tokens=tokens),
+                         actor=TextConfig(max_new_tokens=tokens))
+
+
+def assert_context_kept(result, grid):
+    edits = 0
+    for row in result.traces:
+        for k, t in enumerate(row):
+            if t.status != "edited":
+                assert t.edited_tokens is None
+                continue
+            edits += 1
+            inside = token_masks([[o.box for o in t.edit_boxes]], grid)[0]  # (N,)
+            assert torch.equal(t.edited_tokens[~inside], t.image_tokens[~inside])  # 100% of outside tokens
+            assert row[k + 1].image_tokens.equal(t.edited_tokens) and row[k + 1].plan == t.revised_chain
+    return edits
+
+
+def test_random_model_runs_and_counts_malformed_output(tiny_policy):
+    result = reflect(tiny_policy, PROMPTS, config(), FAST, seed=0)
+    c = result.counts
+    assert c["rows"] == 4 and len(result.traces) == 4 and result.final_tokens.shape == (4, tiny_policy.num_image_tokens)
+    assert c["checks"] >= 4 and c["malformed_reflection"] + c["keep"] + c["edited"] + c["malformed_edit"] + \
+        c["out_of_rounds"] == c["checks"]
+    # A random model writes no readable reflection: each is counted, treated as keep, and the image is left alone.
+    assert c["malformed_reflection"] == 4 and c["reflection/missing_decision"] == 4 and c["edits"] == 0
+    assert torch.equal(result.final_tokens, result.initial.image_tokens)
+    assert [t.status for row in result.traces for t in row] == ["malformed_reflection"] * 4
+
+
+def test_k_rounds_of_edits_keep_the_context(tiny_policy):
+    checker = Scripted(lambda k, i: reflection("edit"))
+    actor = Scripted(lambda k, i: edit())
+    result = reflect(tiny_policy, PROMPTS, config(rounds=2), FAST, seed=1, checker=checker, actor=actor)
+    c = result.counts
+    # K = 2: two edits per row, then one more check (round 2) that still says edit: out of rounds.
+    assert len(checker.calls) == 3 and len(actor.calls) == 2 and len(result.rounds) == 3
+    assert c["edits"] == 8 and c["out_of_rounds"] == 4 and c["checks"] == 12 and c["context_changed"] == 0
+    assert [[t.status for t in row] for row in result.traces] == [["edited", "edited", "out_of_rounds"]] * 4
+    assert assert_context_kept(result, tiny_policy.grid[0]) == 8
+    # The checker saw the edited image and the revised plan; the edits resampled the inside tokens.
+    assert checker.calls[1]["plans"] == [PLAN] * 4
+    inside = token_masks([[o.box for o in result.traces[0][0].edit_boxes]], tiny_policy.grid[0])[0]
+    assert (result.final_tokens[:, inside] != result.initial.image_tokens[:, inside]).any()
+    assert len(list(result.edits())) == 8
+    assert result.rounds[0].editor.image_tokens.shape == (4, tiny_policy.num_image_tokens)
+
+
+def test_keep_malformed_edits_and_rows_that_stop(tiny_policy):
+    # Row 0 keeps at once; row 1 gets a garbled edit; rows 2, 3 are edited once and then keep.
+    checker = Scripted(lambda k, i: reflection("keep" if (k == 0 and i == 0) or k == 1 else "edit"))
+    actor = Scripted(lambda k, i: "<|edit_start|>redraw it<|edit_end|>" if i == 0 else edit())
+    result = reflect(tiny_policy, PROMPTS, config(rounds=3), FAST, seed=2, checker=checker, actor=actor)
+    statuses = [[t.status for t in row] for row in result.traces]
+    assert statuses == [["keep"], ["malformed_edit"], ["edited", "keep"], ["edited", "keep"]]
+    c = result.counts
+    assert (c["keep"], c["malformed_edit"], c["edits"], c["edit/missing_boxes"]) == (3, 1, 2, 1)
+    assert torch.equal(result.final_tokens[:2], result.initial.image_tokens[:2])
+    assert assert_context_kept(result, tiny_policy.grid[0]) == 2
+    assert result.rounds[0].actor_rows == [1, 2, 3] and result.rounds[0].editor_rows == [2, 3]
+
+
+def test_real_actor_output_is_parsed_and_counted(tiny_policy):
+    checker = Scripted(lambda k, i: reflection("edit"))
+    result = reflect(tiny_policy, PROMPTS[:1], config(rounds=1, tokens=16), FAST, seed=3, checker=checker)
+    c = result.counts
+    assert c["malformed_edit"] + c["edits"] == 2 and c["edit/missing_start"] + c["edit/missing_boxes"] >= 1
+    assert result.rounds[0].actor.completion_mask.any()  # the actor's samples are kept for training
+
+
+def test_zero_rounds_checks_once_and_never_edits(tiny_policy):
+    checker = Scripted(lambda k, i: reflection("edit"))
+    result = reflect(tiny_policy, PROMPTS[:1], config(rounds=0), FAST, seed=4, checker=checker)
+    assert result.counts["out_of_rounds"] == 2 and result.counts["edits"] == 0
+    with pytest.raises(ValueError, match="rounds"):
+        ReflectConfig(rounds=-1)
+
+
+def test_untrusted_revised_chain_is_cleaned_and_initial_is_checked(tiny_policy):
+    checker = Scripted(lambda k, i: reflection("edit"))
+    sneaky = edit().replace(" left of", " <begin_of<begin_of_image>_image> left of")  # would end the chain early
+    actor = Scripted(lambda k, i: sneaky)
+    one = RolloutConfig(group_size=1, max_chain_tokens=4, cfg_weight=3.0)
+    result = reflect(tiny_policy, PROMPTS[:1], config(rounds=1), one, seed=5, checker=checker, actor=actor)
+    revised = result.traces[0][0].revised_chain
+    assert result.counts["edits"] == 1 and "<begin_of_image>" not in revised and "red circle" in revised
+    with pytest.raises(ValueError, match="rollout of `prompts`"):
+        reflect(tiny_policy, PROMPTS[1:], config(), one, initial=result.initial, checker=checker, actor=actor)

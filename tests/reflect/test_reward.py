@@ -1,0 +1,99 @@
+"""Edit rewards (intrinsic, judge-based) and the checker's accuracy against the oracle, on hand-made cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from data_prep.shapeworld.render import render
+from data_prep.shapeworld.scene import Scene, SceneObject
+from janus_rig.reflect.format import parse_reflection
+from janus_rig.reflect.loop import LoopResult, RoundTrace
+from janus_rig.reflect.reward import (
+    checker_accuracy,
+    edit_rewards,
+    intrinsic_reward,
+    judge_rewards,
+    oracle_report,
+    verdict_score,
+)
+from reward_models.judges import make_judge
+from tests.reflect.test_facts import POSITION
+
+
+def r(*verdicts, decision="edit"):
+    lines = "".join(f"<|verdict|>{s}: {v}\n" for s, v in verdicts)
+    return parse_reflection(f"<|reflect_start|>seen\n{lines}<|decision|>{decision}<|reflect_end|>")
+
+
+TRUTH = parse_reflection("<|verdict|>blue square: yes<|verdict|>red circle: yes"
+                         "<|verdict|>red circle left of blue square: no").verdicts
+
+
+def test_verdict_score_and_intrinsic_reward():
+    before = r(("a", "yes"), ("b", "no"), ("c", "no"), ("d", "no"))
+    after = r(("a", "yes"), ("b", "yes"), ("c", "yes"), ("d", "no"))
+    assert verdict_score(before) == 0.25 and verdict_score(after) == 0.75
+    assert intrinsic_reward(before, after) == 0.5 and intrinsic_reward(after, before) == -0.5
+    garbled = parse_reflection("nothing readable")
+    assert verdict_score(garbled) is None
+    assert intrinsic_reward(garbled, after) == 0.75 and intrinsic_reward(before, garbled) == -0.25
+    assert intrinsic_reward(garbled, garbled, unreadable=0.3) == 0.0
+
+
+def test_checker_accuracy_per_verdict():
+    right = r(("Blue Square", "yes"), ("red circle", "yes"), ("red circle left of blue square", "no"))
+    assert checker_accuracy([right], [TRUTH]) == (1.0, pytest.approx({
+        "verdict_accuracy": 1.0, "verdict_coverage": 1.0, "answered_accuracy": 1.0, "decision_accuracy": 1.0,
+        "facts": 3, "checks": 1}))
+    # One wrong, one unanswered (a verdict on something the caption does not state is ignored), decision wrong.
+    partial = r(("blue square", "no"), ("red circle", "yes"), ("green triangle", "yes"), decision="keep")
+    accuracy, metrics = checker_accuracy([right, partial], [TRUTH, TRUTH])
+    assert accuracy == 4 / 6 and metrics["verdict_coverage"] == 5 / 6 and metrics["answered_accuracy"] == 4 / 5
+    assert metrics["decision_accuracy"] == 0.5
+    duplicate = r(("red circle", "no"), ("red circle", "yes"), decision="edit")  # the first verdict counts
+    assert checker_accuracy([duplicate], [TRUTH[1:2]])[0] == 0.0
+    with pytest.raises(ValueError, match="truth lists"):
+        checker_accuracy([right], [])
+
+
+RED_LEFT = (SceneObject("circle", "red", (4, 20, 20, 36)), SceneObject("square", "blue", (40, 20, 56, 36)))
+RED_RIGHT = (SceneObject("circle", "red", (40, 20, 56, 36)), SceneObject("square", "blue", (4, 20, 20, 36)))
+
+
+def test_judge_rewards_with_the_shapeworld_judge():
+    wrong, right = render(Scene(64, RED_RIGHT)), render(Scene(64, RED_LEFT))
+    judge = make_judge("shapeworld")
+    rewards = judge_rewards(judge, [POSITION["prompt"]] * 2, [wrong, right], [right, wrong], [POSITION] * 2)
+    assert rewards[0] > 0 and rewards[1] == -rewards[0]
+    assert judge_rewards(judge, ["x"], [wrong], [right], [None]) == [None]  # the oracle needs metadata
+    with pytest.raises(ValueError, match="one before and one after"):
+        judge_rewards(judge, ["x"], [wrong], [], None)
+
+
+def hand_made_loop() -> LoopResult:
+    """Row 0: wrong image, checker says edit, the edit fixes it, the checker then says keep. Row 1: keep at once."""
+    wrong, right = render(Scene(64, RED_RIGHT)), render(Scene(64, RED_LEFT))
+    n = torch.zeros(4, dtype=torch.long)
+    says_wrong = r(("blue square", "yes"), ("red circle", "yes"), ("red circle left of blue square", "no"))
+    says_right = r(("blue square", "yes"), ("red circle", "yes"), ("red circle left of blue square", "yes"),
+                   decision="keep")
+    row0 = [RoundTrace(0, 0, "plan", n, wrong, "", says_wrong, "edited", edited_tokens=n, edited_image=right),
+            RoundTrace(0, 1, "plan", n, right, "", says_right, "keep")]
+    row1 = [RoundTrace(1, 0, "plan", n, wrong, "", says_right, "keep")]  # wrong about a wrong image
+    return LoopResult([POSITION["prompt"]] * 2, None, [], [row0, row1], torch.zeros(2, 4), {})
+
+
+def test_edit_rewards_and_oracle_report():
+    result = hand_made_loop()
+    assert edit_rewards(result) == [pytest.approx(1 / 3)]
+    judged = edit_rewards(result, "shapeworld", judge=make_judge("shapeworld"), metadata=[POSITION, POSITION])
+    assert judged[0] > 0
+    with pytest.raises(ValueError, match="needs a judge"):
+        edit_rewards(result, "shapeworld")
+    report = oracle_report(result, [POSITION, POSITION])
+    # 3 checks x 3 facts: the checker is right on 8 (row 1 calls the failed relation true).
+    assert report["verdict_accuracy"] == pytest.approx(8 / 9) and report["decision_accuracy"] == pytest.approx(2 / 3)
+    assert report["correct_before"] == 0.0 and report["correct_after"] == 0.5
+    assert report["edits_improved"] == 1.0 and report["edits"] == 1
+    assert oracle_report(result, [POSITION, None])["checks"] == 2  # rows without metadata are left out
