@@ -21,7 +21,7 @@ from janus_rig.model.policy import (
     resolve_dtype,
 )
 from janus_rig.model.presets import PRESETS
-from janus_rig.model.tokenizer import add_chain_tokens
+from janus_rig.model.tokenizer import add_chain_tokens, add_role_tokens
 from janus_rig.model.tokens import SpecialTokenIds
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,10 @@ def init_policy(
     if isinstance(tokenizer, (str, Path)):
         tokenizer = AutoTokenizer.from_pretrained(require_dir(tokenizer, "tokenizer"))
         add_chain_tokens(tokenizer)
+        add_role_tokens(tokenizer)
     elif tokenizer is not None:
         add_chain_tokens(tokenizer)
+        add_role_tokens(tokenizer)
     else:
         if preset != "tiny":
             log.warning("preset %s without --tokenizer: using the ShapeWorld word tokenizer (benchmarks only)", preset)

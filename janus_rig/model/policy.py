@@ -28,7 +28,7 @@ from transformers.models.janus.image_processing_pil_janus import JanusImageProce
 
 from janus_rig.model.pixels import to_uint8
 from janus_rig.model.prompts import encode_generation_prompt, encode_understanding_prompt
-from janus_rig.model.tokenizer import add_chain_tokens
+from janus_rig.model.tokenizer import add_chain_tokens, add_role_tokens
 from janus_rig.model.tokens import SpecialTokenIds
 
 log = logging.getLogger(__name__)
@@ -244,15 +244,15 @@ class JanusPolicy:
     ) -> "JanusPolicy":
         """Load our directories or any transformers-format Janus directory (e.g. deepseek-community/Janus-Pro-1B).
 
-        Chain tokens are added to the tokenizer when missing, and the embeddings resized only if the tokenizer
+        Chain and reflection-role tokens are added to the tokenizer when missing, and the embeddings resized only if the tokenizer
         then outgrows them (Janus-Pro has spare rows: vocab 102400 > tokenizer length).
         """
         path = require_dir(path, "model", "config.json")
         tokenizer = AutoTokenizer.from_pretrained(path)
-        added = add_chain_tokens(tokenizer)
+        added = add_chain_tokens(tokenizer) + add_role_tokens(tokenizer)
         model = JanusForConditionalGeneration.from_pretrained(path, dtype=resolve_dtype(dtype) or "auto")
         if added:
-            log.info("added %d chain tokens to the tokenizer of %s", added, path)
+            log.info("added %d chain / role tokens to the tokenizer of %s", added, path)
             if len(tokenizer) > model.config.text_config.vocab_size:
                 model.resize_token_embeddings(len(tokenizer))
         image_processor = _load_image_processor(path, model)

@@ -29,7 +29,8 @@ TINY_IMAGE_SIZE = 64
 TINY_PATCH_SIZE = 8
 
 
-def tiny_vq_config(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PATCH_SIZE) -> JanusVQVAEConfig:
+def tiny_vq_config(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PATCH_SIZE,
+                   num_embeddings: int = 256) -> JanusVQVAEConfig:
     # The decoder upsamples by 2 ** (len(channel_multiplier) - 1), which must equal the patch size; GroupNorm(32)
     # needs base_channels * every multiplier to be a multiple of 32. Sized for `janus-rig vq train` on 2 CPU cores
     # (docs/vq.md): no res-blocks in the encoder (num_res_blocks 0 -> one per decoder level), 32 channels at the
@@ -40,7 +41,7 @@ def tiny_vq_config(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PAT
         raise ValueError(f"tiny VQ needs a power-of-two patch size, got {patch_size}")
     return JanusVQVAEConfig(
         embed_dim=8,
-        num_embeddings=256,
+        num_embeddings=num_embeddings,
         latent_channels=64,
         base_channels=32,
         channel_multiplier=[1] * (levels - 1) + [2],

@@ -24,7 +24,7 @@ import torch
 from janus_rig.model.mixed import embed_mixed, left_pad, position_ids_from_mask
 from janus_rig.rollout import sampling
 from janus_rig.rollout.cache import Block, DecodeCache, SharedPrefix, rollout_attention_for
-from janus_rig.rollout.sampler import Decoder, _banned_text_tokens, _eval_mode
+from janus_rig.rollout.sampler import Decoder, banned_text_tokens, eval_mode
 
 
 @dataclass
@@ -78,7 +78,7 @@ def sample_text(
         raise ValueError("no contexts to continue")
     t = policy.tokens
     R, C = len(contexts), config.max_new_tokens
-    with _eval_mode(policy.model), rollout_attention_for(policy.base.model.language_model.config):
+    with eval_mode(policy.model), rollout_attention_for(policy.base.model.language_model.config):
         decoder = Decoder(policy, max(map(len, contexts)) + C + 1)
         dev = decoder.device
         ids, attention = left_pad(contexts, t.pad)  # (R, P) each
@@ -96,7 +96,7 @@ def sample_text(
 
         V = logits.shape[-1]
         stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=dev)
-        banned = _banned_text_tokens(policy, V, dev)
+        banned = banned_text_tokens(policy, V, dev)
         banned[t.boi] = True
         banned[stops] = False
         start = prefix.keep.sum(-1)  # (R,) position of each row's first written token

@@ -122,7 +122,7 @@ class Decoder:
 
 
 @contextmanager
-def _eval_mode(model):
+def eval_mode(model):
     was_training = model.training
     model.eval()
     try:
@@ -169,7 +169,7 @@ class _Text:
 CHAIN_CHUNK = 64  # initial width of the text-phase chain cache; it doubles when full (up to max_chain_tokens)
 
 
-def _banned_text_tokens(policy, vocab: int, device) -> torch.Tensor:
+def banned_text_tokens(policy, vocab: int, device) -> torch.Tensor:
     """(V,) bool: ids a chain never samples when `suppress_special` (specials that are not chain text, and
     embedding rows beyond the tokenizer, which decode to nothing)."""
     t = policy.tokens
@@ -193,7 +193,7 @@ def _sample_chains(policy, decoder: Decoder, prompt_ids: list[list[int]], config
     V = logits.shape[-1]
     banned = torch.zeros(V, dtype=torch.bool, device=dev)
     if config.suppress_special:
-        banned = _banned_text_tokens(policy, V, dev)
+        banned = banned_text_tokens(policy, V, dev)
     banned_early = banned.clone()
     banned_early[t.boi] = True  # before min_chain_tokens
     start = prompts.keep.sum(-1).repeat_interleave(G)  # (R,) position of each row's first chain token
@@ -398,7 +398,7 @@ def _run(policy, prompts, config: RolloutConfig, chains, generator, force=None, 
         longest = max(len(prompt_ids[p]) + len(c) for p, c in zip(rows_prompt.tolist(), chain_ids))
     else:
         longest = max(map(len, prompt_ids)) + config.max_chain_tokens
-    with _eval_mode(policy.model), rollout_attention_for(policy.base.model.language_model.config):
+    with eval_mode(policy.model), rollout_attention_for(policy.base.model.language_model.config):
         decoder = Decoder(policy, longest + policy.num_image_tokens + 1)
         if chains is None:
             text = _sample_chains(policy, decoder, prompt_ids, config, generator)

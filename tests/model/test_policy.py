@@ -13,6 +13,7 @@ from janus_rig.cli import main as cli
 from janus_rig.model.policy import JanusPolicy, LoraSettings, TrainableParts, apply_lora, parts_from_dict, set_trainable
 from janus_rig.model.tokenizer import build_word_tokenizer
 from janus_rig.model.tokens import SpecialTokenIds
+from janus_rig.reflect.format import ROLE_TOKENS
 
 
 def test_init_cli_dir_loads_and_generates_in_plain_transformers(tmp_path, word_tokenizer):
@@ -122,7 +123,8 @@ def test_load_adds_missing_chain_tokens_and_resizes(tmp_path):
 
     loaded = JanusPolicy.load(tmp_path / "stock")
     assert set(CHAIN_TOKENS) <= set(loaded.tokenizer.get_vocab())
-    assert loaded.base.config.text_config.vocab_size >= len(loaded.tokenizer) == len(plain_tok) + 4
+    assert set(ROLE_TOKENS) <= set(loaded.tokenizer.get_vocab())
+    assert loaded.base.config.text_config.vocab_size >= len(loaded.tokenizer) == len(plain_tok) + 4 + len(ROLE_TOKENS)
     torch.testing.assert_close(loaded.base.get_input_embeddings().weight[: len(plain_tok)], old_rows)
     # And the chain tokens are single tokens now.
     ids = loaded.encode_text("<|obj_start|>red circle<|obj_end|>")

@@ -17,9 +17,16 @@ from data_prep.shapeworld.render import render
 from data_prep.shapeworld.scene import COLORS, MAX_SIDE, MIN_SIDE, SHAPES, Scene, SceneObject
 from janus_rig.cli import main
 from train.vq.config import VQTrainConfig
-from train.vq.quantize import ema_update, quantize, restart_dead_codes
+from train.vq.quantize import (
+    consistency_loss,
+    duplicate_codes,
+    ema_update,
+    quantize,
+    restart_dead_codes,
+    same_content_codes,
+)
 from janus_rig.model.pixels import to_uint8, to_unit_range
-from train.vq.trainer import VQTrainer, build_vq, load_world, train_vq, vq_forward
+from train.vq.trainer import VQTrainer, build_vq, load_world, token_entropy, train_vq, vq_forward
 
 SIZE = 32  # tests run the 32 px / 4 px-patch geometry: same 8x8 tokens as the default, a quarter of the pixels
 
@@ -174,7 +181,7 @@ def test_training_run_writes_the_vq_metrics_and_reconstructions(world, tmp_path)
     assert metrics["steps"] == 20 and metrics["history"] and metrics["history"][-1]["step"] == 20
     saved = json.loads((out / "metrics.json").read_text())
     for key in ("steps", "train_time_s", "wall_time_s", "train_mse", "val_mse", "codes_used_val", "codes_alive",
-                "same_verdict", "same_objects"):
+                "same_verdict", "same_objects", "token_entropy_nats", "token_entropy_per_position_nats"):
         assert key in saved
     val_ids = [json.loads(line)["id"] for line in (world / "val.jsonl").read_text().splitlines()]
     assert sorted(p.stem for p in (out / "recon").glob("*.png")) == sorted(val_ids)
@@ -201,6 +208,75 @@ def test_cli_runs_and_is_deterministic(world, tmp_path):
     a = JanusVQVAE.from_pretrained(tmp_path / "a").state_dict()
     b = JanusVQVAE.from_pretrained(tmp_path / "b").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_codebook_size_sets_the_vq_and_the_policy_image_vocabulary(world, tmp_path):
+    out = tmp_path / "vq"
+    # with every codebook-hygiene option on (consistency pull, duplicate and same-content restarts by error)
+    metrics = train_vq(small_config(world, out, codebook_size=32, consistency_weight=1.0, dedup_threshold=0.98,
+                                    content_dedup_purity=0.9, restart_by_error=True))
+    assert "consistency" in metrics["history"][-1]
+    vq = JanusVQVAE.from_pretrained(out)
+    assert vq.quantize.embedding.weight.shape[0] == 32
+    assert main(["init", "--preset", "tiny", "--vq", str(out), "--out", str(tmp_path / "policy")]) == 0
+    from janus_rig.model.policy import JanusPolicy
+
+    model = JanusPolicy.load(tmp_path / "policy").model
+    assert model.model.generation_embeddings.num_embeddings == 32
+    assert model.model.generation_head.vision_head.out_features == 32
+
+
+def test_consistency_loss_pulls_only_identical_patches_together():
+    # one image, 2x2 patches of 2x2 px: patches 0 and 3 black, patch 1 red, patch 2 black too -> groups {0,2,3}, {1}
+    pixels = -torch.ones(1, 3, 4, 4)
+    pixels[0, 0, 0:2, 2:4] = 1.0  # top-right patch red
+    z = F.normalize(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    black = z[[0, 2, 3]]
+    expected = (black - black.mean(0)).pow(2).sum(1).sum() / 4  # the red patch is alone: distance 0
+    assert consistency_loss(z, pixels, patch=2).item() == pytest.approx(expected.item(), rel=1e-5)
+    same = z.clone()
+    same[[2, 3]] = same[0].clone()
+    assert consistency_loss(same, pixels, patch=2).item() == pytest.approx(0.0, abs=1e-7)
+    # a different pixel value makes a patch its own group
+    pixels[0, 1, 2, 0] = 0.5
+    alone = (z[[0, 3]] - z[[0, 3]].mean(0)).pow(2).sum(1).sum() / 4
+    assert consistency_loss(z, pixels, patch=2).item() == pytest.approx(alone.item(), rel=1e-5)
+
+
+def test_same_content_codes_keeps_the_most_used_of_codes_holding_one_content():
+    # codes 0 and 1 both hold only content 5 (0 more often); code 2 is mixed; code 3 holds content 2 alone
+    indices = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3])
+    groups = torch.tensor([5, 5, 5, 5, 5, 5, 5, 1, 2])
+    assert same_content_codes(indices, groups, num_codes=4, purity=0.9).tolist() == [1]
+    # with a lax purity code 2 (2/3 content 5) joins the duplicates of content 5
+    assert same_content_codes(indices, groups, num_codes=4, purity=0.6).tolist() == [1, 2]
+    assert same_content_codes(torch.tensor([0, 1]), torch.tensor([0, 1]), 2, 0.9).numel() == 0
+
+
+def test_duplicate_codes_marks_the_later_of_near_identical_codes():
+    codebook = F.normalize(torch.tensor([[1.0, 0, 0], [0, 1, 0], [1, 0.01, 0], [0, 0, 1]]), dim=1)
+    assert duplicate_codes(codebook, 0.99).tolist() == [2]
+
+
+def test_error_weighted_restarts_draw_only_where_weights_are_positive():
+    codebook = F.normalize(torch.randn(4, 3), dim=1)
+    recent = F.normalize(torch.randn(10, 3), dim=1)
+    weights = torch.zeros(10)
+    weights[7] = 1.0  # only output 7 is badly quantised
+    dead = restart_dead_codes(codebook, torch.tensor([1.0, 0, 0, 1]), recent, torch.Generator().manual_seed(0),
+                              noise=0.0, weights=weights)
+    assert dead.tolist() == [1, 2]
+    assert torch.allclose(codebook[1], recent[7]) and torch.allclose(codebook[2], recent[7])
+
+
+def test_token_entropy_counts_codes_overall_and_per_position():
+    # position 0 always code 3, position 1 codes 0/1 half and half: per-position entropies 0 and ln 2
+    tokens = torch.tensor([[3, 0], [3, 1], [3, 0], [3, 1]])
+    got = token_entropy(tokens, num_codes=4)
+    assert got["token_entropy_per_position_nats"] == pytest.approx(np.log(2) / 2, abs=1e-3)
+    overall = -(0.5 * np.log(0.5) + 2 * 0.25 * np.log(0.25))  # code 3: 1/2, codes 0 and 1: 1/4 each
+    assert got["token_entropy_nats"] == pytest.approx(overall, abs=1e-3)
+    assert got["top_code_share"] == 0.5
 
 
 # --- bad input ------------------------------------------------------------------------------------------------------

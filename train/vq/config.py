@@ -17,6 +17,8 @@ class VQTrainConfig:
                             default=0)
     grid: int = _help("tokens per side: image_size / grid is the VQ's patch size (tiny preset: 8 -> 64 tokens)",
                       default=8)
+    codebook_size: int = _help("codes in the codebook. Fewer codes -> a lower-entropy token stream the language model "
+                               "learns faster (docs/vq.md: token entropy); too few lose shapes and colours", default=256)
     steps: int = _help("optimiser steps (the learning-rate schedule spans these)", default=2400)
     time_budget_s: float = _help("stop training after this many seconds even if steps remain (0: no limit); loading "
                                  "and evaluation add ~30-90 s on 2 cores", default=500.0)
@@ -43,10 +45,19 @@ class VQTrainConfig:
     ae_warmup_steps: int = _help("first steps train a plain auto-encoder (the decoder sees the normalised encoder "
                                  "outputs, no quantisation); then the codebook is k-means of the encoder's outputs",
                                  default=0)
+    consistency_weight: float = _help("weight of the pull of identical patches (same pixels) towards one encoder output, "
+                                      "so they get one code (quantize.consistency_loss; 0: off)", default=0.0)
     kmeans_vectors: int = _help("encoder outputs the codebook's k-means runs on", default=8192)
     kmeans_iters: int = _help("Lloyd iterations of the codebook's spherical k-means", default=10)
     dead_code_interval: int = _help("every this many steps, codes unused since the last check are re-seeded from "
                                     "the current batch's encoder outputs (0: never)", default=50)
+    dedup_threshold: float = _help("at each dead-code check, a code whose cosine with an earlier code exceeds this is "
+                                   "restarted too (one code per tight cluster; 0: off)", default=0.0)
+    content_dedup_purity: float = _help("at each dead-code check, of codes that each hold one patch content (at least this "
+                                        "share of their patches) and the same one, all but the most used are "
+                                        "restarted (0: off)", default=0.0)
+    restart_by_error: bool = _help("re-seed dead codes from encoder outputs drawn in proportion to their distance to "
+                                   "their code (where quantisation is worst) rather than uniformly", default=False)
     hflip: bool = _help("random horizontal flips (ShapeWorld is left/right symmetric; not up/down: triangles)",
                         default=True)
     seed: int = _help("seed of initialisation, batch order and code restarts", default=0)

@@ -83,20 +83,83 @@ def spherical_kmeans(z_n: torch.Tensor, k: int, iters: int, generator: torch.Gen
     return centroids
 
 
+def duplicate_codes(codebook: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Indices of codes whose cosine with an earlier code exceeds `threshold`: (K, D) unit rows -> (n,) indices.
+
+    Two codes in one tight cluster of encoder outputs split it at random (the same black patch gets either);
+    restarting the later one keeps one code per cluster.
+    """
+    sim = codebook @ codebook.T  # (K, K)
+    sim = torch.triu(sim, diagonal=1)  # (i, j) with i < j
+    return (sim > threshold).any(0).nonzero().flatten()
+
+
 def restart_dead_codes(
-    codebook: torch.Tensor, usage: torch.Tensor, recent: torch.Tensor, generator: torch.Generator, noise: float = 0.01
+    codebook: torch.Tensor, usage: torch.Tensor, recent: torch.Tensor, generator: torch.Generator, noise: float = 0.01,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Codes with zero `usage` (K,) are re-seeded from random rows of `recent` (M, D) encoder outputs.
+    """Codes with zero `usage` (K,) are re-seeded from random rows of `recent` (M, D) encoder outputs, drawn
+    uniformly or, with `weights` (M,) >= 0 (e.g. each output's distance to its code), in proportion to them, so
+    new codes go where quantisation is worst instead of splitting the black background once more.
 
     Returns the dead codes' indices (possibly empty); `codebook` (K, D) is changed in place and stays unit-norm.
     """
     dead = (usage <= 0).nonzero().flatten()  # (n_dead,)
     if dead.numel() == 0:
         return dead
-    picks = torch.randint(recent.shape[0], (dead.numel(),), generator=generator)
+    if weights is not None and float(weights.sum()) > 0:
+        picks = torch.multinomial(weights.double(), dead.numel(), replacement=True, generator=generator)
+    else:
+        picks = torch.randint(recent.shape[0], (dead.numel(),), generator=generator)
     jitter = noise * torch.randn(dead.numel(), codebook.shape[1], generator=generator)
     codebook[dead] = F.normalize(recent[picks] + jitter, dim=1)
     return dead
+
+
+def patch_groups(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, 3, h*patch, w*patch) in [-1, 1] -> (B*h*w,) ids, equal exactly for patches with the same pixels; rows
+    ordered (b, y, x) like the quantizer's."""
+    patches = F.unfold(pixels.detach(), kernel_size=patch, stride=patch)  # (B, 3*p*p, h*w)
+    patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (B*h*w, 3*p*p)
+    keys = torch.round((patches + 1) * 127.5).to(torch.int16)  # exact pixel values, [-1, 1] -> 0..255
+    return torch.unique(keys, dim=0, return_inverse=True)[1]
+
+
+def same_content_codes(indices: torch.Tensor, groups: torch.Tensor, num_codes: int, purity: float) -> torch.Tensor:
+    """Codes that duplicate another code's content: (N,) codes and (N,) patch-content ids -> (n,) code indices.
+
+    A code is "pure" when at least `purity` of the patches assigned to it share one content; of several pure codes
+    with the same content, all but the most used are returned (to be restarted elsewhere), so one black patch
+    has one code instead of four.
+    """
+    pairs = indices * (int(groups.max()) + 1) + groups  # (N,) joint id of (code, content)
+    joint, counts = torch.unique(pairs, return_counts=True)
+    code, content = joint // (int(groups.max()) + 1), joint % (int(groups.max()) + 1)
+    total = torch.bincount(indices, minlength=num_codes)  # (K,)
+    best = torch.zeros(num_codes, dtype=torch.long).scatter_reduce(0, code, counts, "amax")  # (K,) top content count
+    pure_code = code[(counts == best[code]) & (counts >= purity * total[code])]
+    pure_content = content[(counts == best[code]) & (counts >= purity * total[code])]
+    duplicates = []
+    for c in torch.unique(pure_content).tolist():
+        owners = pure_code[pure_content == c]
+        if len(owners) > 1:
+            keep = owners[total[owners].argmax()]
+            duplicates += [int(o) for o in owners if o != keep]
+    return torch.tensor(sorted(set(duplicates)), dtype=torch.long)
+
+
+def consistency_loss(z_n: torch.Tensor, pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """Mean squared distance of each normalised encoder output to the mean output of every patch with the same pixels.
+
+    The encoder sees the whole image (3x3 convolutions, a mid-block attention), so without this the same black
+    4x4 patch gets a slightly different vector in every image and the codebook splits the background into dozens
+    of codes: a token stream the language model finds hard to predict for no gain in fidelity.
+    z_n: (B*h*w, D) rows ordered (b, y, x); pixels: (B, 3, h*patch, w*patch) -> () loss.
+    """
+    group = patch_groups(pixels, patch)  # (N,)
+    sums = torch.zeros(int(group.max()) + 1, z_n.shape[1], dtype=z_n.dtype).index_add_(0, group, z_n)
+    counts = torch.bincount(group).unsqueeze(1).to(z_n.dtype)  # (G, 1)
+    return (z_n - (sums / counts)[group]).pow(2).sum(1).mean()
 
 
 def reconstruction_loss(

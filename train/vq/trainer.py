@@ -26,6 +26,10 @@ from janus_rig.model.presets import tiny_vq_config
 from train.vq.config import VQTrainConfig
 from train.vq.quantize import (
     Quantized,
+    consistency_loss,
+    duplicate_codes,
+    patch_groups,
+    same_content_codes,
     ema_update,
     quantize,
     reconstruction_loss,
@@ -96,10 +100,10 @@ def load_world(world_dir: str | Path, image_size: int = 0) -> World:
 
 
 # --- model -----------------------------------------------------------------------------------------------------
-def build_vq(image_size: int, grid: int) -> JanusVQVAE:
+def build_vq(image_size: int, grid: int, codebook_size: int = 256) -> JanusVQVAE:
     if image_size % grid:
         raise ValueError(f"image size {image_size} is not a multiple of the token grid {grid}")
-    return JanusVQVAE(tiny_vq_config(image_size, image_size // grid))
+    return JanusVQVAE(tiny_vq_config(image_size, image_size // grid, codebook_size))
 
 
 def vq_forward(vq: JanusVQVAE, pixels: torch.Tensor, quantized: bool = True) -> tuple[torch.Tensor, Quantized]:
@@ -181,7 +185,7 @@ class VQTrainer:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.vq = build_vq(world.size, config.grid).train()
+        self.vq = build_vq(world.size, config.grid, config.codebook_size).train()
         self.codebook = self.vq.quantize.embedding.weight  # (K, D), kept at unit-norm rows
         self.ema = config.codebook_update == "ema"
         self.codebook.requires_grad_(not self.ema)
@@ -249,6 +253,11 @@ class VQTrainer:
             loss = rec_loss
         else:
             loss = rec_loss + cfg.commitment_weight * q.commitment + (0.0 if self.ema else q.codebook)
+        if cfg.consistency_weight:
+            patch = pixels.shape[-1] // cfg.grid
+            consistency = consistency_loss(q.z_n, pixels, patch)
+            loss = loss + cfg.consistency_weight * consistency
+            metrics["consistency"] = consistency.item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.vq.parameters(), cfg.grad_clip or float("inf"))
@@ -265,11 +274,18 @@ class VQTrainer:
             self.step += 1
             if cfg.dead_code_interval and self.step % cfg.dead_code_interval == 0:
                 self.alive = int((self.usage > 0).sum())
-                dead = restart_dead_codes(self.codebook.data, self.usage, q.z_n, self.generator)
+                if cfg.dedup_threshold:
+                    self.usage[duplicate_codes(self.codebook, cfg.dedup_threshold)] = 0
+                if cfg.content_dedup_purity:
+                    groups = patch_groups(pixels, pixels.shape[-1] // cfg.grid)
+                    self.usage[same_content_codes(q.indices, groups, len(self.usage), cfg.content_dedup_purity)] = 0
+                error = (q.z_n - self.codebook[q.indices]).pow(2).sum(1) if cfg.restart_by_error else None  # (N,)
+                dead = restart_dead_codes(self.codebook.data, self.usage, q.z_n, self.generator, weights=error)
                 if self.ema:
                     self.ema_sum[dead] = self.codebook[dead]
                 self.usage.zero_()
-        return {"loss": loss.item(), "mse": metrics["mse"], "commit": q.commitment.item(), "grad_norm": grad_norm.item()}
+        return {"loss": loss.item(), "mse": metrics["mse"], "commit": q.commitment.item(), "grad_norm": grad_norm.item(),
+                **({"consistency": metrics["consistency"]} if "consistency" in metrics else {})}
 
     def train(self) -> dict:
         cfg = self.config
@@ -323,6 +339,7 @@ class VQTrainer:
             "train_mse": round(mse(train_part, train_recon), 5),
             "val_mse": round(mse(self.world.val, val_recon), 5),
             "codes_used_val": int(val_tokens.unique().numel()),
+            **token_entropy(val_tokens, self.vq.config.num_embeddings),
             "val_images": len(self.world.val),
             **fidelity(self.world.val_records, self.world.val, val_recon),
             "wall_time_s": round(time.perf_counter() - started, 1),
@@ -334,6 +351,22 @@ class VQTrainer:
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return metrics
+
+
+def token_entropy(tokens: torch.Tensor, num_codes: int) -> dict:
+    """How hard the token stream is to predict: entropy (nats) of the code histogram over all positions, and the mean
+    over grid positions of each position's own histogram. A black background spread over many codes shows up here
+    long before it shows up as a slow language model. tokens: (B, N) codes."""
+
+    def entropy(counts: torch.Tensor) -> float:
+        p = counts[counts > 0].double() / counts.sum()
+        return float(-(p * p.log()).sum())
+
+    per_position = [entropy(torch.bincount(tokens[:, j], minlength=num_codes)) for j in range(tokens.shape[1])]
+    top = torch.bincount(tokens.reshape(-1), minlength=num_codes).max().item() / tokens.numel()
+    return {"token_entropy_nats": round(entropy(torch.bincount(tokens.reshape(-1), minlength=num_codes)), 3),
+            "token_entropy_per_position_nats": round(sum(per_position) / len(per_position), 3),
+            "top_code_share": round(top, 4)}
 
 
 def train_vq(config: VQTrainConfig) -> dict:
