@@ -49,7 +49,11 @@ class GRPOConfig(PolicyArgs, TrainingArguments):
     # model_dtype, trainable_parts and the lora_* fields: PolicyArgs (train/common.py)
     # --- prompts ---
     world: str | None = _help("a `janus-rig world` directory: prompts come from its train.jsonl records (their "
-                              "metadata goes to the rewards)", default=None)
+                              "metadata goes to the rewards) unless `prompts` is given; eval_every reads its bench",
+                              default=None)
+    prompts: str | None = _help("a prompt-set .jsonl to train on instead of WORLD/train.jsonl: rows {id, prompt, "
+                                "tag, metadata} as `janus-rig convert prompts` writes them; the shapeworld judge "
+                                "needs ShapeWorld metadata on every row, VLM judges need none", default=None)
     tags: list[str] = _help("train only on records of these tags (e.g. position complex); empty: every tag",
                             default_factory=list)
     max_train_records: int = _help("use only the first N matching records (0: all)", default=0)
@@ -122,14 +126,17 @@ class GRPOConfig(PolicyArgs, TrainingArguments):
                                                     "is optimised", default=True)
 
     def __post_init__(self):
-        for name in ("world", "model_name_or_path", "judge_model"):
+        for name in ("world", "prompts", "model_name_or_path", "judge_model"):
             if getattr(self, name) == "":
                 setattr(self, name, None)
         if self.output_dir is None:
             raise ValueError("output_dir is required: --output_dir runs/NAME (the final model is saved there)")
-        if not self.world:
+        if not self.world and not self.prompts:
             raise ValueError("world is required: --world DIR, a directory written by `janus-rig world` (its "
-                             "train.jsonl gives the prompts and their metadata)")
+                             "train.jsonl gives the prompts and their metadata), or --prompts FILE.jsonl")
+        if not self.world and self.eval_every:
+            raise ValueError("eval_every samples the world's bench (WORLD/bench/metadata.jsonl): give --world DIR "
+                             "or set eval_every: 0")
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required: the SFT run's output directory (or a Janus-Pro "
                              "checkpoint in transformers format)")

@@ -67,21 +67,52 @@ def rollout_seed(seed: int, rollout_index: int, rank: int) -> int:
 
 
 # --- prompts --------------------------------------------------------------------------------------------------------
-def load_prompts(world: str | Path, tags: list[str], max_records: int = 0) -> list[dict]:
-    """The world's train.jsonl records (prompt, metadata, tag, ...) of the given tags (all when empty)."""
-    path = Path(world) / "train.jsonl"
+def load_prompts(world: str | Path | None, tags: list[str], max_records: int = 0, *, prompts: str | Path | None = None,
+                 needs_metadata: bool = False) -> list[dict]:
+    """Prompt records {prompt, tag, metadata, ...} of the given tags (all when empty), the first `max_records`.
+
+    From `prompts` (a prompt-set .jsonl: `{"id": "geneval-00042", "prompt": "...", "tag": "position", "metadata":
+    {...}}` per line) when given, else the world's train.jsonl. `needs_metadata` (an oracle judge such as
+    shapeworld) demands ShapeWorld metadata on every record used. ValueError naming FILE:LINE and the row's id for
+    a line that is not a JSON object with a "prompt" string, or a used row without the metadata the judge needs.
+    """
+    path = Path(prompts) if prompts else Path(world) / "train.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: --world must be a `janus-rig world` directory")
-    records = [json.loads(line) for line in open(path) if line.strip()]
+        raise FileNotFoundError(f"{path} does not exist: " + ("--prompts must be a prompt-set .jsonl (janus-rig "
+                                "convert prompts)" if prompts else "--world must be a `janus-rig world` directory"))
+    records, lines = [], []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: not JSON ({err})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
+            raise ValueError(f"{path}:{number}: a prompt row is a JSON object with a non-empty \"prompt\" string")
+        records.append(record)
+        lines.append(number)
+    if not records:
+        raise ValueError(f"{path} holds no prompt rows")
     present = sorted({r.get("tag") for r in records if r.get("tag")})
     unknown = sorted(set(tags) - set(present))
     if unknown:
-        raise ValueError(f"no records of tags {unknown} in {path}; tags present: {', '.join(present)}")
-    if tags:
-        records = [r for r in records if r.get("tag") in tags]
+        raise ValueError(f"no records of tags {unknown} in {path}; tags present: {', '.join(present) or 'none'}")
+    used = [i for i, r in enumerate(records) if not tags or r.get("tag") in tags]
     if max_records:
-        records = records[:max_records]
-    return records
+        used = used[:max_records]
+    if needs_metadata:
+        from data_prep.shapeworld.oracle import validate_metadata
+
+        for i in used:
+            try:
+                validate_metadata(records[i].get("metadata"))
+            except ValueError as err:
+                raise ValueError(
+                    f"{path}:{lines[i]} (id {records[i].get('id', '?')}): the shapeworld judge scores every prompt "
+                    f"by its ShapeWorld metadata, and this row's is unusable ({err}); train on a world's train.jsonl "
+                    "or a ShapeWorld prompt set, or use a VLM judge (--judge hf or a URL)") from None
+    return [records[i] for i in used]
 
 
 class RepeatBatchSampler:
@@ -136,11 +167,12 @@ class LogprobModel(torch.nn.Module):
         self.policy_model = model
         self.text_temperature, self.image_temperature, self.cfg_weight = text_temperature, image_temperature, cfg_weight
 
-    def forward(self, input_ids, image_mask, attention_mask, score_mask, uncond_input_ids=None):
+    def forward(self, input_ids, image_mask, attention_mask, score_mask, uncond_input_ids=None, pixel_values=None):
         cfg = self.cfg_weight if uncond_input_ids is not None else None
         return mixed_logprobs(self.policy_model, input_ids, image_mask, attention_mask, score_mask,
                               text_temperature=self.text_temperature, image_temperature=self.image_temperature,
-                              cfg_weight=cfg, uncond_input_ids=uncond_input_ids).logprobs  # (B, T)
+                              cfg_weight=cfg, uncond_input_ids=uncond_input_ids,
+                              pixel_values=pixel_values).logprobs  # (B, T); pixel_values: understanding rows
 
 
 # --- the trainer ------------------------------------------------------------------------------------------------------
@@ -257,6 +289,7 @@ class GRPOTrainer(Trainer):
         inputs = {k: chunk[k] for k in ("input_ids", "image_mask", "attention_mask")}
         inputs["score_mask"] = chunk["loss_mask"]
         inputs["uncond_input_ids"] = chunk.get("uncond_input_ids")
+        inputs["pixel_values"] = chunk.get("pixel_values")
         if self.ref_model is not None:
             return self.ref_model(**inputs)
         with self.policy.model.disable_adapter():  # LoRA: the base weights are the reference
@@ -266,7 +299,7 @@ class GRPOTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mask = inputs["loss_mask"]  # (B, T)
         logps = model(inputs["input_ids"], inputs["image_mask"], inputs["attention_mask"], mask,
-                      inputs.get("uncond_input_ids"))  # (B, T)
+                      inputs.get("uncond_input_ids"), pixel_values=inputs.get("pixel_values"))  # (B, T)
         old = inputs["old_logps"]  # (B, T)
         if not mask.any():  # every sample masked out: a zero loss that still reaches every trainable parameter
             loss = sum(p.reshape(-1)[0] for p in model.parameters() if p.requires_grad) * 0.0
@@ -420,13 +453,21 @@ def gallery_strip(images, chains: list[str], prompts: list[str], rewards: list, 
 
 # --- orchestration -----------------------------------------------------------------------------------------------
 def build_trainer(config: GRPOConfig) -> GRPOTrainer:
+    records = load_prompts(config.world, config.tags, config.max_train_records, prompts=config.prompts,
+                           needs_metadata=judge_needs_metadata(config.judge))  # cheap checks before the model loads
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
                               lora=config.lora())
-    records = load_prompts(config.world, config.tags, config.max_train_records)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
     return GRPOTrainer(policy, config, records, config.reward_config().make_judge(), callbacks=callbacks)
+
+
+def judge_needs_metadata(judge: str) -> bool:
+    """A registered structured judge (the shapeworld oracle) reads each record's metadata; a URL's server decides."""
+    from reward_models.judges import JUDGES, is_url
+
+    return not is_url(judge) and getattr(JUDGES.get(judge), "structured", False)
 
 
 def run_grpo(config: GRPOConfig) -> dict:
@@ -444,8 +485,8 @@ def run_grpo(config: GRPOConfig) -> dict:
         trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)
         summary["final_bench"] = bench_accuracy(trainer.policy, trainer._bench, config.rollout_config(1), config.seed)
     if trainer.accelerator.is_main_process:
-        trainer.policy.save(out, manifest(stage="grpo", world=str(config.world), steps=steps,
-                                          base=str(config.model_name_or_path)))
+        trainer.policy.save(out, manifest(stage="grpo", world=config.world and str(config.world),
+                                          prompts=config.prompts, steps=steps, base=str(config.model_name_or_path)))
         history = trainer.state.log_history
         plot_curves(history, [("reward", "-"), ("accuracy", "-"), ("eval/accuracy", "o--")],
                     "mean over the step's samples", out / CURVE_FILE)
