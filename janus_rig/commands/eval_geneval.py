@@ -4,6 +4,8 @@
         --out runs/eval/geneval
     janus-rig eval geneval --model deepseek-community/Janus-Pro-1B \\
         --metadata ../shared/benchmarks/geneval/evaluation_metadata.jsonl --samples 4 --out out/geneval --device cuda
+    janus-rig eval geneval --model runs/quickstart/reflect --metadata runs/world/bench/metadata.jsonl --reflect 2 \\
+        --out runs/eval/geneval_r2        # each sample after 2 rounds of check -> act -> edit; accuracy per round
 
 Layout and seeding: `janus_rig.eval.geneval_run`; see docs/eval.md. The sampling options here are shared with
 `eval t2i-compbench`.
@@ -86,6 +88,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score with the ShapeWorld oracle: auto = when every selected line is a ShapeWorld "
                         "record; on = demand it; off = only write the folder for GenEval's own scorer")
     add_sampling_arguments(parser, samples=4)
+    reflect = parser.add_argument_group("reflection (--reflect K: the model checks and edits its own images)")
+    reflect.add_argument("--reflect", type=int, default=0, metavar="K",
+                         help="K rounds of generate -> check -> act -> edit per sample (0: plain generation); the "
+                         "final images are scored, and with the oracle the accuracy after each round too "
+                         "(summary metrics overall@r0 .. overall@rK)")
+    reflect.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
+    reflect.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
+    reflect.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
+
+
+def reflect_config(args: argparse.Namespace):
+    """The loop's settings for --reflect K (None without it); checked before the model loads."""
+    if args.reflect < 0:
+        raise ValueError(f"--reflect must be >= 0 (0: no reflection), got {args.reflect}")
+    if not args.reflect:
+        return None
+    for flag, value in (("--max-reflection-tokens", args.max_reflection_tokens),
+                        ("--max-edit-tokens", args.max_edit_tokens)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if not args.role_temperature > 0:
+        raise ValueError(f"--role-temperature must be > 0, got {args.role_temperature}; for near-greedy use 1e-3")
+    from janus_rig.reflect.loop import ReflectConfig
+    from janus_rig.reflect.text import TextConfig
+
+    return ReflectConfig(
+        rounds=args.reflect,
+        checker=TextConfig(max_new_tokens=args.max_reflection_tokens, temperature=args.role_temperature),
+        actor=TextConfig(max_new_tokens=args.max_edit_tokens, temperature=args.role_temperature),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,14 +134,25 @@ def run(args: argparse.Namespace) -> int:
     entries = read_geneval_metadata(args.metadata, limit=args.limit, tags=args.tags)
     oracle = choose_oracle(entries, args.oracle, args.metadata)
     config = rollout_config(args)
+    reflecting = reflect_config(args)
     check_fresh(args.out)
     print(f"{len(entries)} metadata lines x {args.samples} samples; oracle {oracle.why}")
     policy, device = load_policy(args)
+    generate = {}
+    if reflecting is not None:
+        from janus_rig.reflect.generate import reflect_generate
+        from janus_rig.reflect.prompts import ensure_role_tokens
+
+        ensure_role_tokens(policy)
+        generate = {"generate_fn": reflect_generate(reflecting)}
     run_ = run_geneval(policy, entries, args.out, config, seed=args.seed, batch_size=args.batch_size,
-                       oracle=oracle.use, display_size=args.display_size, progress=not args.quiet)
+                       oracle=oracle.use, display_size=args.display_size, progress=not args.quiet, **generate)
     rows = header(args, policy, device, config, f"{len(entries)} ({args.metadata})", time.perf_counter() - started)
+    if reflecting is not None:
+        rows["reflection"] = (f"up to {args.reflect} rounds, role temperature {args.role_temperature}, "
+                              f"max {args.max_reflection_tokens} / {args.max_edit_tokens} tokens")
     page = write_geneval_outputs(args.out, run_, model=args.model, header=rows, oracle=oracle,
-                                 metadata_file=args.metadata, command=args.command_line)
+                                 metadata_file=args.metadata, reflect_rounds=args.reflect, command=args.command_line)
     clean = sum(not t["problems"] for t in run_.traces)
     print(f"wrote {len(run_.traces)} samples to {args.out} ({clean} chains parsed cleanly); open {page}")
     score = run_.score
@@ -121,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {line}")
         return 0
     print(score.table())
+    if run_.round_metrics:
+        print("after each round: " + ", ".join(f"r{j} {run_.round_metrics[f'overall@r{j}']:.4f}"
+                                               for j in range(args.reflect + 1)))
     print(f"{score.n_images} images, {score.correct_images} correct; {score.n_prompts} prompts, "
           f"{score.correct_prompts} with a correct image; results in {score.results_path}")
     if score.problems:

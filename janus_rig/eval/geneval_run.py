@@ -18,9 +18,16 @@ A folder's number is its metadata line's index in the file (0-based, blank lines
 --limit/--tags, so 00012 is always line 12 of the metadata file it came from.
 
 Generation goes through a `GenerateFn` (default `sample_once`: one rollout per batch, chain then image). A
-generate-reflect-edit loop plugs in as another GenerateFn returning the final Draws; the writers here and in
-t2i_compbench_layout.py do not change. `draw_samples` batches and seeds exactly like `janus_rig.generate`: batch b
-is drawn with seed + b, so the same prompts, settings, seed and batch size give the same chains and images.
+generate-reflect-edit loop plugs in as another GenerateFn returning the final Draws
+(`janus_rig.reflect.generate.reflect_generate`, `eval geneval --reflect K`); the writers here and in
+t2i_compbench_layout.py do not change. Draws that carry `round_images` (the image after 0..K rounds) also get
+
+    OUT/00012/rounds/0000_r1.png   sample 0 after 1 round (r0: before any edit; the last round is samples/0000.png)
+
+and, when the oracle scores, the accuracy after each round in the summary's metrics (`overall@r0`,
+`position@r1`, ...: the figure of accuracy against rounds). `draw_samples` batches and seeds exactly like
+`janus_rig.generate`: batch b is drawn with seed + b, so the same prompts, settings, seed and batch size give the
+same chains and images.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from janus_rig.rollout.config import RolloutConfig
 from janus_rig.rollout.sampler import sample
 
 MAX_REPORTED_LINES = 5  # bad metadata lines named in the error; the rest are counted
+ROUNDS_DIR = "rounds"  # per prompt folder: a reflecting GenerateFn's image after each round
 ORACLE_MODES = ("auto", "on", "off")
 
 
@@ -77,6 +85,7 @@ class Draw:
     seed: int  # of the batch it was drawn in
     timings: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # kept in the sample's chain record, e.g. a reflection loop's rounds
+    round_images: list = field(default_factory=list)  # reflection: the image after 0, 1, .., K rounds (PIL)
 
 
 GenerateFn = Callable[[object, list[str], RolloutConfig, int], list[Draw]]
@@ -227,6 +236,7 @@ class GenevalRun:
     score: ScoreSummary | None  # None when not oracle-scored
     entries: list[Entry]
     samples_per_prompt: int
+    round_metrics: dict[str, float] = field(default_factory=dict)  # "overall@r0", "<tag>@r1", ... (oracle-scored)
 
 
 def check_fresh(out_dir: str | Path) -> None:
@@ -252,6 +262,7 @@ def run_geneval(policy, entries: list[Entry], out_dir: str | Path, config: Rollo
         write_prompt_dir(out, entry.index, entry.metadata)
     traces = []
     prompts = [e.metadata["prompt"] for e in entries]
+    per_round: dict[int, dict[str, list[int]]] = {}  # round -> tag -> [correct, images]
     for draw in draw_samples(policy, prompts, config, seed=seed, batch_size=batch_size, generate_fn=generate_fn,
                              progress=progress, desc="geneval"):
         entry = entries[draw.prompt_index]
@@ -259,11 +270,21 @@ def run_geneval(policy, entries: list[Entry], out_dir: str | Path, config: Rollo
         record = save_draw(draw, sample_path(out, entry.index, k), overlay_path(out, entry.index, k), display_size)
         record = {"sample": k, "image": f"{SAMPLES_DIR}/{k:04d}.png", "overlay": f"{OVERLAYS_DIR}/{k:04d}.png",
                   "prompt": entry.metadata["prompt"], **record}
-        with open(prompt_dir(out, entry.index) / CHAINS_FILE, "a", encoding="utf-8") as fp:
+        folder = prompt_dir(out, entry.index)
+        round_correct = _save_rounds(draw, folder, k, entry.metadata if oracle else None, record)
+        with open(folder / CHAINS_FILE, "a", encoding="utf-8") as fp:
             fp.write(json.dumps(record) + "\n")
-        folder = prompt_dir(out, entry.index).name
-        traces.append({**record, "prompt_index": entry.index, "tag": entry.metadata["tag"],
-                       "image": f"{folder}/{record['image']}", "overlay": f"{folder}/{record['overlay']}"})
+        trace = {**record, "prompt_index": entry.index, "tag": entry.metadata["tag"],
+                 "image": f"{folder.name}/{record['image']}", "overlay": f"{folder.name}/{record['overlay']}"}
+        if record.get("round_images"):
+            trace["more_images"] = [{"src": f"{folder.name}/{rel}", "alt": f"after {j} rounds"}
+                                    for j, rel in enumerate(record["round_images"][:-1])]
+        for j, correct in enumerate(round_correct):
+            counts = per_round.setdefault(j, {}).setdefault(entry.metadata["tag"], [0, 0])
+            counts[0] += correct
+            counts[1] += 1
+            trace.setdefault("scores", {})[f"correct@r{j}"] = correct
+        traces.append(trace)
     score = score_geneval_dir(out) if oracle else None
     if score is not None:
         verdicts = {Path(r["filename"]).resolve(): r for r in score.records}
@@ -271,8 +292,36 @@ def run_geneval(policy, entries: list[Entry], out_dir: str | Path, config: Rollo
             result = verdicts.get((out / trace["image"]).resolve())
             if result is not None:
                 reason = {"reason": result["reason"]} if result["reason"] else {}
-                trace["scores"] = {"correct": result["correct"], **reason}
-    return GenevalRun(traces, score, entries, config.group_size)
+                trace["scores"] = {"correct": result["correct"], **reason, **trace.get("scores", {})}
+    return GenevalRun(traces, score, entries, config.group_size, round_metrics(per_round))
+
+
+def _save_rounds(draw: Draw, folder: Path, k: int, metadata: dict | None, record: dict) -> list[bool]:
+    """Write a reflecting draw's image after each round to FOLDER/rounds/<k>_r<j>.png (paths into
+    record["round_images"]); with metadata, the oracle's verdict on each (GenEval's rule, as the samples)."""
+    from janus_rig.eval.score import score_image
+
+    if not draw.round_images:
+        return []
+    (folder / ROUNDS_DIR).mkdir(parents=True, exist_ok=True)
+    record["round_images"] = [f"{ROUNDS_DIR}/{k:04d}_r{j}.png" for j in range(len(draw.round_images))]
+    correct = []
+    for image, rel in zip(draw.round_images, record["round_images"]):
+        image.save(folder / rel)
+        if metadata is not None:
+            correct.append(bool(score_image(folder / rel, metadata)[0]["correct"]))
+    return correct
+
+
+def round_metrics(per_round: dict[int, dict[str, list[int]]]) -> dict[str, float]:
+    """{round: {tag: [correct, images]}} -> {"overall@r0": .., "<tag>@r0": .., "overall@r1": ..}: GenEval's
+    accuracy (overall = mean over tags) of the images after each round."""
+    metrics = {}
+    for j, per_tag in sorted(per_round.items()):
+        summary = ScoreSummary(per_tag={tag: (c, t) for tag, (c, t) in per_tag.items()}, n_prompts=0,
+                               correct_prompts=0)
+        metrics.update({f"{name}@r{j}": value for name, value in summary.metrics().items()})
+    return metrics
 
 
 def thumbnails(traces: list[dict], n: int = MAX_THUMBNAILS) -> list[str]:
@@ -302,6 +351,7 @@ def write_geneval_outputs(out_dir: str | Path, run: GenevalRun, *, model: str, h
     else:
         extra.update(correct_prompts=score.correct_prompts, problems=score.problems)
     write_summary(out, kind="geneval", model=model, samples=len(run.traces),
-                  metrics=score.metrics() if score else {}, per_tag=score.per_tag_records() if score else None,
+                  metrics={**score.metrics(), **run.round_metrics} if score else {},
+                  per_tag=score.per_tag_records() if score else None,
                   thumbnails=thumbnails(run.traces), reflect_rounds=reflect_rounds, command=command, extra=extra)
     return write_gallery(out, run.traces, {**header, "oracle": oracle.why}, title="janus-rig eval geneval")

@@ -129,6 +129,11 @@ class LoopResult:
     final_tokens: torch.Tensor  # (R, N)
     counts: dict[str, int]
 
+    def images_after_rounds(self, rounds: int) -> list[list[Image.Image]]:
+        """Per row, its image after 0, 1, .., `rounds` rounds (rounds + 1 images): after k rounds is what round k's
+        checker saw, the image after k edits; a row that stopped earlier keeps its last image."""
+        return [[row[min(k, len(row) - 1)].image for k in range(rounds + 1)] for row in self.traces]
+
     def edits(self):
         """(before, after) RoundTrace pairs, one per edit: `before` decided edit and was edited, `after` is the
         check of the edited image (the next round's trace of the same row)."""

@@ -28,6 +28,24 @@ def _problems(parsed) -> list[dict]:
                                       for p in parsed.problems]
 
 
+def round_record(t: RoundTrace) -> dict:
+    """What one round of one row said and did, as JSON: plan, reflection (verdicts, decision, problems), edit
+    (revised chain, edit boxes, problems) and status. traces.jsonl and `eval geneval --reflect` keep it."""
+    return {
+        "round": t.round,
+        "plan": t.plan,
+        "reflection": t.reflection_text,
+        "verdicts": [{"statement": v.statement, "holds": v.holds} for v in t.reflection.verdicts],
+        "decision": t.reflection.decision,
+        "reflection_problems": _problems(t.reflection),
+        "edit": t.edit_text,
+        "revised_chain": t.revised_chain,
+        "edit_boxes": [{"name": o.name, "box": list(o.box.as_tuple())} for o in t.edit_boxes],
+        "edit_problems": _problems(t.edit),
+        "status": t.status,
+    }
+
+
 def _trace(out: Path, t: RoundTrace, prompt: str, prompt_index: int, sample: int, reward: float | None,
            truth, display_size: int) -> dict:
     name = f"{t.row:04d}_r{t.round}.png"
@@ -40,17 +58,8 @@ def _trace(out: Path, t: RoundTrace, prompt: str, prompt_index: int, sample: int
         draw_boxes(t.image, t.edit_boxes, size=size).save(out / paths["edit_boxes"])
         t.edited_image.save(out / paths["edited"])
     trace = {
-        "prompt": prompt, "prompt_index": prompt_index, "sample": sample, "row": t.row, "round": t.round,
-        "plan": t.plan,
-        "reflection": t.reflection_text,
-        "verdicts": [{"statement": v.statement, "holds": v.holds} for v in t.reflection.verdicts],
-        "decision": t.reflection.decision,
-        "reflection_problems": _problems(t.reflection),
-        "edit": t.edit_text,
-        "revised_chain": t.revised_chain,
-        "edit_boxes": [{"name": o.name, "box": list(o.box.as_tuple())} for o in t.edit_boxes],
-        "edit_problems": _problems(t.edit),
-        "status": t.status,
+        "prompt": prompt, "prompt_index": prompt_index, "sample": sample, "row": t.row,
+        **round_record(t),
         "reward": reward,
         "image": paths["images"], "seen": paths["seen"],
         "edit_overlay": paths["edit_boxes"] if edited else None, "edited_image": paths["edited"] if edited else None,

@@ -128,6 +128,42 @@ def sample_text(
     return _assemble(policy, contexts, completion_ids, written_lp.cpu(), pixel_values, stopped)
 
 
+@torch.no_grad()
+def score_text(
+    policy,
+    contexts: list[list[int]],
+    completions: list[list[int]],
+    pixel_values: torch.Tensor | None,
+    stop_ids: Sequence[int],
+    temperature: float = 1.0,
+) -> TextRollout:
+    """The TextRollout that `sample_text` returns had it written `completions` (token lists) after `contexts`: each
+    written token's log-prob under the policy at `temperature`, teacher-forced in one forward; `stopped` where a
+    completion ends with a stop id. For fixed texts in place of samples (scripted roles in tests, replayed edits)."""
+    from janus_rig.model.mixed import mixed_logprobs
+
+    if len(contexts) != len(completions) or not contexts:
+        raise ValueError(f"score_text needs one completion per context: {len(contexts)} contexts, "
+                         f"{len(completions)} completions")
+    ids, attention = left_pad([c + w for c, w in zip(contexts, completions)], policy.tokens.pad)  # (R, T) each
+    T = ids.shape[1]
+    written = torch.zeros_like(ids, dtype=torch.bool)  # (R, T)
+    for r, w in enumerate(completions):
+        written[r, T - len(w) :] = True
+    dev = policy.device
+    pixels = None if pixel_values is None else pixel_values.to(dev, next(policy.base.parameters()).dtype)
+    with eval_mode(policy.model):
+        lp = mixed_logprobs(policy.model, ids.to(dev), torch.zeros_like(written, device=dev), attention.to(dev),
+                            written.to(dev), pixel_values=pixels, text_temperature=temperature).logprobs  # (R, T)
+    C = max(map(len, completions))
+    written_lp = torch.zeros(len(completions), C)  # (R, C) in writing order, as sample_text keeps them
+    for r, w in enumerate(completions):
+        written_lp[r, : len(w)] = lp[r, T - len(w) :].cpu()
+    stops = set(stop_ids)
+    stopped = torch.tensor([bool(w) and w[-1] in stops for w in completions])
+    return _assemble(policy, contexts, [list(w) for w in completions], written_lp, pixel_values, stopped)
+
+
 def _assemble(policy, contexts, completion_ids, written_lp, pixel_values, stopped) -> TextRollout:
     ids, attention = left_pad([c + w for c, w in zip(contexts, completion_ids)], policy.tokens.pad)  # (R, T)
     T = ids.shape[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -249,3 +250,86 @@ def test_read_chains_names_bad_lines(tmp_path):
     (tmp_path / "chains.jsonl").write_text('{"sample": 0}\n{"sample": \n')
     with pytest.raises(ValueError, match=r"chains.jsonl:2: malformed JSON"):
         read_chains(tmp_path)
+
+
+# --- --reflect K: the image after every round, scored per round --------------------------------------------------
+def test_round_images_are_written_and_scored_per_round(tmp_path, world):
+    """A GenerateFn whose draws carry round_images (blank after round 0, the truth after round 1): the per-round
+    metrics are the oracle's accuracy on exactly those images."""
+    from data_prep.shapeworld.render import render
+    from data_prep.shapeworld.scene import Scene
+
+    _, records = world
+    entries = [Entry(i, i + 1, r["metadata"]) for i, r in enumerate(records[:4])]
+    truth = truth_fn(records)
+
+    def reflecting(policy, prompts, config, seed):
+        draws = truth(policy, prompts, config, seed)
+        return [dataclasses.replace(d, image=render(Scene(64)) if d.sample else d.image,
+                                    round_images=[render(Scene(64)), d.image]) for d in draws]
+
+    out = tmp_path / "geneval"
+    run = run_geneval(None, entries, out, RolloutConfig(group_size=2), oracle=True, generate_fn=reflecting,
+                      display_size=32, progress=False)
+    tags = list(dict.fromkeys(e.metadata["tag"] for e in entries))
+    # after round 0 nothing is right; after round 1 sample 0 is the truth and sample 1 blank again: 0.5
+    assert run.round_metrics == {**{f"{t}@r0": 0.0 for t in ["overall", *tags]},
+                                 **{f"{t}@r1": 0.5 for t in ["overall", *tags]}}
+    write_geneval_outputs(out, run, model="m", header={}, oracle=choose_oracle(entries), metadata_file="m.jsonl",
+                          reflect_rounds=1, command="c")
+    summary = read_summary(out)
+    assert summary["reflect_rounds"] == 1 and summary["metrics"]["overall"] == summary["metrics"]["overall@r1"] == 0.5
+    chains = read_chains(prompt_dirs(out)[0])
+    assert chains[0]["round_images"] == ["rounds/0000_r0.png", "rounds/0000_r1.png"]
+    for j in range(2):
+        assert (prompt_dirs(out)[0] / chains[1]["round_images"][j]).is_file()
+    assert "after 0 rounds" in (out / "index.html").read_text()
+    assert [p.name for p in sample_paths(prompt_dirs(out)[0])] == ["0000.png", "0001.png"]  # rounds/ is beside
+
+
+def test_reflect_generate_starts_from_the_plain_samples(tiny_policy, world, tmp_path):
+    """--reflect K draws the first images exactly as plain generation does (same seeds), then edits them: after
+    round 0 are the plain samples, the last round is the written sample."""
+    from janus_rig.reflect.generate import reflect_generate
+    from janus_rig.reflect.loop import ReflectConfig
+    from tests.reflect.scripted import Scripted, edit, reflection
+
+    _, records = world
+    entries = [Entry(i, i + 1, r["metadata"]) for i, r in enumerate(records[:2])]
+    config = RolloutConfig(group_size=2, max_chain_tokens=3, cfg_weight=3.0)
+    plain = run_geneval(tiny_policy, entries, tmp_path / "plain", config, seed=4, batch_size=1, oracle=True,
+                        progress=False)
+    checker = Scripted(lambda k, i: reflection("edit" if k % 2 == 0 else "keep"))  # edit once, then keep
+    generate_fn = reflect_generate(ReflectConfig(rounds=2), checker=checker, actor=Scripted(lambda k, i: edit()))
+    run = run_geneval(tiny_policy, entries, tmp_path / "r", config, seed=4, batch_size=1, oracle=True,
+                      generate_fn=generate_fn, progress=False)
+    for ours, theirs in zip(run.traces, plain.traces):
+        folder = tmp_path / "r" / ours["image"].split("/")[0]
+        rounds = [folder / rel for rel in ours["round_images"]]
+        assert rounds[0].read_bytes() == (tmp_path / "plain" / theirs["image"]).read_bytes()
+        assert rounds[2].read_bytes() == (tmp_path / "r" / ours["image"]).read_bytes() == rounds[1].read_bytes()
+        assert rounds[1].read_bytes() != rounds[0].read_bytes()  # the edit redrew its boxes
+        assert [r["status"] for r in ours["reflect"]] == ["edited", "keep"] and ours["edits"] == 1
+        assert ours["chain"] == ours["reflect"][1]["plan"] and ours["initial_chain"] == theirs["chain"]
+    assert run.round_metrics["overall@r0"] == plain.score.overall
+    assert set(run.round_metrics) == {f"{t}@r{j}" for t in ["overall", *plain.score.per_tag] for j in range(3)}
+
+
+def test_cli_reflect_one_round(tiny_policy_dir, world, tmp_path, capsys):
+    bench = world[0] / "bench" / "metadata.jsonl"
+    out = tmp_path / "out"
+    args = ["eval", "geneval", "--model", str(tiny_policy_dir), "--metadata", str(bench), "--samples", "1",
+            "--tags", "position", "--reflect", "1", "--max-reflection-tokens", "8", "--max-edit-tokens", "8",
+            "--out", str(out), *FAST]
+    assert main(args) == 0
+    assert "after each round: r0" in capsys.readouterr().out
+    summary = read_summary(out)
+    assert summary["reflect_rounds"] == 1 and summary["samples"] == 1
+    assert set(summary["metrics"]) == {"overall", "position", "overall@r0", "position@r0", "overall@r1",
+                                       "position@r1"}
+    (folder,) = prompt_dirs(out)
+    (record,) = read_chains(folder)
+    assert [(folder / rel).is_file() for rel in record["round_images"]] == [True, True]
+    assert record["reflect"][0]["round"] == 0 and record["reflect"][0]["status"]  # what round 0's checker said
+    assert main([*args[:-len(FAST) - 2], "--reflect", "-1", "--out", str(tmp_path / "o2"), *FAST]) == 2
+    assert "--reflect must be >= 0" in capsys.readouterr().err

@@ -173,3 +173,46 @@ def test_on_the_fly_rows_match_cached_codes(tmp_path, world, policy):
     filled = fill_codes(batch["input_ids"], batch["image_mask"], codes)
     expected = SFTCollator(policy.tokens.pad)(list(cached))["input_ids"]
     assert torch.equal(filled, expected)
+
+
+def test_reflection_rows_mixed_at_their_ratio_and_bad_ones_reported(tmp_path, world, policy):
+    from data_prep.shapeworld.perturb import write_reflect_data
+
+    mixed = tmp_path / "world"
+    shutil.copytree(world, mixed)
+    write_reflect_data(mixed, 9, seed=0, keep_fraction=0.2, progress=False)
+    rows = read_jsonl(mixed / "reflect.jsonl")
+    rows[0]["reflection"] = rows[0]["reflection"].replace("<|decision|>", "<|decision|>maybe ", 1)  # bad decision
+    (mixed / rows[1]["image"]).unlink()
+    with open(mixed / "reflect.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+        f.write("[1, 2]\n")
+    good = rows[2:]
+
+    # ratio 1 of 8 train records asks for 8 rows; 7 are usable, so every row is read and each bad one reported.
+    report = RowReport()
+    ds, _ = build_datasets(policy, sft_config(tmp_path, mixed, reflect_ratio=1.0), report)
+    assert {b.id: b.reason for b in report.bad} == {rows[0]["id"]: "bad_reflection", rows[1]["id"]: "missing_image",
+                                                    "reflect.jsonl:10": "not_json"}
+    assert report.summary()["kept"] == {"train.jsonl": 8, "reflect.jsonl": 7}
+    reflect = [r for r in ds if "/" in r["id"]]
+    edits = sum(r["decision"] == "edit" for r in good)
+    assert 0 < edits < 7 and len(ds) == 8 + 7 + edits and len(reflect) == 7 + edits
+    by_id = {r["id"]: r for r in good}
+    for seq in reflect:
+        row_id, role = seq["id"].rsplit("/", 1)
+        target = by_id[row_id]["reflection" if role == "checker" else "edit"]
+        n = sum(seq["loss_mask"])
+        assert policy.tokenizer.decode(seq["input_ids"][-n:]) == target
+        assert seq["grounding"] and seq["image"] == by_id[row_id]["image"]  # read through the understanding path
+    batch = SFTCollator(policy.tokens.pad, WorldInfo.read(mixed), policy.pixel_values)([ds[0], *reflect[:2]])
+    assert batch["pixel_values"].shape == (2, 3, policy.image_size, policy.image_size)
+
+    # round(0.25 x 8) = 2 rows, drawn by the seed: the same ones every time
+    picks = []
+    for _ in range(2):
+        report = RowReport()
+        ds, _ = build_datasets(policy, sft_config(tmp_path, mixed, reflect_ratio=0.25), report)
+        picks.append(sorted({r["id"].split("/")[0] for r in ds if "/" in r["id"]}))
+        assert report.summary()["kept"]["reflect.jsonl"] == 2
+    assert len(picks[0]) == 2 and picks[0] == picks[1]

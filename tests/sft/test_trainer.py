@@ -56,6 +56,27 @@ def test_few_steps_then_resume(tmp_path, world):
     assert steps == [1, 2, 3]  # the resumed run went on from step 2
 
 
+def test_reflection_mix_trains(tmp_path, world):
+    """reflect_ratio 1: the checker/actor rows of WORLD/reflect.jsonl join the batches; only they read images (no
+    grounding rows), so the understanding aligner changes only if their pixel_values reached the model."""
+    import shutil
+
+    from data_prep.shapeworld.perturb import write_reflect_data
+
+    mixed = tmp_path / "world"
+    shutil.copytree(world, mixed)
+    write_reflect_data(mixed, 8, seed=0, progress=False)
+    parts = ["language_model", "lm_head", "aligner"]
+    summary = run_sft(sft_config(tmp_path, mixed, max_steps=2, reflect_ratio=0.5, trainable_parts=parts,
+                                 save_strategy="no", **FAST))
+    assert summary["steps"] == 2 and summary["rows"]["kept"] == {"train.jsonl": 8, "reflect.jsonl": 4}
+    assert 8 + 4 <= summary["train_rows"] <= 8 + 2 * 4  # a checker row each, an actor row per edit
+    out = tmp_path / "out"
+    assert all(line["text_nll"] > 0 for line in read_jsonl(out / "train_log.jsonl") if "text_nll" in line)
+    before, after = load_file(out / "init" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert not torch.equal(before["model.aligner.fc1.weight"], after["model.aligner.fc1.weight"])
+
+
 def test_time_budget_stops_cleanly(tmp_path, world):
     summary = run_sft(sft_config(tmp_path, world, max_steps=50, max_train_seconds=0.01, chain=False, **FAST))
     assert summary["stopped_by_time_budget"] and summary["steps"] == 1
@@ -83,6 +104,8 @@ def test_yaml_then_flags(tmp_path, world):
     (dict(model_name_or_path="some/dir"), "both of model_name_or_path and init_preset"),
     (dict(init_preset=None), "neither of model_name_or_path and init_preset"),
     (dict(grounding_ratio=1.5), "outside [0, 1]"),
+    (dict(reflect_ratio=-0.1), "outside [0, 1]"),
+    (dict(reflect_ratio=0.2), "janus-rig reflect-data --world"),
     (dict(world=""), "world is required"),
     (dict(trainable_parts=["language_model", "brain"]), "unknown trainable_parts ['brain']"),
     (dict(use_lora=True), "--trainable_parts language_model"),

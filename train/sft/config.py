@@ -7,6 +7,7 @@ is any field name, a flag overrides the YAML, and the YAML overrides the default
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from transformers import TrainingArguments
 
@@ -24,6 +25,11 @@ class SFTConfig(PolicyArgs, TrainingArguments):
                         "'does reasoning help' ablation", default=True)
     grounding_ratio: float = _help("grounding records (image in through the understanding path, canonical chain "
                                    "out) mixed in at this fraction of the train records, 0..1", default=0.0)
+    reflect_ratio: float = _help("reflection rows (WORLD/reflect.jsonl, written by `janus-rig reflect-data`: the "
+                                 "checker's reflection and the actor's edit of a perturbed image, the image in "
+                                 "through the understanding path) mixed in: round(ratio x kept train records) rows, "
+                                 "each one checker sequence plus one actor sequence when it says edit; 0..1",
+                                 default=0.0)
     max_train_records: int = _help("use only the first N train records (0: all)", default=0)
     max_eval_records: int = _help("val records to evaluate on when eval_strategy is not 'no' (0: all)", default=512)
     vq_cache: bool = _help("true: VQ-encode every image once and cache the codes; false: encode on the fly at "
@@ -73,6 +79,14 @@ class SFTConfig(PolicyArgs, TrainingArguments):
         if not 0.0 <= self.grounding_ratio <= 1.0:
             raise ValueError(f"grounding_ratio {self.grounding_ratio} is outside [0, 1]: e.g. 0.1 adds one "
                              "grounding record per ten train records")
+        if not 0.0 <= self.reflect_ratio <= 1.0:
+            raise ValueError(f"reflect_ratio {self.reflect_ratio} is outside [0, 1]: e.g. 0.1 adds one reflection "
+                             "row per ten train records")
+        reflect_file = Path(self.world) / "reflect.jsonl"
+        if self.reflect_ratio > 0 and not reflect_file.is_file():
+            raise ValueError(f"reflect_ratio {self.reflect_ratio} mixes in {reflect_file}, which does not exist: "
+                             f"write it with `janus-rig reflect-data --world {self.world} --n 4000` (or set "
+                             "reflect_ratio: 0)")
         if self.text_weight < 0 or self.image_weight < 0 or self.text_weight + self.image_weight == 0:
             raise ValueError(f"text_weight={self.text_weight}, image_weight={self.image_weight}: both must be "
                              ">= 0 and at least one > 0")

@@ -5,6 +5,13 @@ Sequences (loss on the targets marked [...]; the prompt is context only):
     chain mode     encode_prompt(prompt, chain=True)  [encode_text(chain) <begin_of_image> c_1..c_N <end_of_image>]
     no-chain mode  encode_prompt(prompt, chain=False) <begin_of_image> [c_1..c_N <end_of_image>]
     grounding      encode_question(GROUNDING_QUESTION)  [encode_text(chain) <eos>]     (+ pixel_values)
+    checker        encode_checker(prompt, chain)        [encode_text(reflection)]      (+ pixel_values)
+    actor          encode_actor(prompt, chain, refl.)   [encode_text(edit)]            (+ pixel_values)
+
+The checker and actor rows come from WORLD/reflect.jsonl (`janus-rig reflect-data`; `janus_rig.reflect.data`):
+each drawn row gives its checker sequence, and its actor sequence when its decision is edit. Grounding and
+reflection rows read an image through the understanding path; they carry `grounding: True`, which is what makes
+the collator load their `image` into `pixel_values`.
 
 In no-chain mode `<begin_of_image>` is forced (the sampler writes it), so it is not a target. Image codes come
 from the VQ cache (`data_prep.vq_cache`), computed once per image; training never re-encodes images unless
@@ -12,7 +19,8 @@ from the VQ cache (`data_prep.vq_cache`), computed once per image; training neve
 
 Bad rows never stop a run: each is reported by id with its reason, counted, written to OUTPUT_DIR/bad_rows.jsonl
 and left out. Reasons: not_json, missing_field, bad_chain (strict `parse_chain`: broken spans, boxes out of
-0..1000, non-canonical forms), missing_image, unreadable_image, wrong_size, unknown_tokens, too_long.
+0..1000, non-canonical forms), missing_image, unreadable_image, wrong_size, unknown_tokens, too_long; reflection
+rows also bad_reflection, bad_edit (their targets are read strictly: `janus_rig.reflect.data.check_reflect_row`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from janus_rig.model.prompts import GROUNDING_QUESTION
 log = logging.getLogger(__name__)
 
 BAD_ROWS_FILE = "bad_rows.jsonl"
+REFLECT_FILE = "reflect.jsonl"  # written by `janus-rig reflect-data`
 
 
 def read_records(path: Path, report: RowReport) -> list[dict]:
@@ -189,16 +198,62 @@ def grounding_rows(policy, config, n: int, report: RowReport) -> list[dict]:
     return rows
 
 
+def reflect_rows(policy, config, n: int, report: RowReport) -> list[dict]:
+    """The SFT sequences of n valid rows drawn (seeded) from WORLD/reflect.jsonl: one checker sequence per row, plus
+    one actor sequence per edit row. A row is left out (and reported) when any of its sequences is unusable."""
+    from janus_rig.reflect.data import check_reflect_row, role_sequences
+
+    world = WorldInfo.read(config.world)
+    path = world.root / REFLECT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: write it with `janus-rig reflect-data --world {world.root} "
+                                "--n N` (or set reflect_ratio: 0)")
+    records = read_records(path, report)
+    random.Random(config.seed).shuffle(records)
+    max_length = policy.base.config.text_config.max_position_embeddings
+    rows, used = [], 0
+    for record in records:
+        if used == n:
+            break
+        row_id = str(record.get("id") or f"{path.name}:?")
+        problem = check_reflect_row(record)
+        if problem is None:
+            try:
+                load_image(world.root / record["image"], world.size, world.size)
+            except ValueError as err:
+                problem = tuple(str(err).split(": ", 1))
+        sequences = role_sequences(policy, record) if problem is None else []
+        for seq in sequences:
+            problem = check_sequence(policy, Sequence(seq["input_ids"], seq["image_mask"], seq["loss_mask"]),
+                                     max_length)
+            if problem is not None:
+                problem = (problem[0], f"{seq['id']}: {problem[1]}")
+                break
+        if problem is not None:
+            report.reject(row_id, path.name, *problem)
+            continue
+        rows += sequences
+        used += 1
+    if used < n:
+        log.warning("asked for %d reflection rows, %d usable in %s", n, used, path)
+    report.kept[path.name] += used
+    return rows
+
+
 def build_datasets(policy, config, report: RowReport):
-    """(train, eval or None) as `datasets.Dataset`s; bad rows land in `report`."""
+    """(train, eval or None) as `datasets.Dataset`s; bad rows land in `report`. Grounding and reflection rows are
+    added at their ratio of the kept train records."""
     import datasets
 
     train = generation_rows(policy, config, "train", report, config.max_train_records)
     if not train:
         raise ValueError(f"no usable train records in {config.world}: see the bad-row reasons "
                          f"{report.counts()} (written to {BAD_ROWS_FILE})")
+    kept = len(train)
     if config.grounding_ratio > 0:
-        train += grounding_rows(policy, config, round(config.grounding_ratio * len(train)), report)
+        train += grounding_rows(policy, config, round(config.grounding_ratio * kept), report)
+    if config.reflect_ratio > 0:
+        train += reflect_rows(policy, config, round(config.reflect_ratio * kept), report)
     eval_ds = None
     if str(getattr(config.eval_strategy, "value", config.eval_strategy)) != "no":
         val = generation_rows(policy, config, "val", report, config.max_eval_records)
@@ -210,7 +265,8 @@ def build_datasets(policy, config, report: RowReport):
 class SFTCollator:
     """Right-pads a list of rows into a batch (pad id, image_mask False, attention 0, loss_mask False).
 
-    Grounding rows add their images as `pixel_values` (B_g, 3, S, S) in row order; in on-the-fly mode generation
+    Grounding and reflection rows (`grounding: True`: an image read through the understanding path) add their
+    images as `pixel_values` (B_g, 3, S, S) in row order; in on-the-fly mode generation
     rows add theirs as uint8 `gen_images` (B_i, 3, S, S) for the trainer to encode.
     """
 

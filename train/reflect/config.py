@@ -1,0 +1,96 @@
+"""Settings of `janus-rig reflect-grpo`: every GRPO setting (`GRPOConfig`: the rollout, loss and optimiser names
+of trl) plus the reflection ones, parsed the same way:
+
+    janus-rig reflect-grpo --config train/recipes/shapeworld_reflect_actor.yaml --max_steps 20
+
+What the GRPO names mean here: `num_generations` is G, the reflections/edits (actor phase) or redraws (editor
+phase) per group; `per_device_train_batch_size` the groups per step; `temperature`/`top_p`/`top_k` sample every
+text the policy writes (the first image's chain, reflections, edits) and score it; `cfg_weight`,
+`image_temperature`, `image_logprob` the image tokens (first images, edits). The phase picks the optimised
+tokens, so `optimize` does not apply; the reward is `reward` (+ `judge`), so the `reward_*` / `term_options` fields
+do not apply either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.common import help_field as _help
+from train.common import parse_recipe
+from train.grpo.config import GRPOConfig
+
+PHASES = ("actor", "editor")
+REWARDS = ("intrinsic", "judge")
+REFLECT_FILE = "reflect.jsonl"  # WORLD/reflect.jsonl, written by `janus-rig reflect-data`
+
+
+@dataclass
+class ReflectGRPOConfig(GRPOConfig):
+    phase: str = _help("actor: per prompt a first image from the policy, then G reflections + edits of it, each "
+                       "applied by the region-locked editor and rewarded by the score after minus before; the "
+                       "reflection and edit tokens are optimised. editor: per WORLD/reflect.jsonl edit row (a "
+                       "perturbed image, the correct plan and the regions to redraw), G redraws of those regions, "
+                       "rewarded on the edited image; the redrawn image tokens are optimised", default="actor")
+    reward: str = _help("intrinsic: the policy's own checker, share of its verdicts that say yes after minus "
+                        "before (RL-RIG, no external verifier); judge: the `judge` field's prompt-image score after "
+                        "minus before (shapeworld, hf, or an http URL). The ShapeWorld oracle's truth is logged "
+                        "either way", default="intrinsic")
+    rounds: int = _help("actor phase: K, the loop's edits per image at most in each episode (every edit is "
+                        "followed by a check; the reward is the score after the last one minus the first); "
+                        "also the rounds of the bench evaluation (eval_every)", default=1)
+    max_reflection_tokens: int = _help("tokens a reflection may take before it is cut off (ShapeWorld's are "
+                                       "<= ~125)", default=256)
+    max_edit_tokens: int = _help("tokens an edit may take before it is cut off (ShapeWorld's are <= ~120)",
+                                 default=256)
+    train_checker: bool = _help("actor phase: optimise the reflections that decided (every check except the one "
+                                "that scores the last edit) along with the edits; false: the edits only",
+                                default=True)
+    malformed_penalty: float = _help("subtracted from the reward of an episode whose reflection or edit could not "
+                                     "be read (0: none; e.g. 0.5 keeps teaching the formats)", default=0.0)
+    # --- GRPO defaults changed for this trainer ---
+    gallery_every: int = _help("every N steps, save a PNG strip of images before / after their edit (0: off)",
+                               default=10)
+
+    def __post_init__(self):
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown phase {self.phase!r}; valid: {', '.join(PHASES)}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARDS)} (the judge itself is "
+                             "the `judge` field: --reward judge --judge shapeworld)")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1 (the edits per image in an episode), got {self.rounds}")
+        for name in ("max_reflection_tokens", "max_edit_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.malformed_penalty < 0:
+            raise ValueError(f"malformed_penalty must be >= 0 (it is subtracted), got {self.malformed_penalty}")
+        if self.optimize != "both":
+            raise ValueError(f"optimize={self.optimize!r} does not apply to reflect-grpo: the phase picks the tokens "
+                             "(actor: reflections and edits; editor: the redrawn image tokens); drop it")
+        if not self.chain:
+            raise ValueError("chain=false: the checker and the editor read the plan; reflect-grpo needs chain: true")
+        if self.phase == "editor":
+            if getattr(self, "prompts", None):
+                raise ValueError("the editor phase trains on WORLD/reflect.jsonl's edit rows, not a prompt set: drop "
+                                 "prompts and give --world")
+            if self.world and not (Path(self.world) / REFLECT_FILE).is_file():
+                raise ValueError(f"the editor phase trains on {Path(self.world) / REFLECT_FILE}, which does not "
+                                 f"exist: write it with `janus-rig reflect-data --world {self.world} --n 4000`")
+        super().__post_init__()
+
+    # --- views for the library ---
+    def reflect_config(self, rounds: int | None = None):
+        """The loop's settings: K rounds, the roles sampled at this config's text temperature / top-k / top-p."""
+        from janus_rig.reflect.loop import ReflectConfig
+        from janus_rig.reflect.text import TextConfig
+
+        def text(tokens: int) -> TextConfig:
+            return TextConfig(max_new_tokens=tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
+
+        return ReflectConfig(rounds=self.rounds if rounds is None else rounds,
+                             checker=text(self.max_reflection_tokens), actor=text(self.max_edit_tokens))
+
+
+def parse_config(argv: list[str] | None = None) -> ReflectGRPOConfig:
+    return parse_recipe(ReflectGRPOConfig, argv)

@@ -1,0 +1,161 @@
+"""Reflection-GRPO's episodes as plain functions: what each phase samples turned into rewards and into the
+sequences the loss reads. The trainer (trainer.py) only calls them in order; the GRPO math is train/grpo/algos.py.
+
+Actor phase. A group is G rows of the loop on copies of one first image (`repeat_rows`); row r is one episode:
+
+    check 0 -> [act -> edit -> check 1 -> ... ]          statuses per round: janus_rig.reflect.loop
+    reward(r) = score(after the last edit) - score(first image)            (0 for a row that never edited)
+
+with score the checker's `verdict_score` of that check (intrinsic) or a judge's prompt-image score. Per edit that
+is RL-RIG's after-minus-before; over an episode of several edits the per-edit rewards add up to exactly this
+(each edit's "after" is the next edit's "before"). The optimised tokens (`actor_batch`) are every edit the actor
+wrote and, with `train_checker`, every reflection that decided something: each check but the one after a row's
+last edit, which only scores it (optimising that one would reward the checker for praising edits).
+
+Editor phase (`editor_batch`): a group is G redraws of one fixed edit; the optimised tokens are the redrawn image
+tokens (inside the edit boxes; every other token is fed from the image, never sampled), as the rollout's
+`completion_mask` marks them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from janus_rig.model.mixed import left_pad
+from janus_rig.reflect.loop import LoopResult
+from janus_rig.reflect.reward import INTRINSIC, intrinsic_reward, judge_rewards
+from janus_rig.rollout import Rollout
+from train.grpo.trainer import old_logprobs
+
+MALFORMED = ("malformed_reflection", "malformed_edit")
+
+
+def repeat_rows(rollout: Rollout, times: int) -> Rollout:
+    """Every row `times` times in a row (R -> R * times rows, prompt-major kept): the G copies of a first image."""
+    index = torch.arange(rollout.num_rows).repeat_interleave(times)  # (R * times,)
+    tensors = {f.name: getattr(rollout, f.name)[index.to(getattr(rollout, f.name).device)]
+               for f in fields(Rollout) if isinstance(getattr(rollout, f.name), torch.Tensor)}
+    return replace(rollout, **tensors, chains=[rollout.chains[i] for i in index.tolist()])
+
+
+# --- scores and rewards ---------------------------------------------------------------------------------------------
+def fact_score(meta: dict, image: Image.Image) -> float:
+    """The oracle's share of the caption's stated facts that hold in the image (0..1)."""
+    from janus_rig.reflect.facts import oracle_verdicts
+
+    truth = oracle_verdicts(meta, image)
+    return sum(v.holds for v in truth) / len(truth) if truth else 0.0
+
+
+def oracle_correct(meta: dict, image: Image.Image) -> bool:
+    """GenEval's verdict on the whole caption (what `accuracy` counts)."""
+    from data_prep.shapeworld.oracle import score_metadata
+
+    return bool(score_metadata(meta, np.asarray(image))[0])
+
+
+def episode_rewards(result: LoopResult, source: str = INTRINSIC, judge=None,
+                    metadata: list[dict | None] | None = None) -> list[float | None]:
+    """Per row: score after its last edit minus score of its first image (0 without an edit); None where the judge
+    could not score. source: "intrinsic" (the row's own first and last checks) or any other name with `judge`."""
+    rows = result.traces
+    if source == INTRINSIC:
+        return [intrinsic_reward(row[0].reflection, row[-1].reflection) for row in rows]
+    if judge is None:
+        raise ValueError(f"episode reward source {source!r} needs a judge")
+    rewards: list[float | None] = [0.0] * len(rows)
+    edited = [r for r, row in enumerate(rows) if len(row) > 1]  # a second check follows only an edit
+    if edited:
+        meta = [metadata[r] for r in edited] if metadata is not None else None
+        scores = judge_rewards(judge, [result.prompts[r] for r in edited], [rows[r][0].image for r in edited],
+                               [rows[r][-1].image for r in edited], meta)
+        for r, score in zip(edited, scores):
+            rewards[r] = score
+    return rewards
+
+
+def oracle_rewards(result: LoopResult, metadata: list[dict | None]) -> list[float | None]:
+    """Per row: the oracle's `fact_score` of its last image minus its first (None without metadata)."""
+    return [None if meta is None else 0.0 if len(row) == 1 else
+            fact_score(meta, row[-1].image) - fact_score(meta, row[0].image)
+            for row, meta in zip(result.traces, metadata)]
+
+
+def malformed_rows(result: LoopResult) -> list[bool]:
+    """Rows where a reflection or an edit could not be read (the loop stopped them)."""
+    return [any(t.status in MALFORMED for t in row) for row in result.traces]
+
+
+# --- the optimised sequences ----------------------------------------------------------------------------------------
+def deciding_checks(result: LoopResult) -> set[tuple[int, int]]:
+    """(row, round) of every check that decided something: all but the check after a row's last edit."""
+    return {(t.row, t.round) for row in result.traces for t in row if len(row) == 1 or t.round < len(row) - 1}
+
+
+def actor_sequences(result: LoopResult, train_checker: bool) -> list[tuple[int, object, int]]:
+    """(row, TextRollout, index in it) of each optimised text: the deciding reflections (with train_checker), then
+    per round the edits."""
+    chosen = deciding_checks(result) if train_checker else set()
+    picks = []
+    for batch in result.rounds:
+        picks += [(r, batch.checker, j) for j, r in enumerate(batch.rows) if (r, batch.round) in chosen]
+        if batch.actor is not None:
+            picks += [(r, batch.actor, j) for j, r in enumerate(batch.actor_rows)]
+    return picks
+
+
+def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tensor, train_checker: bool,
+                pad_id: int, mask_truncated: bool = False, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The texts of `actor_sequences`, left-padded into one batch of S sequences, each with its row's advantage:
+
+        input_ids, attention_mask, loss_mask (the written tokens), old_logps (as sampled)   (S, T)
+        image_mask (S, T) all False; advantages (S,); pixel_values (S, 3, H, W) the image each text looked at
+
+    With no optimised text (every row kept or was unreadable and train_checker is off), the first reflection is
+    the one row, with an empty loss mask (a zero loss). Texts of rows whose reward is not `valid` (R,) carry no
+    loss; `mask_truncated` empties the mask of texts cut off at their token limit too."""
+    picks = actor_sequences(result, train_checker)
+    empty = not picks
+    if empty:
+        picks = [(result.rounds[0].rows[0], result.rounds[0].checker, 0)]
+    ids, masks, olds, pixels, rows = [], [], [], [], []
+    for r, out, j in picks:
+        keep = out.attention_mask[j].bool()  # (T_j,) the sequence without its left padding
+        ids.append(out.input_ids[j][keep].tolist())
+        mask = out.completion_mask[j][keep].cpu()
+        if empty or not bool(valid[r]) or (mask_truncated and not bool(out.stopped[j])):
+            mask = torch.zeros_like(mask)
+        masks.append(mask)
+        olds.append(out.logprobs[j][keep].float().cpu())
+        pixels.append(out.pixel_values[j])
+        rows.append(r)
+    input_ids, attention = left_pad(ids, pad_id)  # (S, T) each
+    S, T = input_ids.shape
+    loss_mask = torch.zeros(S, T, dtype=torch.bool)
+    old = torch.zeros(S, T)
+    for s, (mask, lp) in enumerate(zip(masks, olds)):
+        loss_mask[s, T - len(mask) :] = mask
+        old[s, T - len(lp) :] = lp
+    pixel_values = torch.stack(pixels).cpu()  # (S, 3, H, W)
+    return {"input_ids": input_ids, "image_mask": torch.zeros(S, T, dtype=torch.bool), "attention_mask": attention,
+            "loss_mask": loss_mask, "old_logps": old, "advantages": advantages.cpu()[torch.tensor(rows)],
+            "pixel_values": pixel_values if dtype is None else pixel_values.to(dtype)}
+
+
+def editor_batch(rollout: Rollout, advantages: torch.Tensor, valid: torch.Tensor, image_logprob: str,
+                 ) -> dict[str, torch.Tensor]:
+    """The redraws of an edit rollout as GRPO rows: the loss on the sampled image tokens (those inside the edit
+    boxes; `completion_mask`), old log-probs per `image_logprob` (cond: conditional branch; cfg: guided, with the
+    unconditional rows); rows whose reward is invalid carry no loss. (R, T) tensors, advantages (R,)."""
+    mask = rollout.completion_mask & rollout.image_mask & valid.to(rollout.completion_mask.device)[:, None]
+    batch = {"input_ids": rollout.input_ids, "image_mask": rollout.image_mask,
+             "attention_mask": rollout.attention_mask, "loss_mask": mask,
+             "old_logps": old_logprobs(rollout.logprobs, rollout.cond_logprobs, rollout.image_mask, image_logprob),
+             "advantages": advantages}
+    if image_logprob == "cfg":
+        batch["uncond_input_ids"] = rollout.uncond_input_ids
+    return {k: v.cpu() for k, v in batch.items()}
