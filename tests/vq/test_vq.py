@@ -247,10 +247,11 @@ def test_same_content_codes_keeps_the_most_used_of_codes_holding_one_content():
     # codes 0 and 1 both hold only content 5 (0 more often); code 2 is mixed; code 3 holds content 2 alone
     indices = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3])
     groups = torch.tensor([5, 5, 5, 5, 5, 5, 5, 1, 2])
-    assert same_content_codes(indices, groups, num_codes=4, purity=0.9).tolist() == [1]
+    duplicates, owned = same_content_codes(indices, groups, num_codes=4, purity=0.9)
+    assert duplicates.tolist() == [1] and owned.tolist() == [2, 5]
     # with a lax purity code 2 (2/3 content 5) joins the duplicates of content 5
-    assert same_content_codes(indices, groups, num_codes=4, purity=0.6).tolist() == [1, 2]
-    assert same_content_codes(torch.tensor([0, 1]), torch.tensor([0, 1]), 2, 0.9).numel() == 0
+    assert same_content_codes(indices, groups, num_codes=4, purity=0.6)[0].tolist() == [1, 2]
+    assert same_content_codes(torch.tensor([0, 1]), torch.tensor([0, 1]), 2, 0.9)[0].numel() == 0
 
 
 def test_duplicate_codes_marks_the_later_of_near_identical_codes():

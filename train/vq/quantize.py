@@ -125,12 +125,15 @@ def patch_groups(pixels: torch.Tensor, patch: int) -> torch.Tensor:
     return torch.unique(keys, dim=0, return_inverse=True)[1]
 
 
-def same_content_codes(indices: torch.Tensor, groups: torch.Tensor, num_codes: int, purity: float) -> torch.Tensor:
-    """Codes that duplicate another code's content: (N,) codes and (N,) patch-content ids -> (n,) code indices.
+def same_content_codes(indices: torch.Tensor, groups: torch.Tensor, num_codes: int,
+                       purity: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes that duplicate another code's content: (N,) codes and (N,) patch-content ids -> ((n,) code indices,
+    (m,) the contents that have a pure code).
 
     A code is "pure" when at least `purity` of the patches assigned to it share one content; of several pure codes
     with the same content, all but the most used are returned (to be restarted elsewhere), so one black patch
-    has one code instead of four.
+    has one code instead of four. Restarts should not be seeded from patches of an owned content either (they would
+    split it again).
     """
     pairs = indices * (int(groups.max()) + 1) + groups  # (N,) joint id of (code, content)
     joint, counts = torch.unique(pairs, return_counts=True)
@@ -145,7 +148,7 @@ def same_content_codes(indices: torch.Tensor, groups: torch.Tensor, num_codes: i
         if len(owners) > 1:
             keep = owners[total[owners].argmax()]
             duplicates += [int(o) for o in owners if o != keep]
-    return torch.tensor(sorted(set(duplicates)), dtype=torch.long)
+    return torch.tensor(sorted(set(duplicates)), dtype=torch.long), torch.unique(pure_content)
 
 
 def consistency_loss(z_n: torch.Tensor, pixels: torch.Tensor, patch: int) -> torch.Tensor:

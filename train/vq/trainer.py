@@ -274,12 +274,15 @@ class VQTrainer:
             self.step += 1
             if cfg.dead_code_interval and self.step % cfg.dead_code_interval == 0:
                 self.alive = int((self.usage > 0).sum())
+                error = (q.z_n - self.codebook[q.indices]).pow(2).sum(1) if cfg.restart_by_error else None  # (N,)
                 if cfg.dedup_threshold:
                     self.usage[duplicate_codes(self.codebook, cfg.dedup_threshold)] = 0
                 if cfg.content_dedup_purity:
-                    groups = patch_groups(pixels, pixels.shape[-1] // cfg.grid)
-                    self.usage[same_content_codes(q.indices, groups, len(self.usage), cfg.content_dedup_purity)] = 0
-                error = (q.z_n - self.codebook[q.indices]).pow(2).sum(1) if cfg.restart_by_error else None  # (N,)
+                    groups = patch_groups(pixels, pixels.shape[-1] // cfg.grid)  # (N,)
+                    duplicates, owned = same_content_codes(q.indices, groups, len(self.usage), cfg.content_dedup_purity)
+                    self.usage[duplicates] = 0
+                    if error is not None:  # new codes go to contents no code holds yet
+                        error = error * ~torch.isin(groups, owned)
                 dead = restart_dead_codes(self.codebook.data, self.usage, q.z_n, self.generator, weights=error)
                 if self.ema:
                     self.ema_sum[dead] = self.codebook[dead]
