@@ -10,6 +10,7 @@ rounds. A kind evaluated twice in one run gets its folder in the column name (`j
 
     out/report.md, out/report.html, out/report.json      the table ("columns", "rows"), in three forms
     out/thumbnails/<row>/<k>.png                          copies of up to 8 thumbnails per run
+    out/figures/<k>-<name>                                copies of extra figures (`figures`: curves, galleries)
 
 Thumbnails are copied, not linked, so the report folder can be moved, archived or served on its own; a
 thumbnail that is missing on disk is left out and listed under "missing".
@@ -30,6 +31,7 @@ from janus_rig.eval.summary import KINDS, MAX_THUMBNAILS, SUMMARY_FILE, read_sum
 
 REPORT_MD, REPORT_HTML, REPORT_JSON = "report.md", "report.html", "report.json"
 THUMBNAILS_DIR = "thumbnails"
+FIGURES_DIR = "figures"
 REFLECT_COLUMN = "reflect_rounds"
 THUMBNAIL_PX = 96
 
@@ -118,9 +120,27 @@ def _md_cell(text: str) -> str:
     return re.sub(r"\s+", " ", text).replace("|", "\\|")
 
 
-def render_markdown(table: dict, created: str, missing: list[str]) -> str:
+def parse_figure(spec: str) -> tuple[Path, str]:
+    """'PATH' or 'PATH=CAPTION' -> (path, caption); the caption defaults to the file name."""
+    path, _, caption = spec.partition("=")
+    return Path(path), caption or Path(path).name
+
+
+def _copy_figures(figures: list[tuple[Path, str]], out: Path) -> list[dict]:
+    """Copy each figure into out/figures/ (write_report has checked that they exist)."""
+    copied = []
+    for k, (path, caption) in enumerate(figures):
+        target = out / FIGURES_DIR / f"{k:02d}-{Path(path).name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        copied.append({"path": target.relative_to(out).as_posix(), "caption": caption, "source": str(path)})
+    return copied
+
+
+def render_markdown(table: dict, created: str, missing: list[str], figures: list[dict] = (),
+                    title: str = "janus-rig evaluation report") -> str:
     columns = table["columns"]
-    lines = ["# janus-rig evaluation report", "", f"{len(table['rows'])} runs, {created}.", "",
+    lines = [f"# {title}", "", f"{len(table['rows'])} runs, {created}.", "",
              "| run | model | " + " | ".join(_md_cell(c) for c in columns) + " |",
              "|---|---|" + "---:|" * len(columns)]
     for row in table["rows"]:
@@ -130,6 +150,10 @@ def render_markdown(table: dict, created: str, missing: list[str]) -> str:
     for row in table["rows"]:
         strip = " ".join(f"![{_md_cell(row['run'])} {k}]({quote(path)})" for k, path in enumerate(row["thumbnails"]))
         lines += [f"**{_md_cell(row['run'])}**", "", strip or "(no thumbnails)", ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for figure in figures:
+            lines += [f"**{_md_cell(figure['caption'])}**", "", f"![{_md_cell(figure['caption'])}]({quote(figure['path'])})", ""]
     if missing:
         lines += ["## Missing thumbnails", "", *(f"- {m}" for m in missing), ""]
     return "\n".join(lines)
@@ -146,10 +170,12 @@ th .kind { display: block; color: #888; font-weight: 400; font-size: .85em; }
 .strip img { image-rendering: pixelated; background: #eee; }
 h2 { font-size: 1.05em; margin: 1em 0 .2em; }
 .missing { color: #8a4200; }
+figure { margin: .5em 0 1.5em; } figure img { max-width: 100%; border: 1px solid #ddd; background: #fff; }
 """
 
 
-def render_html(table: dict, created: str, missing: list[str]) -> str:
+def render_html(table: dict, created: str, missing: list[str], figures: list[dict] = (),
+                title: str = "janus-rig evaluation report") -> str:
     esc = lambda v: html.escape(str(v), quote=True)  # noqa: E731
     heads = []
     for column in table["columns"]:
@@ -166,27 +192,37 @@ def render_html(table: dict, created: str, missing: list[str]) -> str:
         images = "".join(f'<img src="{esc(quote(p))}" {size} alt="{esc(row["run"])}">' for p in row["thumbnails"])
         strips.append(f"<h2>{esc(row['run'])}</h2><div class=\"strip\">{images or '(no thumbnails)'}</div>")
     notes = "".join(f"<li>{esc(m)}</li>" for m in missing)
+    shown = "".join(f'<figure><img src="{esc(quote(f["path"]))}" alt="{esc(f["caption"])}">'
+                    f'<figcaption>{esc(f["caption"])}</figcaption></figure>' for f in figures)
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>janus-rig evaluation report</title>'
-        f"<style>{_CSS}</style></head>\n<body><h1>janus-rig evaluation report</h1>"
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body><h1>{esc(title)}</h1>"
         f"<p>{len(table['rows'])} runs, {esc(created)}.</p>\n"
         f"<table><thead><tr><th>run</th><th>model</th>{''.join(heads)}</tr></thead>\n"
         f"<tbody>{''.join(body)}</tbody></table>\n"
         + "\n".join(strips)
+        + (f"<h2>Figures</h2>{shown}" if figures else "")
         + (f'<h2>Missing thumbnails</h2><ul class="missing">{notes}</ul>' if missing else "")
         + "\n</body></html>\n"
     )
 
 
-def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
-    """Read every run's summaries, copy thumbnails, write report.md / .html / .json; -> {"md", "html", "json"} paths."""
+def write_report(run_dirs: list[str | Path], out_dir: str | Path, figures: list[tuple[Path, str]] = (),
+                 title: str = "janus-rig evaluation report") -> dict[str, Path]:
+    """Read every run's summaries, copy thumbnails (and `figures`, (path, caption) pairs such as loss curves), write
+    report.md / .html / .json; -> {"md", "html", "json"} paths."""
     table = build_table(run_dirs)  # every error (a run without summaries, a malformed one) before anything is written
+    absent = [str(path) for path, _ in figures if not Path(path).is_file()]
+    if absent:
+        raise FileNotFoundError(f"figure(s) not found: {', '.join(absent)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     missing = _copy_thumbnails(table, out)
+    copied = _copy_figures(list(figures), out)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     paths = {"md": out / REPORT_MD, "html": out / REPORT_HTML, "json": out / REPORT_JSON}
-    paths["md"].write_text(render_markdown(table, created, missing), encoding="utf-8")
-    paths["html"].write_text(render_html(table, created, missing), encoding="utf-8")
-    paths["json"].write_text(json.dumps({"created": created, **table, "missing_thumbnails": missing}, indent=2) + "\n")
+    paths["md"].write_text(render_markdown(table, created, missing, copied, title), encoding="utf-8")
+    paths["html"].write_text(render_html(table, created, missing, copied, title), encoding="utf-8")
+    paths["json"].write_text(json.dumps({"created": created, "title": title, **table, "figures": copied,
+                                         "missing_thumbnails": missing}, indent=2) + "\n")
     return paths

@@ -101,3 +101,19 @@ def test_errors_name_the_run(tmp_path, runs, capsys):
 
 def test_format_value():
     assert [format_value(v) for v in (0.41234, 1.0, 64, None, 0.0)] == ["0.4123", "1", "64", "", "0"]
+
+
+def test_figures_are_copied_captioned_and_named_when_missing(runs, tmp_path, capsys):
+    curve = tmp_path / "reward_curve.png"
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(curve)
+    assert main(["eval", "report", *map(str, runs), "--out", str(tmp_path / "r"), "--title", "quickstart",
+                 "--figure", f"{curve}=GRPO reward", "--figure", str(curve)]) == 0
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["title"] == "quickstart" and [f["caption"] for f in data["figures"]] == ["GRPO reward", "reward_curve.png"]
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "<h1>quickstart</h1>" in html and "<figcaption>GRPO reward</figcaption>" in html
+    for figure in data["figures"]:
+        with Image.open(tmp_path / "r" / figure["path"]) as image:
+            assert image.getpixel((0, 0)) == (1, 2, 3)
+    assert main(["eval", "report", str(runs[0]), "--out", str(tmp_path / "r2"), "--figure", str(tmp_path / "no.png")]) == 2
+    assert "figure(s) not found" in capsys.readouterr().err and not (tmp_path / "r2").exists()
