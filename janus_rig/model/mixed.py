@@ -195,6 +195,34 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
+def drop_conditions(
+    input_ids: torch.Tensor,
+    image_mask: torch.Tensor,
+    attention_mask: torch.Tensor,
+    loss_mask: torch.Tensor,
+    drop: torch.Tensor,
+    bos_id: int,
+    boi_id: int,
+    pad_id: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Condition dropout (Janus' classifier-free-guidance training): the rows in `drop` that hold image codes
+    become the sampler's unconditional rows (`build_uncond_ids`: BOS + pads + `<begin_of_image>`) and keep their loss
+    only on the codes and what follows them; other rows are unchanged. Without it the unconditional branch of CFG
+    is a context the model never saw, and guidance extrapolates away from the plan.
+
+    (B, T) tensors and drop (B,) bool -> (input_ids, loss_mask), both (B, T).
+    """
+    drop = drop & image_mask.any(-1)  # (B,): only rows with an image segment
+    if not drop.any():
+        return input_ids, loss_mask
+    uncond = build_uncond_ids(input_ids, image_mask, attention_mask, bos_id, boi_id, pad_id)  # (B, T)
+    T = input_ids.shape[1]
+    first_code = image_mask.float().argmax(-1, keepdim=True)  # (B, 1)
+    from_codes = torch.arange(T, device=input_ids.device).expand_as(input_ids) >= first_code  # (B, T)
+    rows = drop[:, None]  # (B, 1)
+    return torch.where(rows, uncond, input_ids), torch.where(rows, loss_mask & from_codes, loss_mask)
+
+
 def sft_loss(
     model,
     input_ids: torch.Tensor,

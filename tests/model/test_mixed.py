@@ -9,6 +9,7 @@ from transformers import DynamicCache
 
 from janus_rig.model.mixed import (
     build_uncond_ids,
+    drop_conditions,
     embed_mixed,
     mixed_logprobs,
     position_ids_from_mask,
@@ -119,6 +120,25 @@ def test_uncond_rows_keep_only_bos_and_boi(tiny_policy):
         assert set(before[1:-1]) == {t.pad}
         assert torch.equal(uncond[b, first_code:], ids[b, first_code:])  # codes and what follows untouched
         assert torch.equal(uncond[b][~real], ids[b][~real])  # padding untouched
+
+
+def test_condition_dropout_makes_the_samplers_uncond_rows_and_trains_only_their_codes(tiny_policy):
+    ids, image_mask, attention = make_batch(tiny_policy, "right")
+    t = tiny_policy.tokens
+    loss_mask = attention.bool() & (torch.arange(ids.shape[1]) > 3)  # some text targets, every code
+    drop = torch.tensor([True, False])
+    new_ids, new_mask = drop_conditions(ids, image_mask, attention, loss_mask, drop, t.bos, t.boi, t.pad)
+    uncond = build_uncond_ids(ids, image_mask, attention, t.bos, t.boi, t.pad)
+    assert torch.equal(new_ids[0], uncond[0]) and torch.equal(new_ids[1], ids[1])
+    first_code = int(image_mask[0].float().argmax())
+    assert not new_mask[0, :first_code].any()  # no text target in a dropped row
+    assert torch.equal(new_mask[0, first_code:], loss_mask[0, first_code:])  # codes (and <eoi>) still trained
+    assert torch.equal(new_mask[1], loss_mask[1])
+    # a row without image codes (a grounding row) is never dropped
+    no_image = torch.zeros_like(image_mask)
+    same_ids, same_mask = drop_conditions(ids, no_image, attention, loss_mask, torch.ones(2, dtype=torch.bool),
+                                          t.bos, t.boi, t.pad)
+    assert torch.equal(same_ids, ids) and torch.equal(same_mask, loss_mask)
 
 
 def test_uncond_requires_boi_before_codes(tiny_policy):

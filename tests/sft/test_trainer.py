@@ -110,6 +110,7 @@ def test_yaml_then_flags(tmp_path, world):
     (dict(trainable_parts=["language_model", "brain"]), "unknown trainable_parts ['brain']"),
     (dict(use_lora=True), "--trainable_parts language_model"),
     (dict(text_weight=0.0, image_weight=0.0), "at least one > 0"),
+    (dict(cond_dropout=1.0), "cond_dropout=1.0 must lie in [0, 1)"),
     (dict(remove_unused_columns=True), "remove_unused_columns must be false"),
 ])
 def test_invalid_combinations_say_how_to_fix(tmp_path, world, overrides, message):

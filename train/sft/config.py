@@ -50,6 +50,9 @@ class SFTConfig(PolicyArgs, TrainingArguments):
     text_weight: float = _help("weight of the text NLL (chain tokens, <begin_of_image>, <end_of_image>)",
                                default=1.0)
     image_weight: float = _help("weight of the image-code NLL", default=1.0)
+    cond_dropout: float = _help("share of image rows trained unconditionally each step (prompt and chain replaced by "
+                                "pads, loss on the image codes only), as Janus trains for classifier-free guidance; "
+                                "0 leaves CFG's unconditional branch untrained", default=0.1)
     # --- budget ---
     max_train_seconds: float = _help("stop training cleanly once this many seconds of training have passed "
                                      "(0: no limit); the final model is still saved", default=0.0)
@@ -87,6 +90,8 @@ class SFTConfig(PolicyArgs, TrainingArguments):
             raise ValueError(f"reflect_ratio {self.reflect_ratio} mixes in {reflect_file}, which does not exist: "
                              f"write it with `janus-rig reflect-data --world {self.world} --n 4000` (or set "
                              "reflect_ratio: 0)")
+        if not 0 <= self.cond_dropout < 1:
+            raise ValueError(f"cond_dropout={self.cond_dropout} must lie in [0, 1) (0.1 as in Janus; 0: no CFG training)")
         if self.text_weight < 0 or self.image_weight < 0 or self.text_weight + self.image_weight == 0:
             raise ValueError(f"text_weight={self.text_weight}, image_weight={self.image_weight}: both must be "
                              ">= 0 and at least one > 0")

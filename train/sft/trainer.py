@@ -18,7 +18,7 @@ import torch
 from transformers import Trainer
 
 from data_prep.vq_cache import encode_images
-from janus_rig.model.mixed import sft_loss
+from janus_rig.model.mixed import drop_conditions, sft_loss
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
 from train.common import JsonlLog, TimeBudget, plot_curves
 from train.sft.config import SFTConfig
@@ -34,10 +34,13 @@ SUMMARY_FILE = "sft_summary.json"
 class SFTTrainer(Trainer):
     """A Trainer whose loss is `janus_rig.model.mixed.sft_loss` (text and image NLL logged separately)."""
 
-    def __init__(self, *args, text_weight: float = 1.0, image_weight: float = 1.0, **kwargs):
+    def __init__(self, *args, text_weight: float = 1.0, image_weight: float = 1.0, cond_dropout: float = 0.0,
+                 tokens=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.text_weight = text_weight
         self.image_weight = image_weight
+        self.cond_dropout = cond_dropout
+        self.tokens = tokens  # SpecialTokenIds: bos / boi / pad for the unconditional rows
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -46,8 +49,14 @@ class SFTTrainer(Trainer):
         if gen_images is not None:
             codes = encode_images(unwrap(model).model.vqmodel, gen_images)  # (B_i, N)
             input_ids = fill_codes(input_ids, inputs["image_mask"], codes)
+        loss_mask = inputs["loss_mask"]  # (B, T)
+        if model.training and self.cond_dropout:
+            drop = torch.rand(input_ids.shape[0], device=input_ids.device) < self.cond_dropout  # (B,)
+            t = self.tokens
+            input_ids, loss_mask = drop_conditions(input_ids, inputs["image_mask"], inputs["attention_mask"],
+                                                   loss_mask, drop, t.bos, t.boi, t.pad)
         loss, metrics = sft_loss(
-            model, input_ids, inputs["image_mask"], inputs["attention_mask"], inputs["loss_mask"],
+            model, input_ids, inputs["image_mask"], inputs["attention_mask"], loss_mask,
             text_weight=self.text_weight, image_weight=self.image_weight, pixel_values=inputs.get("pixel_values"),
         )
         mode = "train" if model.training else "eval"
@@ -120,6 +129,8 @@ def run_sft(config: SFTConfig) -> dict:
         callbacks=[budget, JsonlLog(out / LOG_FILE)],
         text_weight=config.text_weight,
         image_weight=config.image_weight,
+        cond_dropout=config.cond_dropout,
+        tokens=policy.tokens,
     )
     train_started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=_resume_arg(config.resume_from_checkpoint))
