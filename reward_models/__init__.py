@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+from PIL import Image
+
 from reward_models.combine import COMBINERS, combine, combine_batch
 from reward_models.config import RewardConfig
 from reward_models.judges import JUDGES, Judge, make_judge
@@ -26,10 +29,22 @@ class RewardResult:
     metrics: dict[str, float]
 
 
+def _as_pil(image):
+    if image is None or isinstance(image, Image.Image):
+        return image
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"images must be PIL images or (H, W, 3) uint8 arrays, got {array.dtype} {array.shape}")
+    return Image.fromarray(array)
+
+
 def compute_rewards(prompts, chains, images, metadata, judge: Judge, config: RewardConfig) -> RewardResult:
-    """Run the enabled terms over one batch, combine them, and report per-term values and metrics."""
+    """Run the enabled terms over one batch, combine them, and report per-term values and metrics.
+
+    images: PIL images, (H, W, 3) uint8 arrays (a decoded rollout) or None per sample; judges receive PIL images.
+    """
     n = len(prompts)
-    images = [None] * n if images is None else list(images)
+    images = [None] * n if images is None else [_as_pil(image) for image in images]
     if not (len(chains) == len(images) == n and (metadata is None or len(metadata) == n)):
         raise ValueError("prompts, chains, images and metadata must have one entry per sample")
     per_term = {

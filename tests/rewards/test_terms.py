@@ -65,6 +65,21 @@ def test_corruptions_score_low_term_by_term(separation, corruption):
     assert bad["total"] <= 0.1
 
 
+def test_decoded_arrays_score_exactly_like_pil_images(world):
+    # a rollout's decoded images are (H, W, 3) uint8 arrays: every term must take them (R_RI once crashed on them)
+    import numpy as np
+
+    judge, config = make_judge("shapeworld"), RewardConfig(terms=["R_sem", "R_spa", "R_RI", "R_PI"])
+    n = 12
+    args = world.prompts[:n], world.chains[:n]
+    pil = compute_rewards(*args, world.images[:n], world.metadata[:n], judge, config)
+    arrays = compute_rewards(*args, [np.asarray(im) for im in world.images[:n]], world.metadata[:n], judge, config)
+    assert arrays.terms == pil.terms and arrays.totals == pil.totals
+    assert judge.stats.snapshot()["failures"] == 0
+    with pytest.raises(ValueError, match="uint8 arrays"):
+        compute_rewards(*args[:1], args[1][:1], [np.zeros((4, 4), np.float32)], world.metadata[:1], judge, config)
+
+
 def test_matched_ious_is_one_to_one():
     a, b = Box(0, 0, 100, 100), Box(500, 500, 600, 600)
     assert matched_ious([("circle", a), ("circle", b)], {"circle": [b, a]}) == [1.0, 1.0]
