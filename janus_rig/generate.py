@@ -26,11 +26,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from janus_rig.chain import draw_boxes, parse_chain
+from janus_rig.lines import json_object, read_lines
 from janus_rig.rollout.config import RolloutConfig
 from janus_rig.rollout.sampler import sample
 
 IMAGES_DIR, OVERLAYS_DIR, TRACES_FILE = "images", "overlays", "traces.jsonl"
-MAX_REPORTED_LINES = 5  # bad prompt-file lines named in the error; the rest are counted
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -41,34 +41,18 @@ def read_prompts(path: str | Path) -> list[str]:
 
     Raises ValueError naming the bad lines as FILE:LINE, FileNotFoundError when the file is missing.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} does not exist")
-    jsonl = path.suffix.lower() == ".jsonl"
-    prompts, bad = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
-        if not text or (not jsonl and text.startswith("#")):
-            continue
-        if not jsonl:
-            prompts.append(text)
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            bad.append(f"{path}:{number}: not JSON ({err.msg})")
-            continue
-        prompt = record.get("prompt") if isinstance(record, dict) else None
-        if not isinstance(prompt, str) or not prompt.strip():
-            bad.append(f"{path}:{number}: no \"prompt\" string")
-            continue
-        prompts.append(prompt)
-    if bad:
-        more = f"; and {len(bad) - MAX_REPORTED_LINES} more bad lines" if len(bad) > MAX_REPORTED_LINES else ""
-        raise ValueError("; ".join(bad[:MAX_REPORTED_LINES]) + more)
-    if not prompts:
-        raise ValueError(f"{path} holds no prompts")
-    return prompts
+    if Path(path).suffix.lower() != ".jsonl":
+        return read_lines(path, lambda text, number, ordinal: text.strip(), what="prompts",
+                          skip=lambda text: not text.strip() or text.strip().startswith("#"))
+    return read_lines(path, lambda text, number, ordinal: prompt_of(json_object(text)), what="prompts")
+
+
+def prompt_of(row: dict) -> str:
+    """The "prompt" string of a JSONL row; ValueError when there is none."""
+    prompt = row.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError('no "prompt" string')
+    return prompt
 
 
 def sample_name(prompt_index: int, k: int) -> str:

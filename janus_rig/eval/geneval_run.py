@@ -42,6 +42,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from janus_rig.lines import json_object, read_lines
+
 from janus_rig.chain import ParsedChain, draw_boxes, parse_chain
 from janus_rig.eval.geneval_layout import (
     CHAINS_FILE,
@@ -59,7 +61,6 @@ from janus_rig.gallery import write_gallery
 from janus_rig.rollout.config import RolloutConfig
 from janus_rig.rollout.sampler import sample
 
-MAX_REPORTED_LINES = 5  # bad metadata lines named in the error; the rest are counted
 ROUNDS_DIR = "rounds"  # per prompt folder: a reflecting GenerateFn's image after each round
 ORACLE_MODES = ("auto", "on", "off")
 
@@ -165,34 +166,17 @@ def read_geneval_metadata(path: str | Path, limit: int | None = None, tags: list
     ValueError naming FILE:LINE for a line that is not a JSON object with "tag" and "prompt" strings, or when
     nothing is selected; FileNotFoundError when the file is missing.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"metadata file {path} does not exist")
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
-    entries, bad = [], []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        index = len(entries) + len(bad)
-        try:
-            metadata = json.loads(text)
-        except json.JSONDecodeError as err:
-            bad.append(f"{path}:{number}: not JSON ({err.msg})")
-            continue
-        if not isinstance(metadata, dict):
-            bad.append(f"{path}:{number}: not a JSON object")
-            continue
+
+    def parse(text: str, number: int, ordinal: int) -> Entry:
+        metadata = json_object(text)
         missing = [k for k in ("tag", "prompt") if not isinstance(metadata.get(k), str) or not metadata[k].strip()]
         if missing:
-            bad.append(f"{path}:{number}: no {' or '.join(repr(k) for k in missing)} string")
-            continue
-        entries.append(Entry(index, number, metadata))
-    if bad:
-        more = f"; and {len(bad) - MAX_REPORTED_LINES} more bad lines" if len(bad) > MAX_REPORTED_LINES else ""
-        raise ValueError("; ".join(bad[:MAX_REPORTED_LINES]) + more)
-    if not entries:
-        raise ValueError(f"{path} holds no metadata lines")
+            raise ValueError(f"no {' or '.join(repr(k) for k in missing)} string")
+        return Entry(ordinal, number, metadata)
+
+    entries = read_lines(path, parse, what="metadata lines")
     if tags:
         present = list(dict.fromkeys(e.metadata["tag"] for e in entries))
         unknown = [t for t in tags if t not in present]

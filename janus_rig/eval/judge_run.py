@@ -32,10 +32,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from janus_rig.lines import json_object, read_lines
+
 RESULTS_FILE = "results.jsonl"
 HISTOGRAM_BINS = 11  # scores 0..10
 HIGH_SCORE = 0.8  # `share_high`: images the judge gives at least 8/10
-MAX_REPORTED_LINES = 5
 
 
 @dataclass(frozen=True)
@@ -47,38 +48,19 @@ class PromptRecord:
 
 def read_prompt_records(path: str | Path) -> list[PromptRecord]:
     """Prompts (with metadata where the file has it); ValueError naming bad lines as FILE:LINE: problem."""
-    from janus_rig.generate import read_prompts
+    from janus_rig.generate import prompt_of, read_prompts
 
-    path = Path(path)
-    if path.suffix.lower() != ".jsonl":
+    if Path(path).suffix.lower() != ".jsonl":
         return [PromptRecord(f"{i:05d}", p) for i, p in enumerate(read_prompts(path))]
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} does not exist")
-    records, bad = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            bad.append(f"{path}:{number}: not JSON ({err.msg})")
-            continue
-        prompt = row.get("prompt") if isinstance(row, dict) else None
-        if not isinstance(prompt, str) or not prompt.strip():
-            bad.append(f"{path}:{number}: no \"prompt\" string")
-            continue
+
+    def parse(text: str, number: int, ordinal: int) -> PromptRecord:
+        row = json_object(text)
         metadata = row.get("metadata", row if "include" in row else None)
         if metadata is not None and not isinstance(metadata, dict):
-            bad.append(f"{path}:{number}: field 'metadata' must be an object")
-            continue
-        record_id = row.get("id", f"{len(records):05d}")
-        records.append(PromptRecord(str(record_id), prompt, metadata))
-    if bad:
-        more = f"; and {len(bad) - MAX_REPORTED_LINES} more bad lines" if len(bad) > MAX_REPORTED_LINES else ""
-        raise ValueError("; ".join(bad[:MAX_REPORTED_LINES]) + more)
-    if not records:
-        raise ValueError(f"{path} holds no prompts")
-    return records
+            raise ValueError("field 'metadata' must be an object")
+        return PromptRecord(str(row.get("id", f"{ordinal:05d}")), prompt_of(row), metadata)
+
+    return read_lines(path, parse, what="prompts")
 
 
 # --- pure summaries ------------------------------------------------------------------------------------------------

@@ -33,11 +33,12 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from janus_rig.lines import json_object, read_lines
+
 from janus_rig.eval.sg_iou import METRICS, SceneGraph, Vocabulary, mean_scores, normalize, reference_graph, sg_scores
 
 RESULTS_FILE = "results.jsonl"
 ATTRIBUTE_RULES = ("auto", "all", "stated")
-MAX_REPORTED_LINES = 5
 METRIC_LABELS = {"sg_iou": "SG-IoU", "entity_iou": "Entity-IoU", "relation_iou": "Relation-IoU"}
 
 
@@ -98,27 +99,9 @@ def parse_record(record, attributes: str = "auto", fallback_id: str = "") -> SGR
 
 def read_records(path: str | Path, attributes: str = "auto", limit: int | None = None) -> list[SGRecord]:
     """Records from a JSONL file; ValueError naming the bad lines as FILE:LINE: problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"records file {path} does not exist")
-    records, bad = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(parse_record(json.loads(line), attributes, fallback_id=f"line-{number}"))
-        except json.JSONDecodeError as err:
-            bad.append(f"{path}:{number}: not JSON ({err.msg})")
-        except ValueError as err:
-            bad.append(f"{path}:{number}: {err}")
-        if limit is not None and len(records) >= limit:
-            break
-    if bad:
-        more = f"; and {len(bad) - MAX_REPORTED_LINES} more bad lines" if len(bad) > MAX_REPORTED_LINES else ""
-        raise ValueError("; ".join(bad[:MAX_REPORTED_LINES]) + more)
-    if not records:
-        raise ValueError(f"{path} holds no records")
-    return records
+    return read_lines(path, lambda text, number, ordinal: parse_record(json_object(text), attributes,
+                                                                      fallback_id=f"line-{number}"),
+                      what="records", limit=limit)
 
 
 def score_graphs(records: list[SGRecord], images: list[list[Image.Image]], judge, paths: list[list[str]] | None = None,

@@ -96,8 +96,9 @@ def test_prompt_files(tmp_path, world):
     first, second = read_prompt_records(geneval)
     assert first.metadata == world.metadata[0] and second.metadata == world.metadata[1] and second.id == "val-000001"
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "ok"}\n[1]\n{"prompt": "x", "metadata": 3}\n')
-    expected = rf"{bad}:2: no \"prompt\" string; {bad}:3: field 'metadata' must be an object"
+    bad.write_text('{"prompt": "ok"}\n[1]\n{"prompt": "x", "metadata": 3}\n{"id": 4}\n')
+    expected = (rf"{bad}:2: not a JSON object; {bad}:3: field 'metadata' must be an object; "
+                rf"{bad}:4: no \"prompt\" string")
     with pytest.raises(ValueError, match=expected):
         read_prompt_records(bad)
 
