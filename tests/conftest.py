@@ -15,6 +15,16 @@ TEST_TEXTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tiny-model generation tests (modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`): on 2 shared cores two threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def word_tokenizer():
     return build_word_tokenizer([*template_texts(), *TEST_TEXTS])
@@ -37,3 +47,21 @@ def tiny_policy(tiny_policy_dir):
 
     torch.manual_seed(0)
     return JanusPolicy.load(tiny_policy_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_shapeworld_policy_dir(tmp_path_factory):
+    """The tiny preset at 32 px (16 image tokens instead of 64: rollouts 4x shorter) with a random VQ and the
+    ShapeWorld tokenizer (it knows every prompt, chain and role word). Read-only: trainers write elsewhere."""
+    from transformers import JanusVQVAE
+
+    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
+    from janus_rig.model.init import init_policy
+    from janus_rig.model.presets import tiny_vq_config
+
+    vq = tmp_path_factory.mktemp("sw_vq")
+    torch.manual_seed(0)
+    JanusVQVAE(tiny_vq_config(image_size=32, patch_size=8)).save_pretrained(vq)
+    out = tmp_path_factory.mktemp("sw_policy")
+    init_policy("tiny", out, tokenizer=shapeworld_tokenizer(), vq_dir=vq, seed=0)
+    return out

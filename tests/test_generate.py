@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import janus_rig.generate as gen
@@ -20,13 +19,7 @@ TRACE_KEYS = {"prompt", "prompt_index", "sample", "seed", "chain", "objects", "p
               "overlay", "timings"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On a shared, busy CPU torch's spinning worker threads make these tiny models many times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def read_traces(out):

@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 from PIL import Image
 
 import janus_rig.generate as gen
@@ -29,12 +28,7 @@ FAST = ["--max-chain-tokens", "4", "--cfg", "3", "--display-size", "32", "--batc
 REAL = {"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from janus_rig.cli import main
 from janus_rig.eval.sg_run import parse_record, read_records, score_graphs, summarize
@@ -27,12 +26,7 @@ def world(tmp_path_factory):
     return World(tmp_path_factory.mktemp("sg_world"), n=60)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_shapeworld_records_keep_only_the_attributes_their_prompt_states(world):

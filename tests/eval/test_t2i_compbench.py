@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from janus_rig.cli import main
@@ -29,12 +28,7 @@ from janus_rig.rollout.config import RolloutConfig
 FAST = ["--max-chain-tokens", "4", "--cfg", "3", "--display-size", "32", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def blank_fn(policy, prompts, config, seed):

@@ -12,7 +12,7 @@ import pytest
 
 from janus_rig.cli import main
 from reward_models.terms import REWARD_TERMS
-from tests.grpo.test_trainer import grpo_config, policy_dir, read_jsonl, world  # noqa: F401  (shared fixtures)
+from tests.grpo.test_trainer import grpo_config, read_jsonl
 from train.grpo.ablate import (
     BASELINE,
     AblationConfig,

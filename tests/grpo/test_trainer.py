@@ -39,32 +39,6 @@ for _name, _term in (("test_brightness", _brightness), ("test_sometimes_none", _
         REWARD_TERMS.register(_name)(_term)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from data_prep.shapeworld.world import write_world
-
-    out = tmp_path_factory.mktemp("grpo_world")
-    write_world(out, train=12, val=2, bench_per_tag=1, size=64, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def policy_dir(tmp_path_factory):
-    """The tiny preset at 32 px (16 image tokens instead of 64): the rollout, most of each test's time, is 4x shorter."""
-    from transformers import JanusVQVAE
-
-    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
-    from janus_rig.model.init import init_policy
-    from janus_rig.model.presets import tiny_vq_config
-
-    vq = tmp_path_factory.mktemp("grpo_vq")
-    torch.manual_seed(0)
-    JanusVQVAE(tiny_vq_config(image_size=32, patch_size=8)).save_pretrained(vq)
-    out = tmp_path_factory.mktemp("grpo_policy")
-    init_policy("tiny", out, tokenizer=shapeworld_tokenizer(), vq_dir=vq, seed=0)
-    return out
-
-
 def grpo_config(tmp_path, world, policy_dir, **overrides) -> GRPOConfig:
     values = dict(output_dir=str(tmp_path / "out"), world=str(world), model_name_or_path=str(policy_dir),
                   max_steps=2, num_generations=4, per_device_train_batch_size=2, max_completion_length=6,

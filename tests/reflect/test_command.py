@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from PIL import Image
 
 from janus_rig.cli import main
@@ -22,12 +21,7 @@ FAST = ["--max-chain-tokens", "4", "--max-reflection-tokens", "12", "--max-edit-
         "--display-size", "64"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_reflect_command_on_the_random_model(tiny_policy_dir, tmp_path, capsys):

@@ -15,12 +15,7 @@ PROMPTS = ["a red circle left of a blue square", "a triangle"]
 FAST = RolloutConfig(group_size=2, max_chain_tokens=6, cfg_weight=3.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def config(rounds=2, tokens=24):

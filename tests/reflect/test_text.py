@@ -15,12 +15,7 @@ from janus_rig.reflect.text import TextConfig, sample_text
 PROMPTS = ["a red circle left of a blue square", "a triangle", "two yellow triangles and a circle right of the square"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def inputs(policy):

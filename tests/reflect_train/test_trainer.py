@@ -26,12 +26,7 @@ from train.reflect.trainer import build_trainer, run_reflect_grpo
 G, P = 4, 2  # generations per group, groups per step
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +41,8 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def policy_dir(tmp_path_factory):
-    """The tiny preset at 32 px (16 image tokens) with the ShapeWorld tokenizer (it knows the roles' words)."""
-    from transformers import JanusVQVAE
-
-    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
-    from janus_rig.model.init import init_policy
-    from janus_rig.model.presets import tiny_vq_config
-
-    vq = tmp_path_factory.mktemp("reflect_vq")
-    torch.manual_seed(0)
-    JanusVQVAE(tiny_vq_config(image_size=32, patch_size=8)).save_pretrained(vq)
-    out = tmp_path_factory.mktemp("reflect_policy")
-    init_policy("tiny", out, tokenizer=shapeworld_tokenizer(), vq_dir=vq, seed=0)
-    return out
+def policy_dir(tiny_shapeworld_policy_dir):
+    return tiny_shapeworld_policy_dir
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import torch
 from PIL import Image
 
 from janus_rig.chain import Box
 from reward_models import RewardConfig, compute_rewards, make_judge
-from janus_rig.eval.scene_graph import shapeworld_graph
 from janus_rig.eval.sg_iou import Vocabulary
 from reward_models.judges import JUDGES, GraphRequest, GroundRequest, PairRequest, RubricRequest
 from reward_models.judges.http import qwen_resized

@@ -18,7 +18,6 @@ from train.sft.data import (
     WorldInfo,
     build_datasets,
     fill_codes,
-    generation_sequence,
     grounding_sequence,
 )
 
