@@ -13,7 +13,7 @@ from trl.trainer.grpo_trainer import GRPOTrainer
 from train.grpo.algos import LOSS_TYPES, group_advantages, k3_kl, policy_loss
 
 
-def loop_advantages(rewards, G, scale, valid):
+def loop_advantages(rewards, G, scale, valid, floor=0.0):
     n = len(rewards)
     out = [0.0] * n
     batch = [r for r, v in zip(rewards, valid) if v]
@@ -26,20 +26,33 @@ def loop_advantages(rewards, G, scale, valid):
         mean = sum(r for _, r in members) / len(members)
         std = math.sqrt(sum((r - mean) ** 2 for _, r in members) / (len(members) - 1)) if len(members) > 1 else 0.0
         for i, r in members:
-            d = {"group": std + 1e-4, "batch": bstd + 1e-4, "none": 1.0}[scale]
+            d = {"group": max(std, floor) + 1e-4, "batch": max(bstd, floor) + 1e-4, "none": 1.0}[scale]
             out[i] = (r - mean) / d
     return out
 
 
+@pytest.mark.parametrize("floor", [0.0, 0.3])
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
-def test_advantages_match_plain_loop(scale):
+def test_advantages_match_plain_loop(scale, floor):
     g = torch.Generator().manual_seed(0)
     rewards = torch.rand(24, generator=g, dtype=torch.float64)
+    rewards[:6] *= 1e-3  # one near-constant group: the floor is what scales it
     valid = torch.rand(24, generator=g) > 0.2
-    adv, metrics = group_advantages(rewards, 6, scale, valid)
-    ref = loop_advantages(rewards.tolist(), 6, scale, valid.tolist())
+    adv, metrics = group_advantages(rewards, 6, scale, valid, std_floor=floor)
+    ref = loop_advantages(rewards.tolist(), 6, scale, valid.tolist(), floor)
     torch.testing.assert_close(adv, torch.tensor(ref, dtype=torch.float64))
     assert (adv[~valid] == 0).all()
+
+
+def test_std_floor_keeps_tiny_differences_tiny():
+    rewards = torch.tensor([0.001, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    plain = group_advantages(rewards, 4)[0]
+    floored = group_advantages(rewards, 4, std_floor=0.1)[0]
+    assert plain[0] > 1.0  # trl's scaling: a difference of 1e-3 becomes a full-size advantage
+    assert floored[0] < 0.01  # with the floor it stays small ...
+    torch.testing.assert_close(floored[4:], plain[4:])  # ... and a group with real spread is unchanged
+    with pytest.raises(ValueError, match="std_floor"):
+        group_advantages(rewards, 4, std_floor=-1.0)
 
 
 def test_zero_variance_groups_give_zero_not_nan():

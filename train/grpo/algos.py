@@ -25,8 +25,12 @@ def group_advantages(
     group_size: int,
     scale_rewards: str = "group",
     valid: torch.Tensor | None = None,
+    std_floor: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """(N,) rewards -> (N,) advantages: reward minus its group's mean, divided by a std (+1e-4) per `scale_rewards`.
+
+    `std_floor` (ours; 0 = trl's behaviour) divides by max(std, std_floor) instead: a group whose rewards differ by
+    a thousandth (sparse product rewards that are ~0 everywhere) then gets advantages of a thousandth, not +-1.
 
     `valid` (N,) bool marks samples whose reward could be computed; invalid ones get advantage 0 and take no part
     in their group's statistics. A group whose rewards are all equal gets advantage 0 (no NaN).
@@ -45,12 +49,14 @@ def group_advantages(
     var = (((r - mean) ** 2) * v).sum(-1, keepdim=True) / (count - 1).clamp(min=1)  # (M, 1)
     std = var.sqrt()  # (M, 1)
     centred = (r - mean) * v  # (M, G)
+    if std_floor < 0:
+        raise ValueError(f"std_floor must be >= 0, got {std_floor}")
     if scale_rewards == "group":
-        adv = centred / (std + ADVANTAGE_EPS)
+        adv = centred / (std.clamp(min=std_floor) + ADVANTAGE_EPS)
     elif scale_rewards == "batch":
         flat = rewards[valid]
         batch_std = flat.std() if flat.numel() > 1 else rewards.new_zeros(())
-        adv = centred / (batch_std + ADVANTAGE_EPS)
+        adv = centred / (batch_std.clamp(min=std_floor) + ADVANTAGE_EPS)
     else:
         adv = centred
     adv = adv.reshape(n)  # (N,)

@@ -88,6 +88,8 @@ class GRPOConfig(PolicyArgs, TrainingArguments):
     epsilon_high: float | None = _help("upper clip range (None: epsilon; DAPO uses 0.28)", default=None)
     scale_rewards: str = _help(f"advantage scaling: {', '.join(SCALE_REWARDS)} (group: divide by the group's std)",
                                default="group")
+    advantage_std_floor: float = _help("ours: divide by max(std, floor) (0 = trl's std + 1e-4). With sparse rewards a "
+                                       "group that differs by 1e-3 then gets advantages ~1e-3, not +-1", default=0.0)
     num_iterations: int = _help("policy updates per rollout (trl's mu); old log-probs are always the rollout's",
                                 default=1)
     importance_sampling_level: str = _help("token: a ratio per token (GRPO); sequence: one per sample (GSPO)",
@@ -198,6 +200,8 @@ class GRPOConfig(PolicyArgs, TrainingArguments):
                              "conditional one; set image_logprob: cond (one forward instead of two)")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"unknown loss_type {self.loss_type!r}; valid names: {', '.join(LOSS_TYPES.names())}")
+        if self.advantage_std_floor < 0:
+            raise ValueError(f"advantage_std_floor must be >= 0, got {self.advantage_std_floor}")
         if self.scale_rewards not in SCALE_REWARDS:
             raise ValueError(f"unknown scale_rewards {self.scale_rewards!r}; valid: {', '.join(SCALE_REWARDS)}")
         if self.importance_sampling_level not in IS_LEVELS:

@@ -242,7 +242,7 @@ class GRPOTrainer(Trainer):
         grouped = to_groups(acc.gather(local), W, P)  # (P * G, 3)
         valid = grouped[:, 1].bool()  # (P * G,)
         rewards = torch.nan_to_num(grouped[:, 0])  # (P * G,)
-        adv, adv_metrics = group_advantages(rewards, G, args.scale_rewards, valid)
+        adv, adv_metrics = group_advantages(rewards, G, args.scale_rewards, valid, args.advantage_std_floor)
         advantages = to_rank(adv, W, P, rank).cpu()  # (R,)
 
         mask = span_mask(rollout.completion_mask, rollout.image_mask, args.optimize)  # (R, T)

@@ -106,7 +106,9 @@ class ReflectGRPOTrainer(GRPOTrainer):
         """-> (valid (R,), advantages (R,)) over this process's groups of num_generations rows; logs the rewards."""
         valid = torch.tensor([r is not None for r in rewards])  # (R,)
         values = torch.tensor([0.0 if r is None else float(r) for r in rewards])  # (R,)
-        adv, adv_metrics = group_advantages(values, self.args.num_generations, self.args.scale_rewards, valid)
+        adv, adv_metrics = group_advantages(
+            values, self.args.num_generations, self.args.scale_rewards, valid, self.args.advantage_std_floor
+        )
         m = self._metrics
         m["reward"].append(float(values[valid].mean()) if valid.any() else math.nan)
         m["reward_std"].append(float(values[valid].std()) if valid.sum() > 1 else 0.0)
