@@ -8,13 +8,17 @@ of the edited image than of the image before it,
 where `verdict_score` is the fraction of a reflection's verdicts that say yes. Any judge can replace the checker
 (`judge_rewards`: the judge's prompt-image score after minus before; `shapeworld`, `hf` or an `http` URL), and
 the oracle always measures the truth for reporting (`oracle_report`): the checker's accuracy per verdict against
-the oracle's, and how many images were correct before and after the loop.
+the oracle's, how many images were correct before and after the loop, and whether the objects outside the edit
+boxes survived each edit (`outside_objects_kept`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from PIL import Image
+
+from janus_rig.chain import ChainObject
 from janus_rig.reflect.format import EDIT, KEEP, ParsedReflection, Verdict
 
 INTRINSIC = "intrinsic"
@@ -121,6 +125,44 @@ def edit_rewards(result, source: str = INTRINSIC, judge=None,
                          [b.edited_image for b, _ in pairs], meta)
 
 
+KEPT_IOU = 0.5  # an outside object is still there when the same colour and shape is detected at IoU >= this
+
+
+def _box_iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Sequence[ChainObject],
+                         grid: int) -> tuple[int, int, int]:
+    """(objects outside, of them still there, of them pixel-identical) for one edit, by the ShapeWorld detector.
+
+    An object of the image before the edit is outside when its pixel box overlaps no patch of the edit boxes (the
+    patches the editor may redraw, `janus_rig.rollout.regions`). It is still there when the image after the edit
+    has a detection of the same colour and shape at IoU >= KEPT_IOU with it, and identical when that detection has
+    the very same box. The editor keeps every outside token by construction, but the VQ decoder mixes neighbouring
+    patches (convolutions, and attention in its middle block), so pixels outside a redrawn patch can still move.
+    """
+    from data_prep.shapeworld.detect import detect
+    from janus_rig.rollout.regions import patch_mask
+
+    mask = patch_mask([o.box for o in edit_boxes], grid)  # (g, g)
+    patch = before.size[0] / grid  # PIL images, square
+    found = detect(after)
+    outside = kept = identical = 0
+    for d in detect(before):
+        x1, y1, x2, y2 = d.box  # pixels, x2/y2 exclusive
+        if mask[int(y1 // patch) : int(-(-y2 // patch)), int(x1 // patch) : int(-(-x2 // patch))].any():
+            continue
+        outside += 1
+        same = [a.box for a in found if a.name == d.name]
+        kept += any(_box_iou(d.box, box) >= KEPT_IOU for box in same)
+        identical += d.box in same
+    return outside, kept, identical
+
+
 def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     """The oracle's truth about a loop (rows without metadata are left out): checker accuracy over every check,
     the share of images that were correct at the start and at the end, and the share of edits after which more
@@ -146,6 +188,13 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
         start.append(all(t.holds for t in truth_of[row[0].row, 0]))
         end.append(all(t.holds for t in final))
     _, metrics = checker_accuracy(reflections, truths)
+    outside = kept = identical = 0
+    for row in result.traces:
+        for trace in row:
+            if trace.edited_image is not None and trace.edit_boxes:
+                grid = int(round(trace.image_tokens.numel() ** 0.5))
+                o, k, i = outside_objects_kept(trace.image, trace.edited_image, trace.edit_boxes, grid)
+                outside, kept, identical = outside + o, kept + k, identical + i
     improved = [sum(t.holds for t in truth_of[a.row, a.round]) > sum(t.holds for t in truth_of[b.row, b.round])
                 for b, a in result.edits() if (b.row, b.round) in truth_of]
     metrics.update({
@@ -153,5 +202,8 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
         "correct_after": sum(end) / len(end) if end else 0.0,
         "edits_improved": sum(improved) / len(improved) if improved else 0.0,
         "edits": len(improved),
+        "outside_objects": outside,
+        "outside_objects_kept": kept / outside if outside else 1.0,
+        "outside_objects_identical": identical / outside if outside else 1.0,
     })
     return metrics

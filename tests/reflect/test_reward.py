@@ -97,3 +97,27 @@ def test_edit_rewards_and_oracle_report():
     assert report["correct_before"] == 0.0 and report["correct_after"] == 0.5
     assert report["edits_improved"] == 1.0 and report["edits"] == 1
     assert oracle_report(result, [POSITION, None])["checks"] == 2  # rows without metadata are left out
+
+
+def test_objects_outside_the_edit_boxes_are_checked_by_the_detector():
+    from janus_rig.chain import Box, ChainObject
+    from janus_rig.reflect.reward import outside_objects_kept
+
+    before = render(Scene(64, RED_RIGHT))  # blue square at x 4..20 (left), red circle at x 40..56 (right)
+    right_half = [ChainObject("red circle", Box(500, 0, 1000, 1000))]
+    moved_circle = render(Scene(64, (SceneObject("circle", "red", (40, 40, 56, 56)), RED_RIGHT[1])))
+    assert outside_objects_kept(before, moved_circle, right_half, grid=8) == (1, 1, 1)  # the square is untouched
+    moved_square = render(Scene(64, (RED_RIGHT[0], SceneObject("square", "blue", (4, 40, 20, 56)))))
+    assert outside_objects_kept(before, moved_square, right_half, grid=8) == (1, 0, 0)  # outside, and it moved
+    everything = [ChainObject("red circle", Box(0, 0, 1000, 1000))]
+    assert outside_objects_kept(before, moved_square, everything, grid=8) == (0, 0, 0)  # nothing was outside
+    nudged = render(Scene(64, (RED_RIGHT[0], SceneObject("square", "blue", (5, 20, 21, 36)))))
+    assert outside_objects_kept(before, nudged, right_half, grid=8) == (1, 1, 0)  # still there, one pixel over
+
+    result = hand_made_loop()
+    result.traces[0][0].edit_boxes = right_half
+    # Its edit swapped both objects but claims to have redrawn only the right half: the square on the left was
+    # outside and moved, and the report must say so.
+    report = oracle_report(result, [POSITION, POSITION])
+    assert report["outside_objects"] == 1 and report["outside_objects_kept"] == 0.0
+    assert report["outside_objects_identical"] == 0.0
