@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 from data_prep.shapeworld.detect import detect
 from data_prep.shapeworld.oracle import check_chain_layout, check_chain_semantics, score_metadata
-from janus_rig.chain import parse_chain
+from janus_rig.chain import Box, parse_chain
 from janus_rig.lines import json_object, read_lines
 from janus_rig.model.policy import JanusPolicy
 from janus_rig.rollout import RolloutConfig, sample
@@ -42,13 +42,6 @@ def _load(model: str) -> JanusPolicy:
     policy = JanusPolicy.load(model)
     policy.model.eval()
     return policy
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def bench(args) -> None:
@@ -95,10 +88,9 @@ def follow(args) -> None:
         c.update(n=1, correct=score_metadata(record["metadata"], image)[0])
         detections = detect(image)
         for obj in parse_chain(record["chain"]).objects:
-            planned = obj.box.to_pixels(size, size)
-            same = [d.box for d in detections if d.name == obj.name]
+            same = [Box.from_pixels(*d.box, size, size) for d in detections if d.name == obj.name]
             c.update(objects=1, found=bool(same))
-            ious[tag].append(max((_iou(planned, box) for box in same), default=0.0))
+            ious[tag].append(max((obj.box.iou(box) for box in same), default=0.0))
     print(f"{'tag':14s} {'n':>4s} {'acc':>5s} {'found':>6s} {'IoU':>5s} {'IoU>.5':>6s}")
     for tag, c in sorted(stats.items()):
         values = np.array(ious[tag])

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from janus_rig.chain import ChainObject
+from janus_rig.chain import Box, ChainObject
 from janus_rig.reflect.format import EDIT, KEEP, ParsedReflection, Verdict
 
 INTRINSIC = "intrinsic"
@@ -128,13 +128,6 @@ def edit_rewards(result, source: str = INTRINSIC, judge=None,
 KEPT_IOU = 0.5  # an outside object is still there when the same colour and shape is detected at IoU >= this
 
 
-def _box_iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Sequence[ChainObject],
                          grid: int) -> tuple[int, int, int]:
     """(objects outside, of them still there, of them pixel-identical) for one edit, by the ShapeWorld detector.
@@ -149,7 +142,8 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
     from janus_rig.rollout.regions import patch_mask
 
     mask = patch_mask([o.box for o in edit_boxes], grid)  # (g, g)
-    patch = before.size[0] / grid  # PIL images, square
+    size = before.size[0]  # PIL images, square
+    patch = size / grid
     found = detect(after)
     outside = kept = identical = 0
     for d in detect(before):
@@ -158,7 +152,8 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
             continue
         outside += 1
         same = [a.box for a in found if a.name == d.name]
-        kept += any(_box_iou(d.box, box) >= KEPT_IOU for box in same)
+        box = Box.from_pixels(*d.box, size, size)
+        kept += any(box.iou(Box.from_pixels(*other, size, size)) >= KEPT_IOU for other in same)
         identical += d.box in same
     return outside, kept, identical
 
