@@ -141,18 +141,16 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
     from data_prep.shapeworld.detect import detect
     from janus_rig.rollout.regions import patch_mask
 
-    mask = patch_mask([o.box for o in edit_boxes], grid)  # (g, g)
+    redrawn = patch_mask([o.box for o in edit_boxes], grid)  # (g, g)
     size = before.size[0]  # PIL images, square
-    patch = size / grid
     found = detect(after)
     outside = kept = identical = 0
     for d in detect(before):
-        x1, y1, x2, y2 = d.box  # pixels, x2/y2 exclusive
-        if mask[int(y1 // patch) : int(-(-y2 // patch)), int(x1 // patch) : int(-(-x2 // patch))].any():
+        box = Box.from_pixels(*d.box, size, size)
+        if (patch_mask([box], grid) & redrawn).any():
             continue
         outside += 1
         same = [a.box for a in found if a.name == d.name]
-        box = Box.from_pixels(*d.box, size, size)
         kept += any(box.iou(Box.from_pixels(*other, size, size)) >= KEPT_IOU for other in same)
         identical += d.box in same
     return outside, kept, identical

@@ -2,8 +2,8 @@
 
 The other trainer tests check the plumbing on a random-init policy; this one checks that the whole loop (rollout,
 judge, group advantages, clipped surrogate, optimiser step) moves the policy in the direction of the reward. On a
-fixed prompt set the chain's semantic reward R_sem (exact ShapeWorld judge) climbs from ~0.6 to ~0.9 in 15 steps
-(docs/results.md, "GRPO dynamics"); on fresh prompts every step the same recipe is far slower — that is the
+fixed prompt set the chain's semantic reward R_sem (exact ShapeWorld judge) climbs from ~0.6 to ~0.8 in 12 steps
+(docs/results.md, section 3.2); on fresh prompts every step the same recipe is far slower — that is the
 finding, not a bug, and this test is what tells the two apart.
 """
 
