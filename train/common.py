@@ -85,6 +85,14 @@ def parse_recipe(config_cls: type[C], argv: list[str] | None = None) -> C:
     return config
 
 
+def resume_arg(value):
+    """--resume_from_checkpoint as Trainer.train takes it: "true" -> True (the output dir's last checkpoint-N), a
+    path as given, empty -> None."""
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+        return True
+    return value or None
+
+
 class TimeBudget(TrainerCallback):
     """Stops training once `seconds` of training have passed (step times vary too much for a fixed max_steps)."""
 

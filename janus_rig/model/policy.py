@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MANIFEST = "janus_rig.json"  # provenance written next to the weights; never needed to load
+ADAPTERS = "adapter_model.safetensors"  # LoRA checkpoints: the unmerged adapters, what resuming restores
 
 
 def require_dir(path: str | Path, what: str, must_have: str | None = None) -> Path:
@@ -216,14 +217,21 @@ class JanusPolicy:
         return to_uint8(pixels).cpu()
 
     # --- persistence -------------------------------------------------------------------------------------------
-    def save(self, out_dir: str | Path, manifest: dict | None = None) -> Path:
-        """Save in transformers' format. LoRA adapters are merged into a copy so the directory loads without peft."""
+    def save(self, out_dir: str | Path, manifest: dict | None = None, adapters: bool = False) -> Path:
+        """Save in transformers' format. LoRA adapters are merged into a copy so the directory loads without peft;
+        `adapters` also writes them unmerged (ADAPTERS), which is what `load_weights` restores when resuming."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         model = self.model
         if hasattr(model, "merge_and_unload"):
             import copy
 
+            if adapters:
+                from peft import get_peft_model_state_dict
+                from safetensors.torch import save_file
+
+                state = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+                save_file(state, out / ADAPTERS)
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
@@ -232,6 +240,40 @@ class JanusPolicy:
         if manifest is not None:
             (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return out
+
+    def load_weights(self, path: str | Path) -> None:
+        """Restore, in place, the trained state a checkpoint directory holds (resuming a run): the LoRA adapters
+        (ADAPTERS) when this policy has them — its base is the run's starting model, frozen — else every weight of
+        the model (model.safetensors or a sharded index). ValueError naming the directory when a file is missing or
+        its tensors do not match this model."""
+        from safetensors.torch import load_file
+
+        path = require_dir(path, "checkpoint")
+        if hasattr(self.model, "merge_and_unload"):
+            from peft import set_peft_model_state_dict
+
+            if not (path / ADAPTERS).is_file():
+                raise ValueError(f"{path} holds no {ADAPTERS}: this run trains LoRA adapters, and only a LoRA "
+                                 "checkpoint of it can be resumed")
+            result = set_peft_model_state_dict(self.model, load_file(path / ADAPTERS))
+            unexpected = list(getattr(result, "unexpected_keys", []) or [])
+            if unexpected:
+                raise ValueError(f"{path / ADAPTERS}: tensors this model has no place for: {unexpected[:5]}")
+            return
+        index = path / "model.safetensors.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        elif (path / "model.safetensors").is_file():
+            files = ["model.safetensors"]
+        else:
+            raise ValueError(f"{path} holds no model.safetensors (nor a sharded index): not a checkpoint of a policy")
+        state = {}
+        for name in files:
+            state.update(load_file(path / name))
+        missing, unexpected = self.base.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{path}: its weights do not fit this model (missing {missing[:5]}, unexpected "
+                             f"{unexpected[:5]}); resume with the run's own model_name_or_path")
 
     @classmethod
     def load(

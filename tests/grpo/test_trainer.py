@@ -178,7 +178,6 @@ def test_regrouping_over_ranks_matches_one_process(split):
     (dict(scale_rewards="rank"), "valid: group, batch, none"),
     (dict(gradient_accumulation_steps=3), "pick a divisor"),
     (dict(world=""), "world is required"),
-    (dict(resume_from_checkpoint="true"), "--model_name_or_path"),
 ])
 def test_invalid_combinations_say_how_to_fix(tmp_path, world, policy_dir, overrides, message):
     with pytest.raises(ValueError) as err:

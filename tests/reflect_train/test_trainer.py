@@ -231,6 +231,25 @@ def test_editor_phase_one_step_runs_and_saves(tmp_path, world, policy_dir):
     assert (out / "bad_rows.jsonl").read_text() == ""
 
 
+def test_editor_phase_resumes_like_grpo(tmp_path, world, policy_dir):
+    """The phases honour --resume_from_checkpoint (GRPOTrainer's machinery, whose exactness tests/grpo/test_resume.py
+    checks): 2 steps straight == 1 step + a resumed run that trains and logs only step 2."""
+    import shutil
+
+    common = dict(phase="editor", reward="judge", max_steps=2, save_strategy="steps", save_steps=1, gallery_every=0)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_reflect_grpo(config(tmp_path, world, policy_dir, output_dir=str(straight), **common))
+    shutil.copytree(straight / "checkpoint-1", resumed / "checkpoint-1")
+    summary = run_reflect_grpo(config(tmp_path, world, policy_dir, output_dir=str(resumed),
+                                      resume_from_checkpoint="true", **common))
+    assert summary["steps"] == 2
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    rewards = [[json.loads(x)["reward"] for x in (out / "train_log.jsonl").read_text().splitlines() if '"reward"' in x]
+               for out in (straight, resumed)]
+    assert len(rewards[0]) == 2 and rewards[1] == pytest.approx(rewards[0][1:], abs=1e-6)
+
+
 def test_editor_rows_are_checked_and_bad_ones_reported(tmp_path, world, policy_dir):
     import shutil
 

@@ -156,9 +156,6 @@ class GRPOConfig(PolicyArgs, TrainingArguments):
                 raise ValueError(f"{name} must be >= 0 (0: off / no limit), got {getattr(self, name)}")
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be false: the batches are prompt records")
-        if self.resume_from_checkpoint:
-            raise ValueError("resuming a GRPO run is not supported yet: a checkpoint-N directory holds the policy, "
-                             "so start a new run from it with --model_name_or_path OUTPUT_DIR/checkpoint-N")
         super().__post_init__()
 
     def _check_rollout(self) -> None:

@@ -34,7 +34,7 @@ from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
 from train.grpo.algos import group_advantages, policy_loss
 from train.grpo.config import GRPOConfig
-from train.common import JsonlLog, TimeBudget, plot_curves
+from train.common import JsonlLog, TimeBudget, plot_curves, resume_arg
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,10 @@ class RepeatBatchSampler:
     def __len__(self) -> int:
         return (self.n // self.batch_size) * self.repeat
 
+    def set_epoch(self, epoch: int) -> None:
+        """The Trainer sets the epoch before each pass (a resumed run then sees the epoch's own order)."""
+        self.epoch = epoch
+
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
@@ -137,6 +141,13 @@ class RepeatBatchSampler:
             batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             for _ in range(self.repeat):
                 yield batch
+
+
+class PromptLoader(DataLoader):
+    """A DataLoader whose `set_epoch` reaches its batch sampler (the Trainer calls it on loaders that have it)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)
 
 
 # --- the optimised spans ----------------------------------------------------------------------------------------------
@@ -204,11 +215,14 @@ class GRPOTrainer(Trainer):
         repeat = self.args.gradient_accumulation_steps * self.args.num_iterations
         sampler = RepeatBatchSampler(len(self.train_dataset), self.args.per_device_train_batch_size, repeat,
                                      self.args.seed)
-        return DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=lambda rows: rows, num_workers=0)
+        return PromptLoader(self.train_dataset, batch_sampler=sampler, collate_fn=lambda rows: rows, num_workers=0)
 
     # -- rollout, rewards, episodes
     def _prepare_inputs(self, records: list[dict]) -> dict:
         per_rollout = self.args.gradient_accumulation_steps * self.args.num_iterations
+        if self._micro == 0 and self.state.global_step:  # resumed: continue the counts (rollout seeds follow them)
+            self._micro = self.state.global_step * self.args.gradient_accumulation_steps
+            self._rollouts = self._micro // per_rollout
         if self._micro % per_rollout == 0:
             self._maybe_evaluate()
             self._chunks = self._generate_and_score(records)
@@ -348,9 +362,14 @@ class GRPOTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """Checkpoints hold the policy in transformers' format (LoRA merged), like the final save."""
+        """Checkpoints hold the policy in transformers' format (LoRA merged), like the final save, and the unmerged
+        LoRA adapters that resuming restores; the Trainer adds optimizer, scheduler, RNG and trainer state."""
         if self.args.should_save:
-            self.policy.save(output_dir or self.args.output_dir)
+            self.policy.save(output_dir or self.args.output_dir, adapters=True)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Resuming: the checkpoint's trained weights (or LoRA adapters) into the policy the optimizer steps."""
+        self.policy.load_weights(resume_from_checkpoint)
 
     # -- gallery and bench evaluation (main process)
     def _maybe_gallery(self, rollout, images, totals) -> None:
@@ -475,7 +494,7 @@ def run_grpo(config: GRPOConfig) -> dict:
     trainer = build_trainer(config)
     budget = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget))
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_arg(config.resume_from_checkpoint))
     train_seconds = time.perf_counter() - started
     out = Path(config.output_dir)
     steps = trainer.state.global_step

@@ -46,7 +46,7 @@ from janus_rig.reflect.format import EDIT, parse_reflection
 from janus_rig.reflect.loop import ActFn, CheckFn, act, check, reflect
 from janus_rig.reflect.reward import INTRINSIC, checker_accuracy, intrinsic_reward, judge_rewards, oracle_report
 from janus_rig.rollout import edit, sample
-from train.common import JsonlLog, TimeBudget, plot_curves
+from train.common import JsonlLog, TimeBudget, plot_curves, resume_arg
 from train.grpo.algos import group_advantages
 from train.grpo.trainer import (
     GRPOTrainer,
@@ -398,7 +398,7 @@ def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor:
     trainer = build_trainer(config, checker, actor)
     budget = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget))
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_arg(config.resume_from_checkpoint))
     train_seconds = time.perf_counter() - started
     out = Path(config.output_dir)
     steps = trainer.state.global_step

@@ -20,7 +20,7 @@ from transformers import Trainer
 from data_prep.vq_cache import encode_images
 from janus_rig.model.mixed import drop_conditions, sft_loss
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
-from train.common import JsonlLog, TimeBudget, plot_curves
+from train.common import JsonlLog, TimeBudget, plot_curves, resume_arg
 from train.sft.config import SFTConfig
 from train.sft.data import BAD_ROWS_FILE, RowReport, SFTCollator, WorldInfo, build_datasets, fill_codes
 
@@ -98,12 +98,6 @@ def load_policy(config: SFTConfig) -> JanusPolicy:
     return policy
 
 
-def _resume_arg(value):
-    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
-        return True
-    return value or None
-
-
 def run_sft(config: SFTConfig) -> dict:
     """Train, save the final policy in config.output_dir, and return a summary (also in sft_summary.json)."""
     started = time.perf_counter()
@@ -133,7 +127,7 @@ def run_sft(config: SFTConfig) -> dict:
         tokens=policy.tokens,
     )
     train_started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=_resume_arg(config.resume_from_checkpoint))
+    result = trainer.train(resume_from_checkpoint=resume_arg(config.resume_from_checkpoint))
     train_seconds = time.perf_counter() - train_started
 
     policy.save(out, manifest(stage="sft", chain=config.chain, world=str(config.world),
