@@ -20,6 +20,9 @@ Add a term with one decorator line:
 
     @REWARD_TERMS.register("R_count")
     def count_reward(prompts, chains, images, metadata, judge): ...
+
+A term that never reads `images` says so with `count_reward.reads_image = False` (R_sem and R_spa do): when
+every term of a chain-only GRPO run reads no image, its rollouts stop after the chain (`reads_image`).
 """
 
 from __future__ import annotations
@@ -98,6 +101,14 @@ def spatial_reward(prompts, chains, images, metadata, judge: Judge, *, canvas: i
     for i, value in zip(asked, _checked(judge.score(requests), judge) if requests else []):
         out[i] = value
     return out
+
+
+semantic_reward.reads_image = spatial_reward.reads_image = False  # their picture is the chain's layout
+
+
+def reads_image(name: str) -> bool:
+    """Whether the registered term `name` reads the sampled images (a term that does not say is assumed to)."""
+    return getattr(REWARD_TERMS.get(name), "reads_image", True)
 
 
 @REWARD_TERMS.register("R_RI")

@@ -40,6 +40,11 @@ class RolloutConfig:
     )
     image_temperature: float = field(default=1.0, metadata={"help": "divides the guided image logits"})
     image_top_k: int | None = field(default=None, metadata={"help": "sample image codes from the k likeliest"})
+    images: bool = field(
+        default=True,
+        metadata={"help": "sample the image; False stops every row after its chain (no codes: N = 0), for "
+                  "training on the chain alone with rewards that read no image"},
+    )
 
     def __post_init__(self):
         if self.group_size < 1:
@@ -51,6 +56,8 @@ class RolloutConfig:
                 f"min_chain_tokens={self.min_chain_tokens} must lie in 0..max_chain_tokens={self.max_chain_tokens}; "
                 "set min_chain_tokens = max_chain_tokens for chains of a fixed length"
             )
+        if not self.chain and not self.images:
+            raise ValueError("chain=False and images=False leave nothing to sample")
         if not self.chain and self.min_chain_tokens:
             raise ValueError("chain=False writes no chain: drop min_chain_tokens (or set chain=True)")
         for name in ("text_temperature", "image_temperature"):

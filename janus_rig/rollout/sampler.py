@@ -23,6 +23,8 @@ Two phases, run by our own loop over the policy's transformers modules (embeddin
    the longest one, so that single row is prefilled once and shared by all unconditional rows, and the first
    image step (feeding `<begin_of_image>`) fills the rest.
 
+With `config.images=False` phase 2 is skipped: rows end at `<begin_of_image>` with no codes (image_tokens is (R, 0)).
+
 Chain-given mode (`chains=...`, or `config.chain=False` for no chain at all) skips phase 1: prompt + chain are
 prefilled once per group of rows sharing them and phase 2 runs as above. `edit` is the same with a region lock:
 image tokens whose patch lies outside the edit boxes are fed from the original image instead of being sampled.
@@ -406,7 +408,12 @@ def _run(policy, prompts, config: RolloutConfig, chains, generator, force=None, 
             text = _given_chains(policy, decoder, prompt_ids, rows_prompt.tolist(), chain_ids, group)
         text_done = time.perf_counter()
         seq_lens = torch.tensor([len(prompt_ids[p]) + len(c) for p, c in zip(rows_prompt.tolist(), text.chain_ids)])
-        codes, guided_lp, cond_lp = _image_phase(policy, decoder, text, seq_lens, config, generator, force, forced)
+        if config.images:
+            codes, guided_lp, cond_lp = _image_phase(policy, decoder, text, seq_lens, config, generator, force,
+                                                     forced)
+        else:  # chains only: every row ends at <begin_of_image> (+ <end_of_image>), no codes
+            codes = torch.zeros(len(seq_lens), 0, dtype=torch.long, device=decoder.device)  # (R, 0)
+            guided_lp = cond_lp = torch.zeros(len(seq_lens), 0, device=decoder.device)  # (R, 0)
     image_done = time.perf_counter()
     sampled = torch.ones_like(codes, dtype=torch.bool) if force is None else ~force
     rollout = _assemble(policy, prompts, rows_prompt, prompt_ids, text, codes, guided_lp, cond_lp, sampled)
@@ -459,6 +466,8 @@ def edit(
             f"edit needs one chain, one box list and one image per prompt: {n} prompts, {len(chains)} chains, "
             f"{len(edit_boxes)} box lists, {image_tokens.shape[0]} images"
         )
+    if not config.images:
+        raise ValueError("edit redraws image regions: it needs config.images=True")
     N = policy.num_image_tokens
     if image_tokens.shape[1] != N:
         raise ValueError(f"image_tokens has {image_tokens.shape[1]} codes per image, the policy makes {N}")

@@ -34,7 +34,14 @@ def _sometimes_none(prompts, chains, images, metadata, judge):
     return [None if i % 3 == 0 else v for i, v in enumerate(_brightness(prompts, chains, images, metadata, judge))]
 
 
-for _name, _term in (("test_brightness", _brightness), ("test_sometimes_none", _sometimes_none)):
+def _chain_length(prompts, chains, images, metadata, judge):  # spread without an image (random chains score 0)
+    return [min(len(chain), 100) / 100 for chain in chains]
+
+
+_chain_length.reads_image = False
+
+for _name, _term in (("test_brightness", _brightness), ("test_sometimes_none", _sometimes_none),
+                     ("test_chain_length", _chain_length)):
     if _name not in REWARD_TERMS:
         REWARD_TERMS.register(_name)(_term)
 
@@ -235,3 +242,36 @@ def test_two_processes_one_step(tmp_path, world, policy_dir):
     before, after = load_file(policy_dir / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     name = "model.generation_head.vision_head.weight"
     assert not torch.equal(before[name], after[name])
+
+
+def test_chain_only_rollouts_give_the_same_update(tmp_path, world, policy_dir):
+    """optimize chain + rewards that read no image: rollouts stop after the chain and the step is the same."""
+    common = dict(max_steps=1, optimize="chain", reward_terms=["R_sem", "R_spa", "test_chain_length"],
+                  gallery_every=1)
+    fast, full = (grpo_config(tmp_path, world, policy_dir, output_dir=str(tmp_path / name), chain_only_rollouts=flag,
+                              **common) for name, flag in (("fast", True), ("full", False)))
+    assert not fast.rollout_images() and full.rollout_images()
+    run_grpo(fast)
+    run_grpo(full)
+    a, b = load_file(tmp_path / "fast" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
+    start = load_file(policy_dir / "model.safetensors")
+    assert not torch.equal(a["lm_head.weight"], start["lm_head.weight"])
+    for name in a:  # Adam's first step moves a weight by up to lr (1e-2) whatever its gradient's size, so float
+        torch.testing.assert_close(a[name], b[name], atol=2e-3, rtol=0)  # noise in a tiny gradient shows as ~1e-4
+    (fast_log,), (full_log,) = ([x for x in read_jsonl(tmp_path / n / "train_log.jsonl") if "reward" in x]
+                                for n in ("fast", "full"))
+    for key in ("reward", "grad_norm", "optimised_tokens"):  # (the on-policy loss itself is ~0: advantages sum to 0)
+        assert fast_log[key] == pytest.approx(full_log[key], rel=1e-4), key
+    assert "accuracy" in full_log and "accuracy" not in fast_log  # no image, no oracle verdict
+    assert (tmp_path / "fast" / "gallery" / "step_000000.png").is_file()  # the planned boxes on a blank
+
+
+@pytest.mark.parametrize("overrides, images", [
+    (dict(optimize="chain", reward_terms=["R_sem", "R_spa"]), False),
+    (dict(optimize="chain", reward_terms=["R_sem", "R_RI"]), True),  # R_RI reads the image
+    (dict(optimize="both", reward_terms=["R_sem", "R_spa"]), True),  # image tokens carry loss
+    (dict(optimize="chain", reward_terms=["R_sem", "test_brightness"]), True),  # a term that does not say
+    (dict(optimize="chain", reward_terms=["R_sem"], chain_only_rollouts=False), True),
+])
+def test_when_rollouts_skip_the_image(tmp_path, world, policy_dir, overrides, images):
+    assert grpo_config(tmp_path, world, policy_dir, **overrides).rollout_images() is images

@@ -253,6 +253,25 @@ def test_no_chain_mode(tiny_policy):
     torch.testing.assert_close(ro.logprobs[ro.image_mask], lp.logprobs[ro.image_mask], atol=1e-4, rtol=0)
 
 
+def test_chains_only_mode_matches_the_full_rollout(ending_policy):
+    """images=False samples the same chains with the same log-probs as a full rollout of the same seed, and stops."""
+    config = RolloutConfig(group_size=3, max_chain_tokens=12, cfg_weight=3.0)
+    full = sample(ending_policy, PROMPTS, config, seed=4)
+    short = sample(ending_policy, PROMPTS, RolloutConfig(**{**vars(config), "images": False}), seed=4)
+    assert short.chains == full.chains and torch.equal(short.truncated, full.truncated)
+    assert short.image_tokens.shape == (6, 0) and not short.image_mask.any()
+    t = ending_policy.tokens
+    assert (short.input_ids[:, -2] == t.boi).all() and (short.input_ids[:, -1] == t.eoi).all()
+    width = short.input_ids.shape[1] - 1  # up to and including <begin_of_image>
+    boi = boi_column(full)
+    for key in ("input_ids", "attention_mask", "completion_mask", "logprobs"):
+        a, b = getattr(short, key)[:, :width], getattr(full, key)[:, boi + 1 - width : boi + 1]
+        assert torch.equal(a, b), key
+    lp = teacher_forced(ending_policy, short, config, guided=False)
+    torch.testing.assert_close(short.logprobs[short.completion_mask], lp.logprobs[short.completion_mask], atol=1e-4,
+                               rtol=0)
+
+
 def test_lora_policy(tiny_policy):
     """A peft-wrapped policy: the sampler runs the LoRA layers injected into the base model's modules."""
     from janus_rig.model.policy import LoraSettings, apply_lora
@@ -289,6 +308,7 @@ def test_model_state_is_restored(tiny_policy):
         (dict(text_top_p=0.0), "text_top_p"),
         (dict(image_top_k=0), "image_top_k"),
         (dict(cfg_weight=-1.0), "cfg_weight"),
+        (dict(chain=False, images=False), "nothing to sample"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):

@@ -236,15 +236,18 @@ class GRPOTrainer(Trainer):
         args, acc, policy = self.args, self.accelerator, self.policy
         W, rank, P, G = acc.num_processes, acc.process_index, len(records), args.num_generations
         t0 = time.perf_counter()
-        rollout = sample(policy, [r["prompt"] for r in records], args.rollout_config(G // W),
+        rollout = sample(policy, [r["prompt"] for r in records], args.rollout_config(G // W, args.rollout_images()),
                          seed=rollout_seed(args.seed, self._rollouts, rank))
         self._rollouts += 1
         t1 = time.perf_counter()
-        images = policy.decode_images(rollout.image_tokens)  # (R, S, S, 3) uint8
+        if rollout.image_tokens.shape[1]:
+            images = list(policy.decode_images(rollout.image_tokens).numpy())  # R x (S, S, 3) uint8
+        else:  # chain-only rollout: no image was sampled
+            images = [None] * rollout.num_rows
         t2 = time.perf_counter()
         rows = rollout.prompt_index.tolist()
         metadata = [records[i].get("metadata") for i in rows]
-        result = compute_rewards([records[i]["prompt"] for i in rows], rollout.chains, list(images.numpy()),
+        result = compute_rewards([records[i]["prompt"] for i in rows], rollout.chains, images,
                                  metadata, self.judge, self.reward_config)
         t3 = time.perf_counter()
 
@@ -415,7 +418,7 @@ def _correct(terms: dict, metadata: dict | None, image) -> float:
     """Accuracy of one sample: R_PI == 1 when that term ran, else the ShapeWorld oracle's verdict (NaN: unknown)."""
     if terms.get("R_PI") is not None:
         return float(terms["R_PI"] == 1.0)
-    if metadata is None:
+    if metadata is None or image is None:
         return math.nan
     from data_prep.shapeworld.oracle import score_metadata
 
@@ -460,7 +463,7 @@ def gallery_strip(images, chains: list[str], prompts: list[str], rewards: list, 
     strip = Image.new("RGB", (tile * len(images), tile + caption), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
     for i, (image, chain, prompt, reward) in enumerate(zip(images, chains, prompts, rewards)):
-        picture = Image.fromarray(np.asarray(image))
+        picture = None if image is None else Image.fromarray(np.asarray(image))  # None: the boxes on a blank
         strip.paste(draw_boxes(picture, parse_chain(chain).objects, size=(tile, tile)), (i * tile, 0))
         score = "r=None" if reward is None else f"r={reward:.2f}"
         draw.text((i * tile + 2, tile + 2), score, fill=(0, 0, 0))
