@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
     parser.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
     parser.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
+    parser.add_argument("--no-paste-back", dest="paste_back", action="store_false", help="show the edited tokens' own decoding; by default the pixels of every patch outside the edit boxes are copied from the image before the edit (the VQ decoder mixes neighbouring patches)")
     parser.add_argument("--reward", default="intrinsic",
                         help="edit reward shown per edit: intrinsic (the model's own checker, RL-RIG) or a judge "
                         "(shapeworld, hf, http://host:port/v1)")
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         checker=TextConfig(max_new_tokens=args.max_reflection_tokens, temperature=args.role_temperature),
         actor=TextConfig(max_new_tokens=args.max_edit_tokens, temperature=args.role_temperature),
+        paste_back=args.paste_back,
     )
     rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=args.cfg,
                             text_temperature=args.temperature, image_temperature=args.image_temperature)

@@ -5,6 +5,7 @@
     act       on `edit`: image + caption + plan + reflection -> revised chain + edit boxes      (actor)
     edit      region-locked rollout: only tokens inside the edit boxes are redrawn, conditioned on the revised
               chain; every other image token is kept as it was                  (janus_rig.rollout.edit)
+              and, with `paste_back`, every pixel of a patch outside the boxes too (paste_outside)
 
 Rounds: round k checks every row still open; a row whose checker says keep is done. With `rounds` = K, at most
 K edits happen per row (rounds 0..K-1); the image after the K-th edit is checked once more (round K) so that
@@ -29,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -47,6 +49,7 @@ from janus_rig.reflect.format import (
 from janus_rig.reflect.prompts import encode_actor, encode_checker
 from janus_rig.reflect.text import TextConfig, TextRollout, sample_text
 from janus_rig.rollout import Rollout, RolloutConfig, edit, sample, token_masks
+from janus_rig.rollout.regions import pixel_mask
 
 STATUSES = ("keep", "edited", "malformed_reflection", "malformed_edit", "out_of_rounds")
 
@@ -59,6 +62,10 @@ class ReflectConfig:
                                 metadata={"help": "how the checker's reflection is sampled"})
     actor: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=256),
                               metadata={"help": "how the actor's edit is sampled"})
+    paste_back: bool = field(default=True, metadata={
+        "help": "the edited image keeps the pixels of every patch outside the edit boxes from the image before the "
+                "edit (the tokens there are kept anyway, but the VQ decoder mixes neighbouring patches, so decoding "
+                "them again moves untouched objects slightly); false shows the edited tokens' decoding as is"})
 
     def __post_init__(self):
         if self.rounds < 0:
@@ -153,6 +160,14 @@ def _editor_chain(revised: str, plan: str) -> str:
         for token in _NOT_CHAIN_TEXT:
             revised = revised.replace(token, "")
     return revised.strip() or plan
+
+
+def paste_outside(before: Image.Image, after: Image.Image, inside: torch.Tensor) -> Image.Image:
+    """`after` inside the (g, g) patch mask `inside`, `before` everywhere else (same size, RGB)."""
+    keep = pixel_mask(~inside, before.size[0]).numpy()  # (S, S) True: outside the edit region
+    pixels = np.array(after.convert("RGB"))  # (S, S, 3)
+    pixels[keep] = np.asarray(before.convert("RGB"))[keep]
+    return Image.fromarray(pixels)
 
 
 def _to_images(policy, tokens: torch.Tensor) -> list[Image.Image]:
@@ -268,6 +283,9 @@ def _act_and_edit(policy, rows, batch, traces, prompts, plans, tokens, images, c
     changed_outside = (ro.image_tokens.to(before.device) != before) & ~inside  # (E, N); empty by construction
     counts["context_changed"] += int(changed_outside.any(-1).sum())
     edited_images = _to_images(policy, ro.image_tokens)
+    if config.paste_back:
+        edited_images = [paste_outside(images[r], edited, inside[j].reshape(policy.grid).cpu())
+                         for j, (r, edited) in enumerate(zip(usable, edited_images))]
     for j, r in enumerate(usable):
         tokens[r] = ro.image_tokens[j].to(tokens.device)
         plans[r] = traces[r][-1].revised_chain

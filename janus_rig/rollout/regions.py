@@ -39,3 +39,12 @@ def token_masks(boxes_per_image: Sequence[Sequence[Box]], grid: int) -> torch.Te
     if not boxes_per_image:
         return torch.zeros(0, grid * grid, dtype=torch.bool)
     return torch.stack([patch_mask(boxes, grid).flatten() for boxes in boxes_per_image])
+
+
+def pixel_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """(g, g) patch mask -> (size, size) bool over the decoded image's pixels (each patch is size / g pixels)."""
+    grid = mask.shape[-1]
+    if size % grid:
+        raise ValueError(f"image size {size} is not a multiple of the token grid {grid}: patches have no pixel edges")
+    step = size // grid
+    return mask.repeat_interleave(step, -2).repeat_interleave(step, -1)  # (size, size)

@@ -67,6 +67,34 @@ def test_k_rounds_of_edits_keep_the_context(tiny_policy):
     assert result.rounds[0].editor.image_tokens.shape == (4, tiny_policy.num_image_tokens)
 
 
+@pytest.mark.parametrize("paste_back", [True, False])
+def test_paste_back_keeps_every_outside_pixel(tiny_policy, paste_back):
+    """With paste_back the edited image equals the image before the edit on every pixel of every patch outside the
+    edit boxes, and the redrawn tokens' decoding inside; without it, it is the edited tokens' decoding."""
+    import numpy as np
+
+    from janus_rig.rollout.regions import pixel_mask
+
+    checker, actor = Scripted(lambda k, i: reflection("edit")), Scripted(lambda k, i: edit())
+    cfg = ReflectConfig(**{**vars(config(rounds=2)), "paste_back": paste_back})
+    result = reflect(tiny_policy, PROMPTS, cfg, FAST, seed=1, checker=checker, actor=actor)
+    size, grid = tiny_policy.image_size, tiny_policy.grid[0]
+    decoded_differs = 0
+    for row in result.traces:
+        for t in (t for t in row if t.status == "edited"):
+            inside = pixel_mask(token_masks([[o.box for o in t.edit_boxes]], grid)[0].reshape(grid, grid), size)
+            before, after = np.asarray(t.image), np.asarray(t.edited_image)
+            decoded = tiny_policy.decode_images(t.edited_tokens[None])[0].numpy().astype(int)  # (S, S, 3)
+            near = lambda a, b: np.abs(a.astype(int) - b).max() <= 2  # decoding alone vs in a batch: rounding
+            assert near(after[inside.numpy()], decoded[inside.numpy()])
+            if paste_back:
+                assert np.array_equal(after[~inside.numpy()], before[~inside.numpy()])  # exactly
+            else:
+                assert near(after, decoded)
+            decoded_differs += not near(before[~inside.numpy()], decoded[~inside.numpy()])
+    assert decoded_differs > 0  # the decoder does move outside pixels: what paste_back is for
+
+
 def test_keep_malformed_edits_and_rows_that_stop(tiny_policy):
     # Row 0 keeps at once; row 1 gets a garbled edit; rows 2, 3 are edited once and then keep.
     checker = Scripted(lambda k, i: reflection("keep" if (k == 0 and i == 0) or k == 1 else "edit"))

@@ -43,6 +43,9 @@ class ReflectGRPOConfig(GRPOConfig):
                                        "<= ~125)", default=256)
     max_edit_tokens: int = _help("tokens an edit may take before it is cut off (ShapeWorld's are <= ~120)",
                                  default=256)
+    paste_back: bool = _help("the loop's edited images keep the pixels outside the edit boxes from the image before "
+                             "the edit (ReflectConfig.paste_back); false: the edited tokens' own decoding",
+                             default=True)
     train_checker: bool = _help("actor phase: optimise the reflections that decided (every check except the one "
                                 "that scores the last edit) along with the edits; false: the edits only",
                                 default=True)
@@ -89,7 +92,8 @@ class ReflectGRPOConfig(GRPOConfig):
             return TextConfig(max_new_tokens=tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
         return ReflectConfig(rounds=self.rounds if rounds is None else rounds,
-                             checker=text(self.max_reflection_tokens), actor=text(self.max_edit_tokens))
+                             checker=text(self.max_reflection_tokens), actor=text(self.max_edit_tokens),
+                             paste_back=self.paste_back)
 
 
 def parse_config(argv: list[str] | None = None) -> ReflectGRPOConfig:
