@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from data_prep.shapeworld.detect import detect
+from data_prep.shapeworld.detect import Detection, detect
 from data_prep.shapeworld.oracle import score_metadata, validate_metadata
 from data_prep.shapeworld.prompts import COUNT_WORDS, PLURALS, metadata
 from data_prep.shapeworld.relations import RELATIONS
@@ -77,6 +77,21 @@ def oracle_verdicts(meta: dict, image_or_detections) -> list[Verdict]:
     if isinstance(detections, (Image.Image, np.ndarray)):
         detections = detect(detections)  # once: every fact is checked on the same objects
     return [Verdict(f.statement, score_metadata(f.check, detections)[0]) for f in stated_facts(meta)]
+
+
+def seen_detections(objects, size: int) -> list[Detection]:
+    """The objects a checker says it sees (chain objects named "<colour> <shape>" with a box) as detections on a
+    size x size image, so that `oracle_verdicts` can answer the stated facts on the checker's own perception.
+    Objects without a box or a ShapeWorld colour + shape name are left out (they match no fact)."""
+    found = []
+    for obj in objects:
+        words = obj.name.split()
+        if obj.box is None or len(words) != 2 or words[0] not in COLORS or words[1] not in SHAPES:
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in obj.box.to_pixels(size, size))
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        found.append(Detection(words[1], words[0], (x1, y1, x2, y2), (x2 - x1) * (y2 - y1), 1.0))
+    return found
 
 
 # --- ShapeWorld captions -> metadata -------------------------------------------------------------------------------

@@ -159,13 +159,18 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
 def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     """The oracle's truth about a loop (rows without metadata are left out): checker accuracy over every check,
     the share of images that were correct at the start and at the end, and the share of edits after which more
-    stated facts held than before."""
-    from janus_rig.reflect.facts import oracle_verdicts
+    stated facts held than before.
+
+    The checker's perception apart from its verdict-writing: `seen_verdict_accuracy` answers every stated fact on
+    the objects its reflection says it sees (`seen_detections`) and scores those answers against the truth;
+    `facts_holding` (the share of stated facts that are true) is the base rate both accuracies compare with."""
+    from janus_rig.reflect.facts import oracle_verdicts, seen_detections
 
     if len(metadata) != len(result.traces):
         raise ValueError(f"oracle_report needs one metadata record per row: {len(result.traces)} rows, "
                          f"{len(metadata)} records")
     reflections, truths, start, end = [], [], [], []
+    seen_right = holding = 0
     truth_of = {}  # (row, round) -> the truth about the image that round's checker saw
     for row, meta in zip(result.traces, metadata):
         if meta is None or not row:
@@ -175,6 +180,9 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
             truth_of[trace.row, trace.round] = truth
             reflections.append(trace.reflection)
             truths.append(truth)
+            seen = oracle_verdicts(meta, seen_detections(trace.reflection.seen.objects, trace.image.size[0]))
+            seen_right += sum(a.holds == t.holds for a, t in zip(seen, truth))
+            holding += sum(t.holds for t in truth)
         last = row[-1]
         edited = last.edited_image is not None
         final = oracle_verdicts(meta, last.edited_image) if edited else truth_of[last.row, last.round]
@@ -190,7 +198,10 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
                 outside, kept, identical = outside + o, kept + k, identical + i
     improved = [sum(t.holds for t in truth_of[a.row, a.round]) > sum(t.holds for t in truth_of[b.row, b.round])
                 for b, a in result.edits() if (b.row, b.round) in truth_of]
+    facts = sum(map(len, truths))
     metrics.update({
+        "seen_verdict_accuracy": seen_right / facts if facts else 0.0,
+        "facts_holding": holding / facts if facts else 0.0,
         "correct_before": sum(start) / len(start) if start else 0.0,
         "correct_after": sum(end) / len(end) if end else 0.0,
         "edits_improved": sum(improved) / len(improved) if improved else 0.0,

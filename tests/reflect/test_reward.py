@@ -121,3 +121,21 @@ def test_objects_outside_the_edit_boxes_are_checked_by_the_detector():
     report = oracle_report(result, [POSITION, POSITION])
     assert report["outside_objects"] == 1 and report["outside_objects_kept"] == 0.0
     assert report["outside_objects_identical"] == 0.0
+
+
+def test_oracle_report_scores_the_checkers_perception():
+    """seen_verdict_accuracy answers the facts on the objects the reflection says it sees, apart from its verdicts."""
+    result = hand_made_loop()
+    # Row 0's first checker describes the wrong image exactly (red circle right, blue square left) but writes no
+    # verdicts; every other reflection sees nothing.
+    seen = ("<|reflect_start|>The image shows a <|obj_start|>red circle<|obj_end|> <|box_start|>(625,312),(875,562)"
+            "<|box_end|> and a <|obj_start|>blue square<|obj_end|> <|box_start|>(62,312),(312,562)<|box_end|>.\n"
+            "<|decision|>edit<|reflect_end|>")
+    result.traces[0][0].reflection = parse_reflection(seen)
+    report = oracle_report(result, [POSITION, POSITION])
+    # Facts: blue square, red circle, red circle left of blue square. Row 0 round 0 (wrong image): seen answers
+    # yes, yes, no = the truth (3 right). Row 0 round 1 (right image) and row 1 (wrong image) see nothing: no, no,
+    # no against yes, yes, yes (0) and yes, yes, no (1).
+    assert report["seen_verdict_accuracy"] == pytest.approx(4 / 9)
+    assert report["facts_holding"] == pytest.approx(7 / 9)
+    assert report["verdict_accuracy"] == pytest.approx(5 / 9)  # the written verdicts: row 0 round 0 now has none
