@@ -156,6 +156,15 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
     return outside, kept, identical
 
 
+def plan_ok(chain: str, metadata: dict) -> bool:
+    """Whether a chain names exactly the prompt's objects and lays them out as it states (the oracle's rules)."""
+    from data_prep.shapeworld.oracle import check_chain_layout, check_chain_semantics
+    from janus_rig.chain import parse_chain
+
+    objects = parse_chain(chain).objects
+    return check_chain_semantics(objects, metadata)[0] and check_chain_layout(objects, metadata)[0]
+
+
 def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     """The oracle's truth about a loop (rows without metadata are left out): checker accuracy over every check,
     the share of images that were correct at the start and at the end, and the share of edits after which more
@@ -163,7 +172,9 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
 
     The checker's perception apart from its verdict-writing: `seen_verdict_accuracy` answers every stated fact on
     the objects its reflection says it sees (`seen_detections`) and scores those answers against the truth;
-    `facts_holding` (the share of stated facts that are true) is the base rate both accuracies compare with."""
+    `facts_holding` (the share of stated facts that are true) is the base rate both accuracies compare with. The
+    actor's plans: `edit_plan_ok` / `edit_revised_plan_ok`, the share of edits whose plan before / revised chain
+    is right for the prompt (`plan_ok`)."""
     from janus_rig.reflect.facts import oracle_verdicts, seen_detections
 
     if len(metadata) != len(result.traces):
@@ -198,6 +209,9 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
                 outside, kept, identical = outside + o, kept + k, identical + i
     improved = [sum(t.holds for t in truth_of[a.row, a.round]) > sum(t.holds for t in truth_of[b.row, b.round])
                 for b, a in result.edits() if (b.row, b.round) in truth_of]
+    # The actor's plan against the one it replaces: right objects and layout for the prompt (the oracle's rules).
+    plans_ok = [(plan_ok(b.plan, metadata[b.row]), plan_ok(b.revised_chain or "", metadata[b.row]))
+                for b, _ in result.edits() if (b.row, b.round) in truth_of]
     facts = sum(map(len, truths))
     metrics.update({
         "seen_verdict_accuracy": seen_right / facts if facts else 0.0,
@@ -206,6 +220,8 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
         "correct_after": sum(end) / len(end) if end else 0.0,
         "edits_improved": sum(improved) / len(improved) if improved else 0.0,
         "edits": len(improved),
+        "edit_plan_ok": sum(p for p, _ in plans_ok) / len(plans_ok) if plans_ok else 0.0,
+        "edit_revised_plan_ok": sum(q for _, q in plans_ok) / len(plans_ok) if plans_ok else 0.0,
         "outside_objects": outside,
         "outside_objects_kept": kept / outside if outside else 1.0,
         "outside_objects_identical": identical / outside if outside else 1.0,

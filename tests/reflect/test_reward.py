@@ -96,6 +96,7 @@ def test_edit_rewards_and_oracle_report():
     assert report["verdict_accuracy"] == pytest.approx(8 / 9) and report["decision_accuracy"] == pytest.approx(2 / 3)
     assert report["correct_before"] == 0.0 and report["correct_after"] == 0.5
     assert report["edits_improved"] == 1.0 and report["edits"] == 1
+    assert report["edit_plan_ok"] == 0.0 and report["edit_revised_plan_ok"] == 0.0  # "plan" is not a chain
     assert oracle_report(result, [POSITION, None])["checks"] == 2  # rows without metadata are left out
 
 
@@ -139,3 +140,14 @@ def test_oracle_report_scores_the_checkers_perception():
     assert report["seen_verdict_accuracy"] == pytest.approx(4 / 9)
     assert report["facts_holding"] == pytest.approx(7 / 9)
     assert report["verdict_accuracy"] == pytest.approx(5 / 9)  # the written verdicts: row 0 round 0 now has none
+
+
+def test_oracle_report_scores_the_actors_plans():
+    result = hand_made_loop()
+    wrong = ("A <|obj_start|>red circle<|obj_end|> <|box_start|>(625,312),(875,562)<|box_end|> and a "
+             "<|obj_start|>blue square<|obj_end|> <|box_start|>(62,312),(312,562)<|box_end|>.")
+    right = wrong.replace("(625,312),(875,562)", "(0,312),(50,562)").replace("(62,312),(312,562)", "(500,312),(800,562)")
+    edit = result.traces[0][0]
+    edit.plan, edit.revised_chain = wrong, right
+    report = oracle_report(result, [POSITION, POSITION])
+    assert report["edit_plan_ok"] == 0.0 and report["edit_revised_plan_ok"] == 1.0
