@@ -275,3 +275,20 @@ def test_chain_only_rollouts_give_the_same_update(tmp_path, world, policy_dir):
 ])
 def test_when_rollouts_skip_the_image(tmp_path, world, policy_dir, overrides, images):
     assert grpo_config(tmp_path, world, policy_dir, **overrides).rollout_images() is images
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing_gives_the_same_step(tmp_path, world, policy_dir, lora):
+    """gradient_checkpointing reaches the policy's layers through the Trainer's wrapper and changes no gradient."""
+    extra = dict(use_lora=True, trainable_parts=["language_model"], lora_r=4, lora_alpha=4) if lora else {}
+    common = dict(max_steps=1, gallery_every=0, reward_terms=["R_sem", "test_brightness"], **extra)
+    plain = grpo_config(tmp_path, world, policy_dir, output_dir=str(tmp_path / "plain"), **common)
+    ckpt = grpo_config(tmp_path, world, policy_dir, output_dir=str(tmp_path / "ckpt"), gradient_checkpointing=True,
+                       **common)
+    trainer = build_trainer(ckpt)
+    layers = trainer.policy.base.model.language_model.layers
+    trainer.train()
+    assert all(layer.gradient_checkpointing for layer in layers)
+    run_grpo(plain)
+    (a,), (b,) = ([x for x in read_jsonl(tmp_path / n / "train_log.jsonl") if "reward" in x] for n in ("plain", "ckpt"))
+    assert a["grad_norm"] > 0 and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)

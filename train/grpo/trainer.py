@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from janus_rig.model.mixed import mixed_logprobs
-from janus_rig.model.policy import JanusPolicy, manifest
+from janus_rig.model.policy import JanusPolicy, manifest, unwrap
 from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
 from train.grpo.algos import group_advantages, policy_loss
@@ -177,6 +177,12 @@ class LogprobModel(torch.nn.Module):
         super().__init__()
         self.policy_model = model
         self.text_temperature, self.image_temperature, self.cfg_weight = text_temperature, image_temperature, cfg_weight
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
+        """`gradient_checkpointing: true` reaches the policy's decoder layers through this (the Trainer calls it).
+        Non-reentrant by default: with LoRA or frozen embeddings the layers' inputs need no gradient of their own."""
+        options = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
+        unwrap(self.policy_model).activation_checkpointing_enable(options, **kwargs)
 
     def forward(self, input_ids, image_mask, attention_mask, score_mask, uncond_input_ids=None, pixel_values=None):
         cfg = self.cfg_weight if uncond_input_ids is not None else None
