@@ -96,7 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reflect.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
     reflect.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
     reflect.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
-    reflect.add_argument("--no-paste-back", dest="paste_back", action="store_false", help="show the edited tokens' own decoding; by default the pixels of every patch outside the edit boxes are copied from the image before the edit (the VQ decoder mixes neighbouring patches)")
+    reflect.add_argument("--no-paste-back", dest="paste_back", action="store_false",
+                        help="show the edited tokens' own decoding, not the pixels outside the edit boxes pasted "
+                        "back from the image before the edit (ReflectConfig.paste_back)")
 
 
 def reflect_config(args: argparse.Namespace):

@@ -146,7 +146,8 @@ def test_oracle_report_scores_the_actors_plans():
     result = hand_made_loop()
     wrong = ("A <|obj_start|>red circle<|obj_end|> <|box_start|>(625,312),(875,562)<|box_end|> and a "
              "<|obj_start|>blue square<|obj_end|> <|box_start|>(62,312),(312,562)<|box_end|>.")
-    right = wrong.replace("(625,312),(875,562)", "(0,312),(50,562)").replace("(62,312),(312,562)", "(500,312),(800,562)")
+    right = wrong.replace("(625,312),(875,562)", "(0,312),(50,562)")  # red circle moved to the far left
+    right = right.replace("(62,312),(312,562)", "(500,312),(800,562)")  # blue square to the middle
     edit = result.traces[0][0]
     edit.plan, edit.revised_chain = wrong, right
     report = oracle_report(result, [POSITION, POSITION])
