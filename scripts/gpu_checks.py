@@ -84,10 +84,10 @@ def _transformers_image(policy, prompts, group: int, cfg: float, **generate_kwar
 def decode(policy, device: str, repeats: int) -> dict:
     prompts, group, cfg = list(BENCH_PROMPTS), 4, 5.0
     N = policy.num_image_tokens
-    bw = bandwidth(device)
-    floor_ms = step_bytes(policy) / bw * 1e3
+    bw, weights = bandwidth(device), step_bytes(policy)
+    floor_ms = weights / bw * 1e3
     out = {"rows": len(prompts) * group, "cfg_weight": cfg, "image_tokens": N, "dtype": str(policy.base.dtype),
-           "bandwidth_gb_s": bw / 1e9, "step_bytes": step_bytes(policy), "floor_ms_per_step": floor_ms}
+           "bandwidth_gb_s": bw / 1e9, "step_bytes": weights, "floor_ms_per_step": floor_ms}
     config = RolloutConfig(group_size=group, cfg_weight=cfg)
     paths = {
         "ours_eager": lambda: sample(policy, prompts, config, chains=[CHAIN] * len(prompts), seed=0),

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from data_prep.shapeworld.detect import Detection, detect
-from data_prep.shapeworld.oracle import score_metadata, validate_metadata
+from data_prep.shapeworld.detect import detect
+from data_prep.shapeworld.oracle import check_chain_layout, score_metadata, validate_metadata
 from data_prep.shapeworld.prompts import COUNT_WORDS, PLURALS, metadata
 from data_prep.shapeworld.relations import RELATIONS
 from data_prep.shapeworld.sampler import Description
@@ -79,19 +79,10 @@ def oracle_verdicts(meta: dict, image_or_detections) -> list[Verdict]:
     return [Verdict(f.statement, score_metadata(f.check, detections)[0]) for f in stated_facts(meta)]
 
 
-def seen_detections(objects, size: int) -> list[Detection]:
-    """The objects a checker says it sees (chain objects named "<colour> <shape>" with a box) as detections on a
-    size x size image, so that `oracle_verdicts` can answer the stated facts on the checker's own perception.
-    Objects without a box or a ShapeWorld colour + shape name are left out (they match no fact)."""
-    found = []
-    for obj in objects:
-        words = obj.name.split()
-        if obj.box is None or len(words) != 2 or words[0] not in COLORS or words[1] not in SHAPES:
-            continue
-        x1, y1, x2, y2 = (int(round(v)) for v in obj.box.to_pixels(size, size))
-        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-        found.append(Detection(words[1], words[0], (x1, y1, x2, y2), (x2 - x1) * (y2 - y1), 1.0))
-    return found
+def chain_verdicts(meta: dict, objects) -> list[Verdict]:
+    """Every stated fact answered on chain objects (names, boxes on the 0..1000 grid) instead of an image — e.g. on
+    what a checker says it sees — by the same rules (`check_chain_layout`, R_spa's)."""
+    return [Verdict(f.statement, check_chain_layout(objects, f.check)[0]) for f in stated_facts(meta)]
 
 
 # --- ShapeWorld captions -> metadata -------------------------------------------------------------------------------

@@ -171,11 +171,11 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     stated facts held than before.
 
     The checker's perception apart from its verdict-writing: `seen_verdict_accuracy` answers every stated fact on
-    the objects its reflection says it sees (`seen_detections`) and scores those answers against the truth;
+    the objects its reflection says it sees (`facts.chain_verdicts`) and scores those answers against the truth;
     `facts_holding` (the share of stated facts that are true) is the base rate both accuracies compare with. The
     actor's plans: `edit_plan_ok` / `edit_revised_plan_ok`, the share of edits whose plan before / revised chain
     is right for the prompt (`plan_ok`)."""
-    from janus_rig.reflect.facts import oracle_verdicts, seen_detections
+    from janus_rig.reflect.facts import chain_verdicts, oracle_verdicts
 
     if len(metadata) != len(result.traces):
         raise ValueError(f"oracle_report needs one metadata record per row: {len(result.traces)} rows, "
@@ -191,7 +191,7 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
             truth_of[trace.row, trace.round] = truth
             reflections.append(trace.reflection)
             truths.append(truth)
-            seen = oracle_verdicts(meta, seen_detections(trace.reflection.seen.objects, trace.image.size[0]))
+            seen = chain_verdicts(meta, trace.reflection.seen.objects)
             seen_right += sum(a.holds == t.holds for a, t in zip(seen, truth))
             holding += sum(t.holds for t in truth)
         last = row[-1]
