@@ -238,6 +238,12 @@ def check_chain_semantics(objects: Sequence[ChainObject], metadata: dict) -> tup
     return not reasons, "\n".join(reasons)
 
 
+def check_chain(objects: Sequence[ChainObject], metadata: dict) -> bool:
+    """Whether a chain is a right plan for the prompt: it names exactly the prompt's objects, each with a box
+    (`check_chain_semantics`), and its boxes satisfy GenEval's rules (`check_chain_layout`)."""
+    return check_chain_semantics(objects, metadata)[0] and check_chain_layout(objects, metadata)[0]
+
+
 def chain_semantic_score(objects: Sequence[ChainObject], metadata: dict) -> float:
     """F1 between the chain's objects and the required ones, by name; an object without a box counts half.
 

@@ -168,6 +168,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {line}")
         return 0
     print(score.table())
+    if run_.chain_split:
+        from janus_rig.eval.score import chain_split_table
+
+        print("the plan or the drawing: how often the chain is right, and the image given a right / wrong chain")
+        print(chain_split_table(run_.chain_split))
     if run_.round_metrics:
         print("after each round: " + ", ".join(f"r{j} {run_.round_metrics[f'overall@r{j}']:.4f}"
                                                for j in range(args.reflect + 1)))

@@ -28,6 +28,11 @@ and, when the oracle scores, the accuracy after each round in the summary's metr
 `position@r1`, ...: the figure of accuracy against rounds). `draw_samples` batches and seeds exactly like
 `janus_rig.generate`: batch b is drawn with seed + b, so the same prompts, settings, seed and batch size give the
 same chains and images.
+
+Oracle-scored runs also split each tag's accuracy into the plan and the drawing (`score.chain_split`, summary.json's
+`chain_split`, a table on the console): how often the sample's chain is a right plan (`oracle.check_chain`), and how
+often the image is right given a right / a wrong chain. With `--reflect` the chain is the first one written and the
+image the last.
 """
 
 from __future__ import annotations
@@ -42,8 +47,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from janus_rig.lines import json_object, read_lines
-
+from data_prep.shapeworld.oracle import check_chain
 from janus_rig.chain import ParsedChain, draw_boxes, parse_chain
 from janus_rig.eval.geneval_layout import (
     CHAINS_FILE,
@@ -55,9 +59,10 @@ from janus_rig.eval.geneval_layout import (
     sample_path,
     write_prompt_dir,
 )
-from janus_rig.eval.score import ScoreSummary, score_geneval_dir
+from janus_rig.eval.score import ScoreSummary, chain_split, score_geneval_dir
 from janus_rig.eval.summary import MAX_THUMBNAILS, write_summary
 from janus_rig.gallery import write_gallery
+from janus_rig.lines import json_object, read_lines
 from janus_rig.rollout.config import RolloutConfig
 from janus_rig.rollout.sampler import sample
 
@@ -221,6 +226,7 @@ class GenevalRun:
     entries: list[Entry]
     samples_per_prompt: int
     round_metrics: dict[str, float] = field(default_factory=dict)  # "overall@r0", "<tag>@r1", ... (oracle-scored)
+    chain_split: dict[str, dict] = field(default_factory=dict)  # tag -> `score.chain_split` (oracle-scored)
 
 
 def check_fresh(out_dir: str | Path) -> None:
@@ -270,14 +276,19 @@ def run_geneval(policy, entries: list[Entry], out_dir: str | Path, config: Rollo
             trace.setdefault("scores", {})[f"correct@r{j}"] = correct
         traces.append(trace)
     score = score_geneval_dir(out) if oracle else None
+    split = []  # (tag, chain right, image right) per scored sample
     if score is not None:
         verdicts = {Path(r["filename"]).resolve(): r for r in score.records}
+        metadata = {e.index: e.metadata for e in entries}
         for trace in traces:
             result = verdicts.get((out / trace["image"]).resolve())
             if result is not None:
                 reason = {"reason": result["reason"]} if result["reason"] else {}
-                trace["scores"] = {"correct": result["correct"], **reason, **trace.get("scores", {})}
-    return GenevalRun(traces, score, entries, config.group_size, round_metrics(per_round))
+                chain_ok = check_chain(parse_chain(trace["chain"]).objects, metadata[trace["prompt_index"]])
+                trace["scores"] = {"correct": result["correct"], "chain_ok": chain_ok, **reason,
+                                   **trace.get("scores", {})}
+                split.append((trace["tag"], chain_ok, result["correct"]))
+    return GenevalRun(traces, score, entries, config.group_size, round_metrics(per_round), chain_split(split))
 
 
 def _save_rounds(draw: Draw, folder: Path, k: int, metadata: dict | None, record: dict) -> list[bool]:
@@ -333,7 +344,7 @@ def write_geneval_outputs(out_dir: str | Path, run: GenevalRun, *, model: str, h
     if score is None:
         extra["score_with"] = official_score_commands(out)
     else:
-        extra.update(correct_prompts=score.correct_prompts, problems=score.problems)
+        extra.update(correct_prompts=score.correct_prompts, problems=score.problems, chain_split=run.chain_split)
     write_summary(out, kind="geneval", model=model, samples=len(run.traces),
                   metrics={**score.metrics(), **run.round_metrics} if score else {},
                   per_tag=score.per_tag_records() if score else None,

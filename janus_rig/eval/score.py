@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,41 @@ class ScoreSummary:
         lines += [f"{tag:<16}{c / t:>10.4f}{c:>10}{t:>8}" for tag, (c, t) in self.per_tag.items()]
         lines.append(f"{'overall':<16}{self.overall:>10.4f}   (mean over {len(self.per_tag)} tags)")
         return "\n".join(lines)
+
+
+def chain_split(samples: Iterable[tuple[str, bool, bool]]) -> dict[str, dict]:
+    """Where a tag's failures come from, the plan or the drawing: (tag, chain right, image right) per sample ->
+    {tag: {"samples", "chains_right", "chain_accuracy", "image_given_right_chain", "image_given_wrong_chain"}}.
+
+    A chain is right when the oracle passes it as a plan (`oracle.check_chain`); the two conditional accuracies
+    are None when no sample of the tag has a right (resp. wrong) chain. Image accuracy is their mix:
+    chain_accuracy x image_given_right_chain + (1 - chain_accuracy) x image_given_wrong_chain.
+
+    >>> split = chain_split([("position", True, True), ("position", True, False), ("position", False, False)])
+    >>> split["position"]["chain_accuracy"], split["position"]["image_given_right_chain"]
+    (0.6666666666666666, 0.5)
+    """
+    counts: dict[str, list[int]] = {}  # tag -> [samples, right chains, right images | right chain, .. | wrong chain]
+    for tag, chain_ok, image_ok in samples:
+        c = counts.setdefault(tag, [0, 0, 0, 0])
+        c[0] += 1
+        c[1] += chain_ok
+        c[2 if chain_ok else 3] += image_ok
+    return {tag: {"samples": n, "chains_right": right, "chain_accuracy": right / n,
+                  "image_given_right_chain": good / right if right else None,
+                  "image_given_wrong_chain": lucky / (n - right) if n > right else None}
+            for tag, (n, right, good, lucky) in counts.items()}
+
+
+def chain_split_table(split: dict[str, dict]) -> str:
+    """The split as a table: per tag, how often the chain is right and how often the image is, given each."""
+    def pct(value):
+        return f"{value:>10.4f}" if value is not None else f"{'-':>10}"
+
+    lines = [f"{'tag':<16}{'chain ok':>10}{'img|ok':>10}{'img|wrong':>10}{'samples':>8}"]
+    lines += [f"{tag:<16}{pct(s['chain_accuracy'])}{pct(s['image_given_right_chain'])}"
+              f"{pct(s['image_given_wrong_chain'])}{s['samples']:>8}" for tag, s in split.items()]
+    return "\n".join(lines)
 
 
 def _details(dets) -> str:

@@ -157,12 +157,11 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
 
 
 def plan_ok(chain: str, metadata: dict) -> bool:
-    """Whether a chain names exactly the prompt's objects and lays them out as it states (the oracle's rules)."""
-    from data_prep.shapeworld.oracle import check_chain_layout, check_chain_semantics
+    """Whether a chain names exactly the prompt's objects and lays them out as it states (`oracle.check_chain`)."""
+    from data_prep.shapeworld.oracle import check_chain
     from janus_rig.chain import parse_chain
 
-    objects = parse_chain(chain).objects
-    return check_chain_semantics(objects, metadata)[0] and check_chain_layout(objects, metadata)[0]
+    return check_chain(parse_chain(chain).objects, metadata)
 
 
 def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:

@@ -146,6 +146,12 @@ def test_run_scores_layout_chains_and_summary(tmp_path, world):
     assert len(results) == 2 * len(records) and sum(r["correct"] for r in results) == len(records)
     verdicts = {t["image"]: t["scores"]["correct"] for t in run.traces}
     assert verdicts["00000/samples/0000.png"] is True and verdicts["00000/samples/0001.png"] is False
+    # the plan/drawing split: sample 0's chain is the scene's own (a right plan, drawn right), sample 1's "nothing"
+    assert [t["scores"]["chain_ok"] for t in run.traces[:2]] == [True, False]
+    assert set(run.chain_split) == set(tags)
+    for split in run.chain_split.values():
+        assert split["chain_accuracy"] == 0.5
+        assert split["image_given_right_chain"] == 1.0 and split["image_given_wrong_chain"] == 0.0
     # summary + gallery
     page = write_geneval_outputs(out, run, model="tiny", header={"model": "tiny"}, oracle=choose_oracle(entries),
                                  metadata_file="m.jsonl", command="janus-rig eval geneval ...")
@@ -154,6 +160,7 @@ def test_run_scores_layout_chains_and_summary(tmp_path, world):
     assert summary["metrics"] == {"overall": 0.5, **{t: 0.5 for t in tags}}
     assert summary["per_tag"][tags[0]]["total"] == 2 * sum(r["tag"] == tags[0] for r in records)
     assert summary["scored"] is True and summary["reflect_rounds"] == 0
+    assert summary["chain_split"] == run.chain_split
     assert len(summary["thumbnails"]) == 8 and all((out / t).is_file() for t in summary["thumbnails"])
     html = page.read_text()
     assert 'src="00000/samples/0000.png"' in html and 'src="00000/overlays/0000.png"' in html and "correct" in html
@@ -211,6 +218,7 @@ def test_cli_shapeworld_bench(tiny_policy_dir, world, tmp_path, capsys, monkeypa
     summary = read_summary(out)
     assert set(summary["per_tag"]) == {"position", "colors"} and summary["samples"] == 2 * len(wanted)
     assert set(summary["metrics"]) == {"overall", "position", "colors"}
+    assert set(summary["chain_split"]) == {"position", "colors"} and "chain ok" in printed
     assert summary["command"] == "janus-rig " + " ".join(args)
     assert (out / "results.jsonl").is_file() and (out / "index.html").is_file()
     # the same folder again: refused in one line, before the model loads

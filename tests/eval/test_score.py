@@ -92,3 +92,22 @@ def test_cli_prints_table_and_flags_problems(good_dir, capsys):
     out = capsys.readouterr().out
     assert "1 problem" in out and "00009" in out and (good_dir / "r" / "x.jsonl").exists()
     assert main(["eval", "score", str(good_dir / "missing")]) == 2
+
+
+def test_chain_split_separates_plan_from_drawing():
+    from janus_rig.eval.score import chain_split, chain_split_table
+
+    samples = [("position", True, True), ("position", True, False), ("position", False, True),
+               ("position", False, False), ("position", False, False), ("complex", False, False)]
+    split = chain_split(samples)
+    assert list(split) == ["position", "complex"]
+    pos = split["position"]
+    assert (pos["samples"], pos["chains_right"]) == (5, 2)
+    assert pos["image_given_right_chain"] == 0.5 and pos["image_given_wrong_chain"] == 1 / 3
+    # image accuracy is the mix of the two conditionals
+    image = sum(ok for tag, _, ok in samples if tag == "position") / 5
+    mix = pos["chain_accuracy"] * pos["image_given_right_chain"] + (1 - pos["chain_accuracy"]) * pos["image_given_wrong_chain"]
+    assert abs(mix - image) < 1e-12
+    assert split["complex"]["image_given_right_chain"] is None  # no right chain: undefined, not 0
+    table = chain_split_table(split).splitlines()
+    assert table[2].split() == ["complex", "0.0000", "-", "0.0000", "1"]

@@ -8,6 +8,7 @@ from data_prep.shapeworld.detect import Detection, detect
 from data_prep.shapeworld.oracle import (
     chain_layout_score,
     chain_semantic_score,
+    check_chain,
     check_chain_layout,
     check_chain_semantics,
     detections_to_objects,
@@ -204,3 +205,10 @@ def test_chain_layout_score_is_graded():
     # no stated relation: the share of required objects placed with a box
     two = meta("two_object", {"class": "circle", "count": 1}, {"class": "square", "count": 1})
     assert chain_layout_score([obj("circle", L), obj("square")], two) == 0.5
+
+
+def test_check_chain_needs_right_names_and_right_layout():
+    assert check_chain([obj("red circle", L), obj("blue square", R)], POSITION)
+    assert not check_chain([obj("red circle", R), obj("blue square", L)], POSITION)  # right names, wrong layout
+    assert not check_chain([obj("blue circle", L), obj("red square", R)], POSITION)  # colours bound to the wrong shapes
+    assert not check_chain([obj("red circle", L), obj("blue square", R), obj("green triangle", T)], POSITION)  # extra
