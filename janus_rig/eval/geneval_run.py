@@ -31,8 +31,8 @@ same chains and images.
 
 Oracle-scored runs also split each tag's accuracy into the plan and the drawing (`score.chain_split`, summary.json's
 `chain_split`, a table on the console): how often the sample's chain is a right plan (`oracle.check_chain`), and how
-often the image is right given a right / a wrong chain. With `--reflect` the chain is the first one written and the
-image the last.
+often the image is right given a right / a wrong chain. With `--reflect` both are the final draw's (`Draw.chain`: the
+last round's plan).
 """
 
 from __future__ import annotations
