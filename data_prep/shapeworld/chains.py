@@ -12,6 +12,12 @@ the scene's pixel boxes by GenEval's rule, so RL has room to find better chains 
 The grounding chain (the checker's target: what is in the image) is fixed: reading order, one sentence:
 
     The image shows a <|obj_start|>red circle<|obj_end|> <|box_start|>(...)<|box_end|> and a <|obj_start|>...
+
+The *prompt* chain style (`janus-rig world --chains prompt`) is one fixed form instead of the varied ones: the
+prompt's own words in the prompt's order, each object followed by its box, every relation stated as the prompt
+states it, before the box it constrains is written (counting prompts: reading order):
+
+    a <|obj_start|>white triangle<|obj_end|> <|box_start|>(...)<|box_end|> right of a <|obj_start|>red circle...
 """
 
 from __future__ import annotations
@@ -62,7 +68,9 @@ REGIONS = {
     ("bottom", "right"): "in the bottom right",
 }
 GROUNDING_OPENING, GROUNDING_ENDING = "The image shows a ", "."
+PROMPT_AND = ", and a "  # the prompt chain's second clause (complex prompts)
 
+CHAIN_STYLES = ("varied", "prompt")  # a world's training chains: training_chain or prompt_chain
 STYLES = ("list", "steps", "sentences")
 ORDERS = ("prompt", "reading", "anchor_first", "random")
 P_PREFACE = 0.25  # chance of a count preface ("Three objects. ")
@@ -200,10 +208,30 @@ def training_chain(sample: Sample, rng: random.Random) -> str:
     return format_chain(parts)
 
 
+def prompt_chain(sample: Sample) -> str:
+    """The prompt's words in its order with every object's box: one fixed chain per scene (module docstring).
+
+    Relations are the prompt's (subject, relation, anchor) with the subject written first, as the prompt does:
+    "a A right of a B, and a C above the B"; prompts without relations list their objects in prompt order
+    (counting prompts, which do not order theirs: reading order).
+    """
+    d, scene = sample.description, sample.scene
+    objs = [chain_object(o, scene.size) for o in scene.objects]
+    if not d.relations:
+        order = reading_order(scene) if d.tag == "counting" else list(range(len(objs)))
+        return format_chain(_listing("a ", [objs[i] for i in order], [""] * len(order), SENTENCE_END))
+    (first, relation, anchor), *rest = d.relations
+    parts: list = ["a ", objs[first], f" {relation} a ", objs[anchor]]
+    for subject, relation, anchor in rest:  # complex: "..., and a C above the B"
+        parts += [PROMPT_AND, objs[subject], f" {relation} the {objs[anchor].name}"]
+    return format_chain(parts + [SENTENCE_END])
+
+
 def fixed_texts() -> list[str]:
     """Every fixed text a chain can contain (for the vocabulary)."""
     texts = [*LIST_OPENINGS, LIST_SEPARATOR, LIST_LAST_SEPARATOR, *LIST_ENDINGS, *STEP_SINGLE, *STEP_FIRST]
     texts += [*STEP_NEXT, *STEP_LAST, *SENTENCE_DETAILED, *SENTENCE_PLAIN, SENTENCE_END, *COUNT_PREFACES.values()]
     texts += [p for phrases in RELATION_PHRASES.values() for p in phrases]
     texts += [REFERENCE_PREVIOUS, REFERENCE_FIRST, *REGIONS.values(), GROUNDING_OPENING, GROUNDING_ENDING]
+    texts += ["a ", PROMPT_AND, " the "]
     return texts

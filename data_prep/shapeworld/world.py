@@ -22,7 +22,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from data_prep.shapeworld.chains import grounding_chain, training_chain
+from data_prep.shapeworld.chains import CHAIN_STYLES, grounding_chain, prompt_chain, training_chain
 from data_prep.shapeworld.prompts import DISJOINT_TAGS, metadata, prompt_space_size, prompt_text, scene_graph
 from data_prep.shapeworld.render import render
 from data_prep.shapeworld.sampler import (
@@ -117,7 +117,7 @@ def _draw(tag: str, rng: random.Random, allowed: frozenset[Combo], banned: set[s
 
 def _write_split(
     out: Path, split: str, n: int, tags: list[str], size: int, seed: int, allowed: frozenset[Combo],
-    bench: dict[str, set[str]], first_item: int, bar: tqdm,
+    bench: dict[str, set[str]], first_item: int, bar: tqdm, chains: str = "varied",
 ) -> tuple[list[dict], list[dict], Counter, int]:
     """Write one split's images; return its records, grounding rows, bench-overlap counts, the next item id."""
     rng = random.Random(f"shapeworld-{split}-{seed}")
@@ -133,11 +133,14 @@ def _write_split(
         render(sample.scene).save(out / image)
         prompt = prompt_text(d)
         overlap[tag] += prompt in bench[tag]
+        chain = training_chain(sample, rng)  # drawn in either style: the scenes must not depend on the style
+        if chains == "prompt":
+            chain = prompt_chain(sample)
         records.append({
             "id": record_id,
             "tag": tag,
             "prompt": prompt,
-            "chain": training_chain(sample, rng),
+            "chain": chain,
             "image": image,
             "metadata": metadata(d),
             "scene": sample.scene.to_json(),
@@ -165,11 +168,13 @@ def write_world(
     holdout: str | Iterable[str | Combo] | None = None,
     tags: Iterable[str] | None = None,
     progress: bool = True,
+    chains: str = "varied",
 ) -> dict:
     """Write the world to out_dir (see the module docstring); returns counts, paths and bench-overlap stats.
 
     `holdout` removes (colour, shape) combinations from every train/val image (never from the bench);
-    `tags` restricts train/val to some tags (the bench always has all seven).
+    `tags` restricts train/val to some tags (the bench always has all seven); `chains` picks the training chains'
+    style: "varied" (orders and phrasings) or "prompt" (the prompt's words and order with boxes; chains.py).
     """
     start = time.perf_counter()
     check_size(size)
@@ -179,6 +184,8 @@ def write_world(
             raise ValueError(f"unknown tag {tag!r}; valid: {', '.join(TAGS)}")
     if not tags:
         raise ValueError(f"no tags given; valid: {', '.join(TAGS)}")
+    if chains not in CHAIN_STYLES:
+        raise ValueError(f"unknown chain style {chains!r}; valid: {', '.join(CHAIN_STYLES)}")
     for name, value in (("train", train), ("val", val), ("bench_per_tag", bench_per_tag)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -200,9 +207,11 @@ def write_world(
 
     with tqdm(total=train + val, desc="world", unit="img", disable=not progress) as bar:
         train_rows, grounding, train_overlap, next_item = _write_split(
-            out, "train", train, tags, size, seed, allowed, bench, 0, bar
+            out, "train", train, tags, size, seed, allowed, bench, 0, bar, chains
         )
-        val_rows, _, val_overlap, _ = _write_split(out, "val", val, tags, size, seed, allowed, bench, next_item, bar)
+        val_rows, _, val_overlap, _ = _write_split(
+            out, "val", val, tags, size, seed, allowed, bench, next_item, bar, chains
+        )
     _write_jsonl(out / "train.jsonl", train_rows)
     _write_jsonl(out / "val.jsonl", val_rows)
     _write_jsonl(out / "grounding.jsonl", grounding)
@@ -214,6 +223,7 @@ def write_world(
         "counts": {"train": train, "val": val, "bench_per_tag": bench_per_tag},
         "holdout": sorted(f"{c}:{s}" for c, s in held),
         "tags": tags,
+        "chains": chains,
         "tag_weights": weights,
         "tag_counts": {"train": tag_counts(train, tags), "val": tag_counts(val, tags)},
         "colors": list(COLORS),

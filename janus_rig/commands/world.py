@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from data_prep.shapeworld.chains import CHAIN_STYLES
 from data_prep.shapeworld.sampler import TAGS
 
 NAME = "world"
@@ -22,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--holdout", default="", help="COLOR:SHAPE,... combinations kept out of train/val (never the bench)"
     )
     parser.add_argument("--tags", nargs="+", choices=TAGS, default=None, help="restrict train/val to these tags")
+    parser.add_argument(
+        "--chains", choices=CHAIN_STYLES, default="varied",
+        help="training chains: varied orders and phrasings, or the prompt's own words and order with the boxes",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -31,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     stats = write_world(
         args.out, args.train, args.val, args.bench_per_tag, size=args.size, seed=args.seed,
         holdout=args.holdout, tags=args.tags, progress=not args.quiet,
+        chains=args.chains,
     )
     print(json.dumps({k: stats[k] for k in ("counts", "bench_overlap", "seconds")}))
     print(f"wrote the world to {args.out}")

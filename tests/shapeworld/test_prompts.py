@@ -9,11 +9,13 @@ from data_prep.shapeworld.chains import (
     REGIONS,
     RELATION_PHRASES,
     grounding_chain,
+    prompt_chain,
     reading_order,
     region,
     training_chain,
 )
 from data_prep.shapeworld.prompts import metadata, prompt_space_size, prompt_text, scene_graph
+from data_prep.shapeworld.oracle import check_chain
 from data_prep.shapeworld.relations import holds
 from data_prep.shapeworld.sampler import TAGS, Description, Sample, sample, sample_description
 from data_prep.shapeworld.scene import Scene, SceneObject
@@ -193,6 +195,41 @@ def test_grounding_chain_is_canonical():
         assert grounding_chain(s.scene) == grounding_chain(s.scene)
 
 
+@pytest.mark.parametrize("tag", TAGS)
+def test_prompt_chains_are_right_plans_in_the_prompts_words(tag):
+    rng = random.Random(tag)
+    for _ in range(300):
+        s = sample(tag, rng)
+        text = prompt_chain(s)
+        order = _check_chain(s, text)
+        assert check_chain(parse_chain(text).objects, metadata(s.description))  # the oracle's "right plan"
+        assert order == (reading_order(s.scene) if tag == "counting" else list(range(len(s.scene.objects))))
+        if tag in ("colors", "color_attr", "position", "complex"):  # the prompt names colours: its words, boxes added
+            assert re.sub(r"<\|box_start\|>.*?<\|box_end\|>", "", text).replace("<|obj_start|>", "").replace(
+                "<|obj_end|>", "").replace(" ,", ",").replace("  ", " ").rstrip(" .") == prompt_text(s.description)
+        assert prompt_chain(s) == text  # one fixed chain per scene
+
+
+def test_prompt_chain_examples():
+    d = Description("complex", (("red", "circle"), ("blue", "square"), ("white", "triangle")),
+                    ((0, "left of", 1), (2, "above", 1)))
+    scene = Scene(64, (
+        SceneObject("circle", "red", (2, 30, 20, 48)),
+        SceneObject("square", "blue", (30, 30, 48, 48)),
+        SceneObject("triangle", "white", (30, 2, 48, 20)),
+    ))
+    assert prompt_chain(Sample(d, scene)) == (
+        "a <|obj_start|>red circle<|obj_end|> <|box_start|>(31,469),(312,750)<|box_end|> left of "
+        "a <|obj_start|>blue square<|obj_end|> <|box_start|>(469,469),(750,750)<|box_end|>, and "
+        "a <|obj_start|>white triangle<|obj_end|> <|box_start|>(469,31),(750,312)<|box_end|> above the blue square."
+    )
+    two = Sample(Description("two_object", (("red", "circle"), ("blue", "square"))), Scene(64, scene.objects[:2]))
+    assert prompt_chain(two) == (
+        "a <|obj_start|>red circle<|obj_end|> <|box_start|>(31,469),(312,750)<|box_end|> and "
+        "a <|obj_start|>blue square<|obj_end|> <|box_start|>(469,469),(750,750)<|box_end|>."
+    )
+
+
 # ---- vocabulary --------------------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\W\d_]+")
@@ -210,7 +247,7 @@ def test_vocabulary_covers_every_prompt_and_chain_word():
     seen = set()
     for i in range(2000):
         s = sample(TAGS[i % len(TAGS)], rng)
-        for text in (prompt_text(s.description), training_chain(s, rng), grounding_chain(s.scene)):
+        for text in (prompt_text(s.description), training_chain(s, rng), grounding_chain(s.scene), prompt_chain(s)):
             seen |= _words(text)
     assert seen <= vocab, sorted(seen - vocab)
     assert not any(c in f for f in text_fragments() for c in "{}")  # no unfilled placeholders

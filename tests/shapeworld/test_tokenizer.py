@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from data_prep.shapeworld.chains import grounding_chain, training_chain
+from data_prep.shapeworld.chains import grounding_chain, prompt_chain, training_chain
 from data_prep.shapeworld.prompts import prompt_text
 from data_prep.shapeworld.sampler import TAGS, sample
 from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
@@ -18,7 +18,8 @@ def test_world_text_round_trips_without_unk():
     rng = random.Random(0)
     for i in range(600):
         s = sample(TAGS[i % len(TAGS)], rng)
-        for text in (generation_text(prompt_text(s.description)), training_chain(s, rng), grounding_chain(s.scene)):
+        for text in (generation_text(prompt_text(s.description)), training_chain(s, rng), grounding_chain(s.scene),
+                     prompt_chain(s)):
             ids = tok.encode(text, add_special_tokens=False)
             assert unk not in ids, text
             assert tok.decode(ids) == text

@@ -76,6 +76,21 @@ def test_deterministic_under_seed(world, tmp_path):
     assert make_bench(8, 3) == _rows(out / "bench" / "metadata.jsonl")
 
 
+def test_prompt_chains_keep_the_scenes(world, tmp_path):
+    out, _ = world
+    write_world(tmp_path, train=70, val=14, bench_per_tag=8, size=32, seed=3, progress=False, chains="prompt")
+    varied, prompt = _rows(out / "train.jsonl"), _rows(tmp_path / "train.jsonl")
+    assert [r["scene"] for r in varied] == [r["scene"] for r in prompt]  # only the chains differ
+    assert (tmp_path / "grounding.jsonl").read_text() == (out / "grounding.jsonl").read_text()
+    assert sum(a["chain"] != b["chain"] for a, b in zip(varied, prompt)) > 60
+    for r in prompt:
+        if r["tag"] == "position":  # "a A left of a B" -> "a <A> <box> left of a <B> <box>."
+            words = r["prompt"].split()
+            assert r["chain"].startswith(f"a <|obj_start|>{words[1]} {words[2]}<|obj_end|>"), r["chain"]
+    settings = [json.loads((d / "world.json").read_text()) for d in (out, tmp_path)]
+    assert (settings[0]["chains"], settings[1]["chains"]) == ("varied", "prompt")
+
+
 def test_holdout_and_tags(tmp_path):
     write_world(tmp_path, train=80, val=10, bench_per_tag=4, size=32, holdout="red:circle, blue:square",
                 tags=["position", "complex"], progress=False)
@@ -107,6 +122,8 @@ def test_argument_errors(tmp_path):
         write_world(tmp_path, train=1, val=1, bench_per_tag=100, progress=False)
     with pytest.raises(ValueError, match="unknown tag"):
         write_world(tmp_path, train=1, val=1, bench_per_tag=1, tags=["spatial"], progress=False)
+    with pytest.raises(ValueError, match="unknown chain style 'canonical'; valid: varied, prompt"):
+        write_world(tmp_path, train=1, val=1, bench_per_tag=1, chains="canonical", progress=False)
     with pytest.raises(ValueError, match="non-negative"):
         write_world(tmp_path, train=-1, val=1, bench_per_tag=1, progress=False)
 
@@ -117,5 +134,8 @@ def test_cli(tmp_path, capsys):
                  "--size", "32", "--seed", "1", "--quiet"]) == 0
     assert len(_rows(out / "train.jsonl")) == 12 and len(_rows(out / "bench" / "metadata.jsonl")) == 14
     assert "wrote the world" in capsys.readouterr().out
+    assert main(["world", "--out", str(tmp_path / "p"), "--train", "4", "--val", "1", "--bench-per-tag", "1",
+                 "--size", "32", "--chains", "prompt", "--quiet"]) == 0
+    assert json.loads((tmp_path / "p" / "world.json").read_text())["chains"] == "prompt"
     assert main(["world", "--out", str(out), "--holdout", "pink:circle", "--quiet"]) == 2
     assert "unknown colour 'pink'; valid: red" in capsys.readouterr().err
