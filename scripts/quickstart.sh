@@ -22,8 +22,8 @@ SECONDS=0
 mkdir -p "$RUN"
 stage() { printf '\n== [%s, %dm%02ds in] %s\n' "$(date +%H:%M:%S)" $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
-stage "1/8 world: 20,000 train / 1,000 val records at 32 px + the bench (64 prompts per tag)"
-$JR world --out "$RUN/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32
+stage "1/8 world: 20,000 train / 1,000 val records at 32 px + the bench (64 prompts per tag), prompt-style chains"
+$JR world --out "$RUN/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --chains prompt
 
 if [ "$FROM_SCRATCH" = 1 ]; then
   stage "2/8 vq train: the tiny VQ on the world's images (recipe: train/recipes/shapeworld_vq.yaml)"
