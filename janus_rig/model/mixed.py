@@ -205,14 +205,14 @@ def drop_conditions(
     boi_id: int,
     pad_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Condition dropout (Janus' classifier-free-guidance training): the rows in `drop` that hold image codes
-    become the sampler's unconditional rows (`build_uncond_ids`: BOS + pads + `<begin_of_image>`) and keep their loss
+    """Condition dropout (Janus' classifier-free-guidance training): the rows in `drop` that learn image codes
+    (an image the model reads, in a checker's context, is not one) become the sampler's unconditional rows (`build_uncond_ids`: BOS + pads + `<begin_of_image>`) and keep their loss
     only on the codes and what follows them; other rows are unchanged. Without it the unconditional branch of CFG
     is a context the model never saw, and guidance extrapolates away from the plan.
 
     (B, T) tensors and drop (B,) bool -> (input_ids, loss_mask), both (B, T).
     """
-    drop = drop & image_mask.any(-1)  # (B,): only rows with an image segment
+    drop = drop & (image_mask & loss_mask).any(-1)  # (B,): only rows that learn to draw an image
     if not drop.any():
         return input_ids, loss_mask
     uncond = build_uncond_ids(input_ids, image_mask, attention_mask, bos_id, boi_id, pad_id)  # (B, T)

@@ -27,7 +27,7 @@ from transformers import (
 from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
 from janus_rig.model.pixels import to_uint8
-from janus_rig.model.prompts import encode_generation_prompt, encode_understanding_prompt
+from janus_rig.model.prompts import encode_generation_prompt, encode_understanding_prompt, place_codes
 from janus_rig.model.tokenizer import add_chain_tokens, add_role_tokens
 from janus_rig.model.tokens import SpecialTokenIds
 
@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MANIFEST = "janus_rig.json"  # provenance written next to the weights; never needed to load
 ADAPTERS = "adapter_model.safetensors"  # LoRA checkpoints: the unmerged adapters, what resuming restores
+ROLES_FILE = "roles.json"  # how the reflection roles read an image (`image_view`); absent: "vision"
+# How an understanding context (grounding, checker, actor) shows its image to the language model:
+#   vision  the understanding path: <image_placeholder> tokens take the vision encoder's features (Janus-Pro's
+#           pretrained SigLIP; the default)
+#   codes   the image's own VQ codes through the generation embeddings, as the model reads the image tokens it
+#           has just written (the tiny ShapeWorld preset, whose vision encoder is random-init: docs/results.md §5)
+IMAGE_VIEWS = ("vision", "codes")
 
 
 def require_dir(path: str | Path, what: str, must_have: str | None = None) -> Path:
@@ -152,10 +159,11 @@ def unwrap(model) -> JanusForConditionalGeneration:
 
 # --- the policy --------------------------------------------------------------------------------------------------
 class JanusPolicy:
-    def __init__(self, model, tokenizer, image_processor=None):
+    def __init__(self, model, tokenizer, image_processor=None, image_view: str = "vision"):
         self.model = model
         self.tokenizer = tokenizer
         self.image_processor = image_processor
+        self.image_view = check_image_view(image_view)  # IMAGE_VIEWS: how its roles read an image
         self.tokens = SpecialTokenIds.from_tokenizer(tokenizer)
         config = self.base.config
         if config.image_token_id != self.tokens.image:
@@ -210,6 +218,24 @@ class JanusPolicy:
             raise ValueError("this policy has no image processor; load it from a directory that has one")
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
 
+    def show_images(self, contexts: list[list[int]], images=None, codes: torch.Tensor | None = None):
+        """Understanding contexts (their `<image_placeholder>` run) -> (ids, image_masks, pixel_values): the inputs
+        that show row i's image in this policy's `image_view`.
+
+        vision: the contexts as they are, no image positions, `pixel_values(images)` (B, 3, S, S);
+        codes:  row i's (N,) VQ codes `codes[i]` written over its placeholders (image_mask True there), no pixels.
+        """
+        if self.image_view == "vision":
+            if images is None:
+                raise ValueError("image_view 'vision' reads the images' pixels: pass images")
+            return [list(c) for c in contexts], [[False] * len(c) for c in contexts], self.pixel_values(images)
+        if codes is None:
+            raise ValueError("image_view 'codes' reads the images' VQ codes: pass codes (B, N)")
+        if len(codes) != len(contexts):
+            raise ValueError(f"{len(contexts)} contexts but {len(codes)} code rows")
+        placed = [place_codes(c, self.tokens.image, row) for c, row in zip(contexts, codes.tolist())]
+        return [ids for ids, _ in placed], [mask for _, mask in placed], None
+
     @torch.no_grad()
     def decode_images(self, image_tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) codes -> (B, S, S, 3) uint8 pixels."""
@@ -237,6 +263,7 @@ class JanusPolicy:
         self.tokenizer.save_pretrained(out)
         if self.image_processor is not None:
             JanusProcessor(self.image_processor, self.tokenizer, num_image_tokens=self.num_image_tokens).save_pretrained(out)
+        (out / ROLES_FILE).write_text(json.dumps({"image_view": self.image_view}) + "\n")
         if manifest is not None:
             (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return out
@@ -303,7 +330,28 @@ class JanusPolicy:
         set_trainable(model, trainable or TrainableParts())
         if lora is not None:
             model = apply_lora(model, lora)
-        return cls(model, tokenizer, image_processor)
+        return cls(model, tokenizer, image_processor, read_image_view(path))
+
+
+def check_image_view(view: str) -> str:
+    if view not in IMAGE_VIEWS:
+        raise ValueError(f"image_view must be one of {', '.join(IMAGE_VIEWS)}, got {view!r}")
+    return view
+
+
+def read_image_view(path: Path) -> str:
+    """The `image_view` a model directory's ROLES_FILE records; "vision" without one (any stock Janus)."""
+    file = path / ROLES_FILE
+    if not file.is_file():
+        return "vision"
+    try:
+        view = json.loads(file.read_text()).get("image_view", "vision")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{file}: not a JSON object with an 'image_view' ({err})") from None
+    try:
+        return check_image_view(view)
+    except ValueError as err:
+        raise ValueError(f"{file}: {err}") from None
 
 
 def _load_image_processor(path: Path, model: JanusForConditionalGeneration):

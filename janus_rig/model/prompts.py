@@ -9,6 +9,7 @@ chain and then `<begin_of_image>`:
 
 Understanding (the checker role) shows the image through the vision encoder: `<begin_of_image>`, one
 `<image_placeholder>` per vision feature, `<end_of_image>`, then the question, in the same User/Assistant template.
+A policy whose `image_view` is "codes" writes the image's VQ codes over the placeholders instead (`place_codes`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def encode_understanding_prompt(tokenizer, ids: SpecialTokenIds, question: str, 
     head = tokenizer.encode(UNDERSTANDING_PREFIX, add_special_tokens=False)
     tail = tokenizer.encode(UNDERSTANDING_SUFFIX.format(question=question), add_special_tokens=False)
     return [ids.bos, *head, ids.boi, *([ids.image] * num_image_tokens), ids.eoi, *tail]
+
+
+def place_codes(ids: list[int], placeholder: int, codes: list[int]) -> tuple[list[int], list[bool]]:
+    """An understanding context with `codes` (VQ codebook indices) written over its run of placeholder ids, and the
+    image mask that marks them: the image shown as the codes the model writes, not as vision features."""
+    mask = [i == placeholder for i in ids]
+    if sum(mask) != len(codes):
+        raise ValueError(f"the context has {sum(mask)} <image_placeholder> tokens but the image {len(codes)} codes")
+    it = iter(codes)
+    return [next(it) if m else i for i, m in zip(ids, mask)], mask
 
 
 def template_texts() -> list[str]:

@@ -1,7 +1,8 @@
 """The Generate-Reflect-Edit loop in one model (RL-RIG's roles, all played by the policy):
 
     generate  rollout sample: caption -> chain -> image tokens                   (janus_rig.rollout.sample)
-    check     understanding path: image + caption + plan -> reflection            (checker, prompts.py + text.py)
+    check     understanding context: image + caption + plan -> reflection         (checker, prompts.py + text.py)
+              (the image as vision features or as its VQ codes: the policy's `image_view`)
     act       on `edit`: image + caption + plan + reflection -> revised chain + edit boxes      (actor)
     edit      region-locked rollout: only tokens inside the edit boxes are redrawn, conditioned on the revised
               chain; every other image token is kept as it was                  (janus_rig.rollout.edit)
@@ -74,19 +75,22 @@ class ReflectConfig:
 
 # --- the roles -----------------------------------------------------------------------------------------------------
 def check(policy, images: list[Image.Image], prompts: list[str], plans: list[str], config: TextConfig,
-          generator: torch.Generator) -> TextRollout:
-    """The checker: one reflection per image, ended by <|reflect_end|>."""
+          generator: torch.Generator, codes: torch.Tensor | None = None) -> TextRollout:
+    """The checker: one reflection per image, ended by <|reflect_end|>. It reads `images` or their (B, N) VQ
+    `codes`, as the policy's `image_view` says."""
     contexts = [encode_checker(policy, p, c) for p, c in zip(prompts, plans)]
     stop = role_token_ids(policy.tokenizer)[REFLECT_END]
-    return sample_text(policy, contexts, policy.pixel_values(images), [stop], config, generator)
+    ids, masks, pixels = policy.show_images(contexts, images, codes)
+    return sample_text(policy, ids, pixels, [stop], config, generator, image_masks=masks)
 
 
 def act(policy, images: list[Image.Image], prompts: list[str], plans: list[str], reflections: list[str],
-        config: TextConfig, generator: torch.Generator) -> TextRollout:
-    """The actor: one edit per image, ended by <|edit_end|>."""
+        config: TextConfig, generator: torch.Generator, codes: torch.Tensor | None = None) -> TextRollout:
+    """The actor: one edit per image, ended by <|edit_end|>; it sees the image as the checker does."""
     contexts = [encode_actor(policy, p, c, r) for p, c, r in zip(prompts, plans, reflections)]
     stop = role_token_ids(policy.tokenizer)[EDIT_END]
-    return sample_text(policy, contexts, policy.pixel_values(images), [stop], config, generator)
+    ids, masks, pixels = policy.show_images(contexts, images, codes)
+    return sample_text(policy, ids, pixels, [stop], config, generator, image_masks=masks)
 
 
 CheckFn = Callable[..., TextRollout]  # check's signature; anything with `.texts` works (tests script the roles)
@@ -219,7 +223,7 @@ def reflect(
         if not open_rows:
             break
         out = checker(policy, [images[r] for r in open_rows], [row_prompts[r] for r in open_rows],
-                      [plans[r] for r in open_rows], config.checker, generator)
+                      [plans[r] for r in open_rows], config.checker, generator, codes=tokens[open_rows])
         batch = RoundBatch(k, list(open_rows), out)
         batches.append(batch)
         counts["checks"] += len(open_rows)
@@ -257,7 +261,7 @@ def _act_and_edit(policy, rows, batch, traces, prompts, plans, tokens, images, c
                   actor, counts) -> None:
     """Actor for the rows that want an edit, then one batched region-locked edit of those with usable boxes."""
     out = actor(policy, [images[r] for r in rows], [prompts[r] for r in rows], [plans[r] for r in rows],
-                [traces[r][-1].reflection_text for r in rows], config.actor, generator)
+                [traces[r][-1].reflection_text for r in rows], config.actor, generator, codes=tokens[rows])
     batch.actor_rows, batch.actor = list(rows), out
     counts["truncated_edits"] += int((~_stopped(out)).sum())
     usable = []

@@ -1,7 +1,8 @@
 """Text sampling after any context, image-understanding contexts included: how the checker and actor write.
 
 The rollout sampler writes a chain after a generation prompt and then image tokens; the roles instead write text
-after an understanding prompt whose `<image_placeholder>` tokens are vision features. This is that text phase on
+after an understanding prompt whose `<image_placeholder>` tokens are vision features (or the image's VQ codes, for a
+policy whose `image_view` is "codes"). This is that text phase on
 the same machinery: the rollout's `Decoder` over the policy's modules, its caches (the context is one
 `SharedPrefix` per row, the written text a per-row `KVCache`; finished rows leave the batch), and the pure draws
 of `janus_rig.rollout.sampling` (seeded per row and step, log-probs of the temperature-scaled distribution).
@@ -10,8 +11,8 @@ of `janus_rig.rollout.sampling` (seeded per row and step, log-probs of the tempe
                       config=TextConfig(max_new_tokens=256), generator=g)
     out.texts[0]   # '<|reflect_start|>The image shows ...<|reflect_end|>'
 
-The returned batch re-scores teacher-forced with `mixed_logprobs(model, out.input_ids, zeros, out.attention_mask,
-out.completion_mask, pixel_values=out.pixel_values, text_temperature=T)` (tests/reflect/test_text.py).
+The returned batch re-scores teacher-forced with `mixed_logprobs(model, out.input_ids, out.image_mask,
+out.attention_mask, out.completion_mask, pixel_values=out.pixel_values, text_temperature=T)` (tests/reflect/test_text.py).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class TextRollout:
     attention_mask: torch.Tensor  # (R, T) long
     completion_mask: torch.Tensor  # (R, T) bool: the written tokens (a stop token included)
     logprobs: torch.Tensor  # (R, T) fp32 log-prob of each written token; 0 elsewhere
-    pixel_values: torch.Tensor | None  # (R, 3, S, S) the images the contexts show, or None
+    pixel_values: torch.Tensor | None  # (R, 3, S, S) the images the contexts show (image_view vision), or None
+    image_mask: torch.Tensor  # (R, T) bool: positions holding VQ codes (image_view codes; all False otherwise)
     completion_ids: list[list[int]]
     texts: list[str]  # decoded completions (role and chain tokens kept)
     stopped: torch.Tensor  # (R,) bool: ended by a stop token; False: cut at max_new_tokens
@@ -67,11 +69,13 @@ def sample_text(
     stop_ids: Sequence[int],
     config: TextConfig,
     generator: torch.Generator,
+    image_masks: list[list[bool]] | None = None,
 ) -> TextRollout:
     """Write text after each context until a stop id (kept in the text) or max_new_tokens.
 
     contexts: token lists; their `<image_placeholder>` tokens take the features of `pixel_values` (B, 3, S, S),
-    in row order. Tokens that are never text (BOS, pad, image placeholders, begin/end of image, rows beyond the
+    in row order; where `image_masks` (one per context) is True the id is a VQ code read through the generation
+    embeddings (`JanusPolicy.show_images` builds both). Tokens that are never text (BOS, pad, image placeholders, begin/end of image, rows beyond the
     tokenizer) are never drawn; EOS is drawn only when it is a stop id.
     """
     if not contexts:
@@ -82,9 +86,10 @@ def sample_text(
         decoder = Decoder(policy, max(map(len, contexts)) + C + 1)
         dev = decoder.device
         ids, attention = left_pad(contexts, t.pad)  # (R, P) each
+        codes_at = _left_pad_masks(image_masks, contexts)  # (R, P)
         P = ids.shape[1]
         pixels = None if pixel_values is None else pixel_values.to(dev, decoder.dtype)
-        embeds = embed_mixed(policy.model, ids.to(dev), torch.zeros_like(ids, dtype=torch.bool, device=dev), pixels)
+        embeds = embed_mixed(policy.model, ids.to(dev), codes_at.to(dev), pixels)
         prefix = decoder.cache(R, P)
         prefix.keep[:] = attention.bool().to(dev)
         hidden = decoder.forward(embeds, position_ids_from_mask(prefix.keep), prefix, prefix.prefill_mask(P))
@@ -125,7 +130,20 @@ def sample_text(
             logits = decoder.lm_head(hidden[:, 0]).float()  # (A, V)
 
     completion_ids = [row[:n] for row, n in zip(written.tolist(), length.tolist())]
-    return _assemble(policy, contexts, completion_ids, written_lp.cpu(), pixel_values, stopped)
+    return _assemble(policy, contexts, completion_ids, written_lp.cpu(), pixel_values, stopped, image_masks)
+
+
+def _left_pad_masks(image_masks: list[list[bool]] | None, seqs: list[list[int]]) -> torch.Tensor:
+    """(R, T) bool: each row's image mask left-padded like `left_pad(seqs)` (all False without masks)."""
+    T = max(map(len, seqs))
+    out = torch.zeros(len(seqs), T, dtype=torch.bool)
+    if image_masks is None:
+        return out
+    if len(image_masks) != len(seqs) or any(len(m) != len(s) for m, s in zip(image_masks, seqs)):
+        raise ValueError("image_masks must give one mask per context, as long as the context")
+    for r, mask in enumerate(image_masks):
+        out[r, T - len(mask) :] = torch.tensor(mask, dtype=torch.bool)
+    return out
 
 
 @torch.no_grad()
@@ -136,6 +154,7 @@ def score_text(
     pixel_values: torch.Tensor | None,
     stop_ids: Sequence[int],
     temperature: float = 1.0,
+    image_masks: list[list[bool]] | None = None,
 ) -> TextRollout:
     """The TextRollout that `sample_text` returns had it written `completions` (token lists) after `contexts`: each
     written token's log-prob under the policy at `temperature`, teacher-forced in one forward; `stopped` where a
@@ -145,7 +164,10 @@ def score_text(
     if len(contexts) != len(completions) or not contexts:
         raise ValueError(f"score_text needs one completion per context: {len(contexts)} contexts, "
                          f"{len(completions)} completions")
-    ids, attention = left_pad([c + w for c, w in zip(contexts, completions)], policy.tokens.pad)  # (R, T) each
+    full = [c + w for c, w in zip(contexts, completions)]
+    ids, attention = left_pad(full, policy.tokens.pad)  # (R, T) each
+    codes_at = _left_pad_masks(None if image_masks is None else
+                               [m + [False] * len(w) for m, w in zip(image_masks, completions)], full)  # (R, T)
     T = ids.shape[1]
     written = torch.zeros_like(ids, dtype=torch.bool)  # (R, T)
     for r, w in enumerate(completions):
@@ -153,7 +175,7 @@ def score_text(
     dev = policy.device
     pixels = None if pixel_values is None else pixel_values.to(dev, next(policy.base.parameters()).dtype)
     with eval_mode(policy.model):
-        lp = mixed_logprobs(policy.model, ids.to(dev), torch.zeros_like(written, device=dev), attention.to(dev),
+        lp = mixed_logprobs(policy.model, ids.to(dev), codes_at.to(dev), attention.to(dev),
                             written.to(dev), pixel_values=pixels, text_temperature=temperature).logprobs  # (R, T)
     C = max(map(len, completions))
     written_lp = torch.zeros(len(completions), C)  # (R, C) in writing order, as sample_text keeps them
@@ -161,11 +183,14 @@ def score_text(
         written_lp[r, : len(w)] = lp[r, T - len(w) :].cpu()
     stops = set(stop_ids)
     stopped = torch.tensor([bool(w) and w[-1] in stops for w in completions])
-    return _assemble(policy, contexts, [list(w) for w in completions], written_lp, pixel_values, stopped)
+    return _assemble(policy, contexts, [list(w) for w in completions], written_lp, pixel_values, stopped, image_masks)
 
 
-def _assemble(policy, contexts, completion_ids, written_lp, pixel_values, stopped) -> TextRollout:
-    ids, attention = left_pad([c + w for c, w in zip(contexts, completion_ids)], policy.tokens.pad)  # (R, T)
+def _assemble(policy, contexts, completion_ids, written_lp, pixel_values, stopped, image_masks) -> TextRollout:
+    full = [c + w for c, w in zip(contexts, completion_ids)]
+    ids, attention = left_pad(full, policy.tokens.pad)  # (R, T)
+    codes_at = _left_pad_masks(None if image_masks is None else
+                               [m + [False] * len(w) for m, w in zip(image_masks, completion_ids)], full)
     T = ids.shape[1]
     completion = torch.zeros_like(ids, dtype=torch.bool)
     logprobs = torch.zeros(ids.shape)
@@ -179,6 +204,7 @@ def _assemble(policy, contexts, completion_ids, written_lp, pixel_values, stoppe
         completion_mask=completion.to(dev),
         logprobs=logprobs.to(dev),
         pixel_values=pixel_values,
+        image_mask=codes_at.to(dev),
         completion_ids=completion_ids,
         texts=[policy.decode_text(w) for w in completion_ids],
         stopped=stopped,

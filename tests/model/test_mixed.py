@@ -139,6 +139,11 @@ def test_condition_dropout_makes_the_samplers_uncond_rows_and_trains_only_their_
     same_ids, same_mask = drop_conditions(ids, no_image, attention, loss_mask, torch.ones(2, dtype=torch.bool),
                                           t.bos, t.boi, t.pad)
     assert torch.equal(same_ids, ids) and torch.equal(same_mask, loss_mask)
+    # nor is a row that only reads its codes (a checker row of a codes-view policy: no loss on the codes)
+    read_only = loss_mask & ~image_mask
+    same_ids, same_mask = drop_conditions(ids, image_mask, attention, read_only, torch.ones(2, dtype=torch.bool),
+                                          t.bos, t.boi, t.pad)
+    assert torch.equal(same_ids, ids) and torch.equal(same_mask, read_only)
 
 
 def test_uncond_requires_boi_before_codes(tiny_policy):

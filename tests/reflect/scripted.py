@@ -29,8 +29,8 @@ class Scripted:
         self.texts_for = texts_for
         self.calls: list[dict] = []
 
-    def __call__(self, policy, images, prompts, plans, *rest):
+    def __call__(self, policy, images, prompts, plans, *rest, codes=None):
         k = len(self.calls)
-        self.calls.append({"images": images, "prompts": prompts, "plans": plans, "rest": rest[:-2]})
+        self.calls.append({"images": images, "prompts": prompts, "plans": plans, "rest": rest[:-2], "codes": codes})
         texts = [self.texts_for(k, i) for i in range(len(images))]
         return SimpleNamespace(texts=texts, stopped=torch.ones(len(texts), dtype=torch.bool))

@@ -30,7 +30,7 @@ class Forced:
         self.role, self.texts_for = role, texts_for
         self.calls: list[list[str]] = []
 
-    def __call__(self, policy, images, prompts, plans, *rest):
+    def __call__(self, policy, images, prompts, plans, *rest, codes=None):
         config = rest[-2]
         texts = [self.texts_for(len(self.calls), i) for i in range(len(images))]
         self.calls.append(texts)
@@ -39,8 +39,9 @@ class Forced:
         else:
             contexts = [encode_actor(policy, p, c, r) for p, c, r in zip(prompts, plans, rest[0])]
         stop = role_token_ids(policy.tokenizer)[REFLECT_END if self.role == "checker" else EDIT_END]
-        return score_text(policy, contexts, [policy.encode_text(t) for t in texts], policy.pixel_values(images),
-                          [stop], config.temperature)
+        ids, masks, pixels = policy.show_images(contexts, images, codes)
+        return score_text(policy, ids, [policy.encode_text(t) for t in texts], pixels, [stop], config.temperature,
+                          image_masks=masks)
 
 
 def before_yes(i: int) -> int:

@@ -142,6 +142,31 @@ def test_actor_loss_reads_only_the_reflections_and_edits(tmp_path, world, policy
     assert not any(v for n, v in got.items() if n.startswith("model.generation_head"))  # no image token optimised
 
 
+def test_codes_view_texts_carry_the_codes_they_read(tmp_path, world, policy_dir):
+    """A policy whose roles read codes: each optimised text's batch row holds its image's N codes (image_mask), no
+    pixels; re-scoring gives the sampled log-probs (ratio 1) and no gradient reaches the vision aligner."""
+    import shutil
+
+    codes_dir = tmp_path / "codes_policy"
+    shutil.copytree(policy_dir, codes_dir)
+    (codes_dir / "roles.json").write_text('{"image_view": "codes"}')
+    checker, actor = edit_once()
+    trainer = build_trainer(config(tmp_path, world, codes_dir), checker=checker, actor=actor)
+    assert trainer.policy.image_view == "codes"
+    inputs = first_inputs(trainer)
+    ids, mask = inputs["input_ids"], inputs["loss_mask"]
+    assert "pixel_values" not in inputs
+    assert inputs["image_mask"].sum(-1).tolist() == [trainer.policy.num_image_tokens] * ids.shape[0]
+    assert not (inputs["image_mask"] & mask).any()
+    with torch.no_grad():
+        logps = trainer.model(ids, inputs["image_mask"], inputs["attention_mask"], mask)
+    assert float(((logps - inputs["old_logps"]).abs() * mask).max()) < 1e-4
+    trainer.compute_loss(trainer.model, inputs).backward()
+    got = grads(trainer)
+    assert any(v for n, v in got.items() if n.startswith("lm_head"))
+    assert not any(v for n, v in got.items() if n.startswith("model.aligner"))
+
+
 def test_actor_edits_only_without_the_checker(tmp_path, world, policy_dir):
     checker, actor = edit_once()
     trainer = build_trainer(config(tmp_path, world, policy_dir, train_checker=False), checker=checker, actor=actor)

@@ -215,3 +215,37 @@ def test_reflection_rows_mixed_at_their_ratio_and_bad_ones_reported(tmp_path, wo
         picks.append(sorted({r["id"].split("/")[0] for r in ds if "/" in r["id"]}))
         assert report.summary()["kept"]["reflect.jsonl"] == 2
     assert len(picks[0]) == 2 and picks[0] == picks[1]
+
+
+def test_codes_view_rows_show_their_image_as_cached_codes(tmp_path, world, policy):
+    """image_view codes: grounding and role rows carry the image's VQ codes over their placeholders (image_mask
+    there, no loss on them), exactly the codes the VQ gives that image; no pixels are loaded."""
+    from data_prep.shapeworld.perturb import write_reflect_data
+
+    mixed = tmp_path / "world"
+    shutil.copytree(world, mixed)
+    write_reflect_data(mixed, 6, seed=0, progress=False)
+    policy.image_view = "codes"
+    try:
+        ds, _ = build_datasets(policy, sft_config(tmp_path, mixed, reflect_ratio=0.5, grounding_ratio=0.5),
+                               RowReport())
+    finally:
+        policy.image_view = "vision"
+    # rows that read an image: codes in, no loss on them (generation rows learn theirs)
+    seen = [r for r in ds if any(r["image_mask"]) and not any(m and x for m, x in zip(r["image_mask"], r["loss_mask"]))]
+    roles = [r for r in seen if "/" in r["id"]]
+    assert len(seen) - len(roles) == 4 and len(roles) >= 4  # 0.5 x 8 grounding rows, >= 3 checker rows + actors
+    assert not any(r["grounding"] or r["image"] for r in seen)
+    images = {"reflect": {r["id"]: r["image"] for r in read_jsonl(mixed / "reflect.jsonl")},
+              "grounding": {r["id"]: r["image"] for r in read_jsonl(mixed / "grounding.jsonl")}}
+    N = policy.num_image_tokens
+    for r in seen:
+        kind = "reflect" if "/" in r["id"] else "grounding"
+        image = images[kind][r["id"].split("/")[0]]
+        expected = image_codes(mixed / f"{kind}.jsonl", mixed, policy.base.model.vqmodel, WORLD_SIZE,
+                               policy.image_size, tmp_path / "cache", paths=[image])[image].codes
+        shown = [i for i, m in zip(r["input_ids"], r["image_mask"]) if m]
+        assert len(shown) == N and shown == expected
+        assert policy.tokens.image not in [i for i, m in zip(r["input_ids"], r["image_mask"]) if not m]
+    batch = SFTCollator(policy.tokens.pad, WorldInfo.read(mixed), policy.pixel_values)(seen[:3])
+    assert "pixel_values" not in batch and batch["image_mask"].sum() == 3 * N

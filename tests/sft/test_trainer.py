@@ -77,6 +77,29 @@ def test_reflection_mix_trains(tmp_path, world):
     assert not torch.equal(before["model.aligner.fc1.weight"], after["model.aligner.fc1.weight"])
 
 
+def test_codes_view_trains_the_roles_on_codes_and_is_saved(tmp_path, world):
+    """image_view codes: the role rows show their image as VQ codes (no pixels reach the vision encoder, so the
+    understanding aligner stays as it was) and the saved model records the view its roles read."""
+    import shutil
+
+    from data_prep.shapeworld.perturb import write_reflect_data
+    from janus_rig.model.policy import JanusPolicy
+
+    mixed = tmp_path / "world"
+    shutil.copytree(world, mixed)
+    write_reflect_data(mixed, 8, seed=0, progress=False)
+    parts = ["language_model", "lm_head", "aligner"]
+    summary = run_sft(sft_config(tmp_path, mixed, max_steps=2, reflect_ratio=0.5, grounding_ratio=0.25,
+                                 image_view="codes", trainable_parts=parts, save_strategy="no", **FAST))
+    assert summary["steps"] == 2 and summary["rows"]["kept"]["reflect.jsonl"] == 4
+    out = tmp_path / "out"
+    before, after = load_file(out / "init" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert torch.equal(before["model.aligner.fc1.weight"], after["model.aligner.fc1.weight"])
+    assert not torch.equal(before["model.language_model.norm.weight"], after["model.language_model.norm.weight"])
+    assert JanusPolicy.load(out).image_view == "codes"
+    assert JanusPolicy.load(out / "init").image_view == "vision"
+
+
 def test_time_budget_stops_cleanly(tmp_path, world):
     summary = run_sft(sft_config(tmp_path, world, max_steps=50, max_train_seconds=0.01, chain=False, **FAST))
     assert summary["stopped_by_time_budget"] and summary["steps"] == 1
@@ -112,6 +135,7 @@ def test_yaml_then_flags(tmp_path, world):
     (dict(text_weight=0.0, image_weight=0.0), "at least one > 0"),
     (dict(cond_dropout=1.0), "cond_dropout=1.0 must lie in [0, 1)"),
     (dict(remove_unused_columns=True), "remove_unused_columns must be false"),
+    (dict(image_view="pixels"), "image_view must be one of vision, codes or ''"),
 ])
 def test_invalid_combinations_say_how_to_fix(tmp_path, world, overrides, message):
     with pytest.raises(ValueError) as err:

@@ -113,7 +113,8 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
     """The texts of `actor_sequences`, left-padded into one batch of S sequences, each with its row's advantage:
 
         input_ids, attention_mask, loss_mask (the written tokens), old_logps (as sampled)   (S, T)
-        image_mask (S, T) all False; advantages (S,); pixel_values (S, 3, H, W) the image each text looked at
+        image_mask (S, T) the image codes each text looked at (image_view codes; else all False); advantages (S,);
+        pixel_values (S, 3, H, W) the image each text looked at (image_view vision; else absent)
 
     With no optimised text (every row kept or was unreadable and train_checker is off), the first reflection is
     the one row, with an empty loss mask (a zero loss). Texts of rows whose reward is not `valid` (R,) carry no
@@ -122,7 +123,7 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
     empty = not picks
     if empty:
         picks = [(result.rounds[0].rows[0], result.rounds[0].checker, 0)]
-    ids, masks, olds, pixels, rows = [], [], [], [], []
+    ids, masks, olds, pixels, codes_at, rows = [], [], [], [], [], []
     for r, out, j in picks:
         keep = out.attention_mask[j].bool()  # (T_j,) the sequence without its left padding
         ids.append(out.input_ids[j][keep].tolist())
@@ -131,19 +132,27 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
             mask = torch.zeros_like(mask)
         masks.append(mask)
         olds.append(out.logprobs[j][keep].float().cpu())
-        pixels.append(out.pixel_values[j])
+        codes_at.append(out.image_mask[j][keep].cpu())
+        if out.pixel_values is not None:
+            pixels.append(out.pixel_values[j])
         rows.append(r)
     input_ids, attention = left_pad(ids, pad_id)  # (S, T) each
     S, T = input_ids.shape
     loss_mask = torch.zeros(S, T, dtype=torch.bool)
     old = torch.zeros(S, T)
-    for s, (mask, lp) in enumerate(zip(masks, olds)):
+    image_mask = torch.zeros(S, T, dtype=torch.bool)
+    for s, (mask, lp, at) in enumerate(zip(masks, olds, codes_at)):
         loss_mask[s, T - len(mask) :] = mask
         old[s, T - len(lp) :] = lp
-    pixel_values = torch.stack(pixels).cpu()  # (S, 3, H, W)
-    return {"input_ids": input_ids, "image_mask": torch.zeros(S, T, dtype=torch.bool), "attention_mask": attention,
-            "loss_mask": loss_mask, "old_logps": old, "advantages": advantages.cpu()[torch.tensor(rows)],
-            "pixel_values": pixel_values if dtype is None else pixel_values.to(dtype)}
+        image_mask[s, T - len(at) :] = at
+    batch = {"input_ids": input_ids, "image_mask": image_mask, "attention_mask": attention, "loss_mask": loss_mask,
+             "old_logps": old, "advantages": advantages.cpu()[torch.tensor(rows)]}
+    if pixels:
+        if len(pixels) != S:
+            raise ValueError("some texts looked at pixels and some at codes: one policy has one image_view")
+        pixel_values = torch.stack(pixels).cpu()  # (S, 3, H, W)
+        batch["pixel_values"] = pixel_values if dtype is None else pixel_values.to(dtype)
+    return batch
 
 
 def editor_batch(rollout: Rollout, advantages: torch.Tensor, valid: torch.Tensor, image_logprob: str,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
+from janus_rig.model.policy import IMAGE_VIEWS
 from train.common import PolicyArgs, parse_recipe
 from train.common import help_field as _help
 
@@ -23,13 +24,17 @@ class SFTConfig(PolicyArgs, TrainingArguments):
                               default=None)
     chain: bool = _help("true: prompt -> reasoning chain -> image (GoT-R1 stage 1); false: prompt -> image, the "
                         "'does reasoning help' ablation", default=True)
-    grounding_ratio: float = _help("grounding records (image in through the understanding path, canonical chain "
-                                   "out) mixed in at this fraction of the train records, 0..1", default=0.0)
+    grounding_ratio: float = _help("grounding records (image in as the model's image_view shows it, canonical "
+                                   "chain out) mixed in at this fraction of the train records, 0..1", default=0.0)
     reflect_ratio: float = _help("reflection rows (WORLD/reflect.jsonl, written by `janus-rig reflect-data`: the "
                                  "checker's reflection and the actor's edit of a perturbed image, the image in "
-                                 "through the understanding path) mixed in: round(ratio x kept train records) rows, "
+                                 "as the model's image_view shows it) mixed in: round(ratio x kept train records) rows, "
                                  "each one checker sequence plus one actor sequence when it says edit; 0..1",
                                  default=0.0)
+    image_view: str = _help("how grounding and reflection rows show their image: 'vision' (the understanding path's "
+                            "vision features), 'codes' (the image's VQ codes through the generation embeddings) or "
+                            "'' (the starting model's; saved with the model, and what its roles then read)",
+                            default="")
     max_train_records: int = _help("use only the first N train records (0: all)", default=0)
     max_eval_records: int = _help("val records to evaluate on when eval_strategy is not 'no' (0: all)", default=512)
     vq_cache: bool = _help("true: VQ-encode every image once and cache the codes; false: encode on the fly at "
@@ -82,6 +87,9 @@ class SFTConfig(PolicyArgs, TrainingArguments):
         if not 0.0 <= self.grounding_ratio <= 1.0:
             raise ValueError(f"grounding_ratio {self.grounding_ratio} is outside [0, 1]: e.g. 0.1 adds one "
                              "grounding record per ten train records")
+        if self.image_view and self.image_view not in IMAGE_VIEWS:
+            raise ValueError(f"image_view must be one of {', '.join(IMAGE_VIEWS)} or '' (the starting model's), got "
+                             f"{self.image_view!r}")
         if not 0.0 <= self.reflect_ratio <= 1.0:
             raise ValueError(f"reflect_ratio {self.reflect_ratio} is outside [0, 1]: e.g. 0.1 adds one reflection "
                              "row per ten train records")

@@ -10,8 +10,9 @@ Sequences (loss on the targets marked [...]; the prompt is context only):
 
 The checker and actor rows come from WORLD/reflect.jsonl (`janus-rig reflect-data`; `janus_rig.reflect.data`):
 each drawn row gives its checker sequence, and its actor sequence when its decision is edit. Grounding and
-reflection rows read an image through the understanding path; they carry `grounding: True`, which is what makes
-the collator load their `image` into `pixel_values`.
+reflection rows read an image in the policy's `image_view`: through the understanding path ("vision"), where they
+carry `grounding: True`, which is what makes the collator load their `image` into `pixel_values`; or as the image's
+VQ codes over the placeholders ("codes"; cached like the generation rows' codes, `view_codes`).
 
 In no-chain mode `<begin_of_image>` is forced (the sampler writes it), so it is not a target. Image codes come
 from the VQ cache (`data_prep.vq_cache`), computed once per image; training never re-encodes images unless
@@ -36,7 +37,7 @@ import torch
 from data_prep.vq_cache import ImageCodes, image_codes, load_image
 from data_prep.converters.common import RowReport
 from janus_rig.chain import ChainFormatError, parse_chain
-from janus_rig.model.prompts import GROUNDING_QUESTION
+from janus_rig.model.prompts import GROUNDING_QUESTION, place_codes
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def grounding_rows(policy, config, n: int, report: RowReport) -> list[dict]:
     path = world.root / "grounding.jsonl"
     records = read_records(path, report)
     random.Random(config.seed).shuffle(records)
+    codes = view_codes(policy, config, path, records)
     max_length = policy.base.config.text_config.max_position_embeddings
     rows = []
     for record in records:
@@ -188,14 +190,37 @@ def grounding_rows(policy, config, n: int, report: RowReport) -> list[dict]:
         if problem is None:
             seq = grounding_sequence(policy, record["chain"])
             problem = check_sequence(policy, seq, max_length)
+        if problem is None and codes is not None:
+            seq, problem = _show_codes(policy, seq, codes.get(record["image"]))
         if problem is not None:
             report.reject(row_id, path.name, *problem)
             continue
-        rows.append(_row(seq, record["image"], grounding=True, row_id=row_id))
+        rows.append(_row(seq, record["image"], grounding=True, row_id=row_id) if codes is None else
+                    _row(seq, row_id=row_id))
     if len(rows) < n:
         log.warning("asked for %d grounding rows, %d usable in %s", n, len(rows), path)
     report.kept[path.name] += len(rows)
     return rows
+
+
+def view_codes(policy, config, path: Path, records: list[dict]) -> dict[str, ImageCodes] | None:
+    """For a policy whose `image_view` is "codes": the VQ codes of every image the records of `path` name (cached
+    like the generation rows'); None for "vision", whose rows load their images' pixels in the collator."""
+    if policy.image_view != "codes":
+        return None
+    world = WorldInfo.read(config.world)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else world.root / "cache"
+    paths = list(dict.fromkeys(r["image"] for r in records if isinstance(r.get("image"), str)))
+    return image_codes(path, world.root, policy.base.model.vqmodel, world.size, policy.image_size, cache_dir,
+                       paths=paths, encode=True, batch_size=config.vq_batch_size)
+
+
+def _show_codes(policy, seq: Sequence, entry: ImageCodes | None) -> tuple[Sequence | None, tuple[str, str] | None]:
+    """An understanding sequence with its image's codes over the placeholders (image_view codes), or the problem."""
+    if entry is None or entry.error:
+        return None, tuple(entry.error.split(": ", 1)) if entry else ("bad_image", "no codes for the image")
+    ids, mask = place_codes(seq.input_ids, policy.tokens.image, entry.codes)
+    return Sequence(ids, mask, seq.loss_mask), None
 
 
 def reflect_rows(policy, config, n: int, report: RowReport) -> list[dict]:
@@ -210,6 +235,7 @@ def reflect_rows(policy, config, n: int, report: RowReport) -> list[dict]:
                                 "--n N` (or set reflect_ratio: 0)")
     records = read_records(path, report)
     random.Random(config.seed).shuffle(records)
+    codes = view_codes(policy, config, path, records)
     max_length = policy.base.config.text_config.max_position_embeddings
     rows, used = [], 0
     for record in records:
@@ -223,9 +249,14 @@ def reflect_rows(policy, config, n: int, report: RowReport) -> list[dict]:
             except ValueError as err:
                 problem = tuple(str(err).split(": ", 1))
         sequences = role_sequences(policy, record) if problem is None else []
-        for seq in sequences:
+        for i, seq in enumerate(sequences):
             problem = check_sequence(policy, Sequence(seq["input_ids"], seq["image_mask"], seq["loss_mask"]),
                                      max_length)
+            if problem is None and codes is not None:
+                shown, problem = _show_codes(policy, Sequence(seq["input_ids"], seq["image_mask"], seq["loss_mask"]),
+                                             codes.get(record["image"]))
+                if problem is None:
+                    sequences[i] = _row(shown, row_id=seq["id"])
             if problem is not None:
                 problem = (problem[0], f"{seq['id']}: {problem[1]}")
                 break

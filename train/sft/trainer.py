@@ -104,6 +104,7 @@ def run_sft(config: SFTConfig) -> dict:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     policy = load_policy(config)
+    policy.image_view = config.image_view or policy.image_view
 
     report = RowReport()
     train_ds, eval_ds = build_datasets(policy, config, report)
