@@ -19,6 +19,11 @@ Targets (rows of WORLD/reflect.jsonl, see docs/reflection.md):
   of every stated fact (`janus_rig.reflect.facts.oracle_verdicts`), and the decision: keep iff all hold;
 - actor (edit decisions only): the record's correct chain and the edit boxes, the union of the old and the new
   box of every changed object (a region to clear, a region to draw, or both), each named by its object.
+
+The plan shown with the image is the record's correct chain: the image failed to follow a right plan (a drawing
+error). With `plan_errors` > 0 that share of the moves shows instead the plan the moved image follows (the record's
+chain with the moved object's box; `plan_error: true`): a wrong plan drawn faithfully, which the actor must revise
+to the correct chain, not copy.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from data_prep.shapeworld.relations import holds
 from data_prep.shapeworld.render import render
 from data_prep.shapeworld.sampler import apart, holds_in_chain_too, min_gap, side_range
 from data_prep.shapeworld.scene import COLORS, MAX_OBJECTS, SHAPES, Scene, SceneObject
-from janus_rig.chain import Box, ChainFormatError, ChainObject
+from janus_rig.chain import Box, ChainFormatError, ChainObject, format_span
 from janus_rig.reflect.facts import OBJECT, RELATION, Fact, oracle_verdicts, stated_facts
 from janus_rig.reflect.format import EDIT, KEEP, NOTHING_SEEN, format_edit, format_reflection
 
@@ -236,8 +241,18 @@ def seen_chain(scene: Scene) -> str:
     return grounding_chain(scene) if scene.objects else NOTHING_SEEN
 
 
-def example(record: dict, perturbed: Perturbed) -> tuple[dict, object]:
-    """The reflect.jsonl row (without id/image) and the rendered image for a perturbed record."""
+def followed_plan(chain: str, old: ChainObject, new: ChainObject) -> str | None:
+    """The chain with the span of `old` (its name and box) rewritten with `new`'s box: the plan a moved object's
+    image follows. None when the span is not found exactly once."""
+    span = format_span(old.name, old.box)
+    if chain.count(span) != 1:
+        return None
+    return chain.replace(span, format_span(new.name, new.box))
+
+
+def example(record: dict, perturbed: Perturbed, plan_error: bool = False) -> tuple[dict, object]:
+    """The reflect.jsonl row (without id/image) and the rendered image for a perturbed record; `plan_error` (moves
+    only) shows the plan the moved image follows instead of the record's chain."""
     image = render(perturbed.scene)
     verdicts = oracle_verdicts(record["metadata"], image)
     failed = frozenset(v.statement for v in verdicts if not v.holds)
@@ -245,14 +260,23 @@ def example(record: dict, perturbed: Perturbed) -> tuple[dict, object]:
         raise ValueError(f"{perturbed.kind} was meant to fail {sorted(perturbed.expected_failures)} but the oracle "
                          f"finds {sorted(failed)} failing")
     decision = KEEP if not failed else EDIT
+    shown = record["chain"]
+    if plan_error:
+        if perturbed.kind != "move":
+            raise ValueError(f"plan errors are moves; got {perturbed.kind}")
+        new, old = perturbed.edit_boxes  # the moved object's new and old box
+        shown = followed_plan(record["chain"], old, new)
+        if shown is None:
+            raise ValueError(f"plan error: the moved {old.name}'s span is not in the record's chain exactly once")
     row = {
         "source": record["id"],
         "tag": record.get("tag"),
         "prompt": record["prompt"],
         "metadata": record["metadata"],
-        "chain": record["chain"],
+        "chain": shown,
         "scene": perturbed.scene.to_json(),
         "perturbation": {"kind": perturbed.kind, "object": perturbed.index, "note": perturbed.note},
+        "plan_error": plan_error,
         "verdicts": [{"statement": v.statement, "holds": v.holds} for v in verdicts],
         "decision": decision,
         "reflection": format_reflection(seen_chain(perturbed.scene), verdicts, decision),
@@ -273,9 +297,10 @@ def _weighted_order(rng: random.Random, weights: dict[str, float]) -> list[str]:
 
 
 def make_example(record: dict, rng: random.Random, keep_fraction: float,
-                 weights: dict[str, float] = KIND_WEIGHTS) -> tuple[dict, object]:
+                 weights: dict[str, float] = KIND_WEIGHTS, plan_errors: float = 0.0) -> tuple[dict, object]:
     """One row for a correct world record: unperturbed with probability keep_fraction, else the first applicable
-    perturbation in a random order drawn by `weights`. ValueError naming the field when the record cannot be used."""
+    perturbation in a random order drawn by `weights`; a move shows the plan its image follows with probability
+    `plan_errors`. ValueError naming the field when the record cannot be used."""
     for field in ("id", "prompt", "chain", "metadata", "scene"):
         if not record.get(field):
             raise ValueError(f"no {field!r}")
@@ -290,11 +315,12 @@ def make_example(record: dict, rng: random.Random, keep_fraction: float,
             if p is not None:
                 chosen = p
                 break
-    return example(record, chosen)
+    plan_error = chosen.kind == "move" and plan_errors > 0 and rng.random() < plan_errors
+    return example(record, chosen, plan_error)
 
 
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, plan_errors: float = 0.0) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
@@ -307,7 +333,10 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0.0 <= keep_fraction <= 1.0:
         raise ValueError(f"keep_fraction {keep_fraction} is outside [0, 1]")
+    if not 0.0 <= plan_errors <= 1.0:
+        raise ValueError(f"plan_errors {plan_errors} is outside [0, 1]")
     kinds, skipped, decisions = Counter(), Counter(), Counter()
+    plan_error_rows = 0
     records = []
     for line_no, line in enumerate(source.read_text().splitlines(), 1):
         if line.strip():
@@ -330,7 +359,7 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
                 raise ValueError(f"only {written} of {n} rows could be made from {source}; skipped: {dict(skipped)}")
             record = rng.choice(records)
             try:
-                row, image = make_example(record, rng, keep_fraction)
+                row, image = make_example(record, rng, keep_fraction, plan_errors=plan_errors)
             except (ValueError, KeyError, TypeError, ChainFormatError) as err:
                 reason = str(err).split(":")[0][:60]
                 if skipped[reason] < 5:
@@ -342,8 +371,9 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
             image.save(root / image_path)
             out.write(json.dumps({"id": row_id, "image": image_path, **row}) + "\n")
             kinds[row["perturbation"]["kind"]] += 1
+            plan_error_rows += row["plan_error"]
             decisions[row["decision"]] += 1
             written += 1
             bar.update()
     return {"rows": n, "path": str(root / out_name), "kinds": dict(kinds), "decisions": dict(decisions),
-            "skipped": dict(skipped)}
+            "plan_errors": plan_error_rows, "skipped": dict(skipped)}

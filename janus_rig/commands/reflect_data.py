@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="records to perturb; train writes reflect.jsonl, val reflect_val.jsonl")
     parser.add_argument("--keep-fraction", type=float, default=0.25,
                         help="share of unperturbed rows (the checker's target decision is keep)")
+    parser.add_argument("--plan-errors", type=float, default=0.0,
+                        help="share of moves shown with the plan the moved image follows (a wrong plan drawn "
+                             "faithfully: the actor must revise it, not copy it)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same rows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -29,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.shapeworld.perturb import write_reflect_data
 
     stats = write_reflect_data(args.world, args.n, seed=args.seed, split=args.split,
-                               keep_fraction=args.keep_fraction, progress=not args.quiet)
+                               keep_fraction=args.keep_fraction, progress=not args.quiet,
+                               plan_errors=args.plan_errors)
     print(json.dumps(stats))
     return 0

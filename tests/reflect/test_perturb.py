@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from data_prep.shapeworld.chains import training_chain
+from data_prep.shapeworld.chains import prompt_chain, training_chain
 from data_prep.shapeworld.detect import detect
 from data_prep.shapeworld.oracle import detections_to_objects
 from data_prep.shapeworld.perturb import (
@@ -120,6 +120,35 @@ def test_targets_match_the_oracle():
             assert check_reflect_row({"id": "x", "image": "x.png", **row}) is None
 
 
+@pytest.mark.parametrize("style", ["varied", "prompt"])
+def test_plan_errors_show_the_plan_the_moved_image_follows(style):
+    from janus_rig.chain import parse_chain
+
+    moves = 0
+    for s, meta, rng in samples(6, 64, seed=3):
+        record = record_of(s, meta, rng)
+        if style == "prompt":
+            record["chain"] = prompt_chain(s)
+        p = perturb(s.scene, meta, "move", rng)
+        if p is None:
+            continue
+        moves += 1
+        right, _ = example(record, p)
+        row, image = example(record, p, plan_error=True)
+        assert row["plan_error"] and not right["plan_error"] and right["chain"] == record["chain"]
+        # the shown plan is the moved scene's layout: a wrong plan the image follows
+        shown = sorted((o.name, o.box.as_tuple()) for o in parse_chain(row["chain"], strict=True).objects)
+        drawn = sorted((o.name, o.box.as_tuple()) for o in detections_to_objects(detect(image), 64))
+        assert shown == drawn and row["chain"] != record["chain"]
+        # the checker's targets are about the image (unchanged); the actor must restore the record's chain
+        assert row["reflection"] == right["reflection"] and row["decision"] == "edit"
+        assert parse_edit(row["edit"], strict=True).chain_text == record["chain"]
+        assert check_reflect_row({"id": "x", "image": "x.png", **row}) is None
+    assert moves >= 6  # position and complex samples
+    with pytest.raises(ValueError, match="plan errors are moves"):
+        example(record, perturb(s.scene, meta, "drop", rng), plan_error=True)
+
+
 def test_make_example_rejects_unusable_records():
     s, meta, rng = next(samples(1, 64))
     record = record_of(s, meta, rng)
@@ -158,6 +187,13 @@ def test_write_reflect_data(tiny_world, tmp_path):
     again = write_reflect_data(tiny_world, 60, seed=1, keep_fraction=0.2, progress=False)
     assert [json.loads(x) for x in (tiny_world / "reflect.jsonl").read_text().splitlines()] == rows
     assert again["kinds"] == stats["kinds"]
+    assert stats["plan_errors"] == 0 and not any(r["plan_error"] for r in rows)
+    stats = write_reflect_data(tiny_world, 60, seed=1, keep_fraction=0.2, progress=False, plan_errors=1.0)
+    rows = [json.loads(x) for x in (tiny_world / "reflect.jsonl").read_text().splitlines()]
+    assert stats["plan_errors"] == stats["kinds"]["move"] > 0
+    assert [r["plan_error"] for r in rows] == [r["perturbation"]["kind"] == "move" for r in rows]
+    with pytest.raises(ValueError, match="plan_errors 1.5 is outside"):
+        write_reflect_data(tiny_world, 5, plan_errors=1.5)
     write_reflect_data(tiny_world, 5, split="val", progress=False)
     assert len((tiny_world / "reflect_val.jsonl").read_text().splitlines()) == 5
 
