@@ -156,6 +156,20 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
     return outside, kept, identical
 
 
+SEEN_IOU = 0.5  # a checker sees a detected object when it names its colour and shape with a box at IoU >= this
+
+
+def seen_objects(size: int, detections, seen: Sequence[ChainObject]) -> tuple[int, int]:
+    """(objects detected, of them named in `seen` with a box at IoU >= SEEN_IOU) on a square image of `size` px."""
+    boxes = [o.box for o in seen if o.box is not None]
+    names = [o.name for o in seen if o.box is not None]
+    found = 0
+    for d in detections:
+        box = Box.from_pixels(*d.box, size, size)
+        found += any(n == d.name and box.iou(b) >= SEEN_IOU for n, b in zip(names, boxes))
+    return len(detections), found
+
+
 def plan_ok(chain: str, metadata: dict) -> bool:
     """Whether a chain names exactly the prompt's objects and lays them out as it states (`oracle.check_chain`)."""
     from data_prep.shapeworld.oracle import check_chain
@@ -171,22 +185,28 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
 
     The checker's perception apart from its verdict-writing: `seen_verdict_accuracy` answers every stated fact on
     the objects its reflection says it sees (`facts.chain_verdicts`) and scores those answers against the truth;
-    `facts_holding` (the share of stated facts that are true) is the base rate both accuracies compare with. The
+    `facts_holding` (the share of stated facts that are true) is the base rate both accuracies compare with;
+    `seen_objects_found` is the share of the objects the detector finds that the reflection names with a box at
+    IoU >= SEEN_IOU (its grounding, before any relation is read off the boxes). The
     actor's plans: `edit_plan_ok` / `edit_revised_plan_ok`, the share of edits whose plan before / revised chain
     is right for the prompt (`plan_ok`)."""
+    from data_prep.shapeworld.detect import detect
     from janus_rig.reflect.facts import chain_verdicts, oracle_verdicts
 
     if len(metadata) != len(result.traces):
         raise ValueError(f"oracle_report needs one metadata record per row: {len(result.traces)} rows, "
                          f"{len(metadata)} records")
     reflections, truths, start, end = [], [], [], []
-    seen_right = holding = 0
+    seen_right = holding = objects = objects_seen = 0
     truth_of = {}  # (row, round) -> the truth about the image that round's checker saw
     for row, meta in zip(result.traces, metadata):
         if meta is None or not row:
             continue
         for trace in row:
-            truth = oracle_verdicts(meta, trace.image)
+            detections = detect(trace.image)  # once per image: the truth and the grounding read the same objects
+            truth = oracle_verdicts(meta, detections)
+            o, f = seen_objects(trace.image.size[0], detections, trace.reflection.seen.objects)
+            objects, objects_seen = objects + o, objects_seen + f
             truth_of[trace.row, trace.round] = truth
             reflections.append(trace.reflection)
             truths.append(truth)
@@ -215,6 +235,7 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     metrics.update({
         "seen_verdict_accuracy": seen_right / facts if facts else 0.0,
         "facts_holding": holding / facts if facts else 0.0,
+        "seen_objects_found": objects_seen / objects if objects else 0.0,
         "correct_before": sum(start) / len(start) if start else 0.0,
         "correct_after": sum(end) / len(end) if end else 0.0,
         "edits_improved": sum(improved) / len(improved) if improved else 0.0,

@@ -138,6 +138,8 @@ def test_oracle_report_scores_the_checkers_perception():
     # yes, yes, no = the truth (3 right). Row 0 round 1 (right image) and row 1 (wrong image) see nothing: no, no,
     # no against yes, yes, yes (0) and yes, yes, no (1).
     assert report["seen_verdict_accuracy"] == pytest.approx(4 / 9)
+    # Grounding: 3 checks of 2 objects each; only row 0 round 0 names both, with boxes on theirs.
+    assert report["seen_objects_found"] == pytest.approx(2 / 6)
     assert report["facts_holding"] == pytest.approx(7 / 9)
     assert report["verdict_accuracy"] == pytest.approx(5 / 9)  # the written verdicts: row 0 round 0 now has none
 
@@ -152,3 +154,19 @@ def test_oracle_report_scores_the_actors_plans():
     edit.plan, edit.revised_chain = wrong, right
     report = oracle_report(result, [POSITION, POSITION])
     assert report["edit_plan_ok"] == 0.0 and report["edit_revised_plan_ok"] == 1.0
+
+
+def test_seen_objects_needs_the_name_and_the_box():
+    from janus_rig.chain import Box, ChainObject
+    from janus_rig.reflect.reward import seen_objects
+
+    from data_prep.shapeworld.detect import detect
+
+    found = detect(render(Scene(64, RED_RIGHT)))  # blue square at x 4..20 (left), red circle at x 40..56 (right)
+    red_circle = next(d for d in found if d.name == "red circle")
+    circle = Box.from_pixels(*red_circle.box, 64, 64)
+    assert seen_objects(64, found, [ChainObject("red circle", circle)]) == (2, 1)
+    assert seen_objects(64, found, [ChainObject("blue circle", circle)]) == (2, 0)  # right place, wrong name
+    far = Box(0, 0, circle.x1 // 2 + 1, circle.y1 // 2 + 1)
+    assert seen_objects(64, found, [ChainObject("red circle", far)]) == (2, 0)  # right name, wrong place
+    assert seen_objects(64, found, [ChainObject("red circle", None)]) == (2, 0)  # no box, not grounded
