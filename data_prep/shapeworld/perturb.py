@@ -320,10 +320,13 @@ def make_example(record: dict, rng: random.Random, keep_fraction: float,
 
 
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
-                       progress: bool = True, plan_errors: float = 0.0) -> dict:
+                       progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
+                       own_cfg: float = 3.0) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
+    With a policy `own` and `own_share` > 0, that share of the rows are checker rows on the policy's own drawings
+    of the records' prompts (`own_images.py`, CFG `own_cfg`), written first; the rest are perturbed renders.
     Records that cannot be used are skipped, logged by id and counted by reason in the returned stats."""
     root = Path(world)
     source = root / f"{split}.jsonl"
@@ -335,6 +338,10 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
         raise ValueError(f"keep_fraction {keep_fraction} is outside [0, 1]")
     if not 0.0 <= plan_errors <= 1.0:
         raise ValueError(f"plan_errors {plan_errors} is outside [0, 1]")
+    if not 0.0 <= own_share <= 1.0:
+        raise ValueError(f"own_share {own_share} is outside [0, 1]")
+    if own_share > 0 and own is None:
+        raise ValueError("own_share > 0 needs a policy to draw the own images (`--own MODEL`)")
     kinds, skipped, decisions = Counter(), Counter(), Counter()
     plan_error_rows = 0
     records = []
@@ -353,6 +360,28 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
     width = max(6, len(str(n - 1)))
     with open(root / out_name, "w") as out, tqdm(total=n, desc="reflect data", unit="row", disable=not progress) as bar:
         written, attempts = 0, 0
+
+        def write(row: dict, image) -> None:
+            nonlocal written
+            row_id = f"reflect-{split}-{written:0{width}d}"
+            image_path = f"{REFLECT_IMAGES}/{row_id}.png"
+            image.save(root / image_path)
+            out.write(json.dumps({"id": row_id, "image": image_path, **row}) + "\n")
+            kinds[row["perturbation"]["kind"]] += 1
+            decisions[row["decision"]] += 1
+            written += 1
+            bar.update()
+
+        n_own = round(own_share * n) if own is not None else 0
+        if n_own:
+            from data_prep.shapeworld.own_images import own_examples
+
+            size = _world_size(root, records)
+            for row, image in own_examples(own, records, n_own, rng, size, cfg_weight=own_cfg, seed=seed):
+                if row is None:
+                    skipped[image] += 1  # the reason
+                else:
+                    write(row, image)
         while written < n:
             attempts += 1
             if attempts > 10 * n + 100:
@@ -366,14 +395,15 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
                     log.warning("%s record %s skipped: %s", source.name, record.get("id", "?"), err)
                 skipped[reason] += 1
                 continue
-            row_id = f"reflect-{split}-{written:0{width}d}"
-            image_path = f"{REFLECT_IMAGES}/{row_id}.png"
-            image.save(root / image_path)
-            out.write(json.dumps({"id": row_id, "image": image_path, **row}) + "\n")
-            kinds[row["perturbation"]["kind"]] += 1
             plan_error_rows += row["plan_error"]
-            decisions[row["decision"]] += 1
-            written += 1
-            bar.update()
+            write(row, image)
     return {"rows": n, "path": str(root / out_name), "kinds": dict(kinds), "decisions": dict(decisions),
             "plan_errors": plan_error_rows, "skipped": dict(skipped)}
+
+
+def _world_size(root: Path, records: list[dict]) -> int:
+    """The world's image size: world.json's "size", else the records' scenes'."""
+    settings = root / "world.json"
+    if settings.is_file():
+        return int(json.loads(settings.read_text())["size"])
+    return int(records[0]["scene"]["size"])

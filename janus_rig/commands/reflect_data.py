@@ -1,6 +1,7 @@
 """`janus-rig reflect-data`: reflection SFT data from a ShapeWorld world (perturbed scenes, checker and actor targets).
 
     janus-rig reflect-data --world runs/w --n 4000                # -> runs/w/reflect.jsonl + runs/w/reflect/images/
+    janus-rig reflect-data --world runs/w --n 4000 --own M --own-share 0.5   # half: checker rows on M's own images
 
 Row schema and how SFT reads it: docs/reflection.md.
 """
@@ -24,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan-errors", type=float, default=0.0,
                         help="share of moves shown with the plan the moved image follows (a wrong plan drawn "
                              "faithfully: the actor must revise it, not copy it)")
+    parser.add_argument("--own", default="", metavar="MODEL",
+                        help="a policy directory: --own-share of the rows are checker rows on its own drawings of "
+                             "the prompts (what the loop's checker reads), scored by the oracle")
+    parser.add_argument("--own-share", type=float, default=0.0, help="share of own-image rows (needs --own)")
+    parser.add_argument("--own-cfg", type=float, default=3.0, help="CFG weight of the own drawings")
+    parser.add_argument("--device", default=None, help="torch device for --own (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same rows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -31,8 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from data_prep.shapeworld.perturb import write_reflect_data
 
+    if args.own_share and not args.own:
+        raise SystemExit("--own-share needs --own MODEL (the policy whose drawings the checker rows are about)")
+    own = None
+    if args.own:
+        import torch
+
+        from janus_rig.model.policy import JanusPolicy
+
+        own = JanusPolicy.load(args.own, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     stats = write_reflect_data(args.world, args.n, seed=args.seed, split=args.split,
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
-                               plan_errors=args.plan_errors)
+                               plan_errors=args.plan_errors, own=own, own_share=args.own_share,
+                               own_cfg=args.own_cfg)
     print(json.dumps(stats))
     return 0

@@ -1,6 +1,7 @@
 """Reflection rows (WORLD/reflect.jsonl, written by `janus-rig reflect-data`) -> SFT token sequences.
 
-Each row teaches the checker, and the actor when the decision is edit (targets in brackets, the rest context):
+Each row teaches the checker, and the actor when the decision is edit and the row has an actor target (rows of the
+model's own images, `"actor": false`, teach the checker only; targets in brackets, the rest context):
 
     checker  encode_checker(prompt, chain)                    [encode_text(reflection)]    + pixel_values(image)
     actor    encode_actor(prompt, chain, reflection)          [encode_text(edit)]          + pixel_values(image)
@@ -36,14 +37,21 @@ def check_reflect_row(row: dict) -> tuple[str, str] | None:
         return "bad_reflection", str(err)
     if reflection.decision != row["decision"]:
         return "bad_reflection", f"decision field {row['decision']!r} but the reflection says {reflection.decision!r}"
-    if row["decision"] == EDIT:
+    if "actor" in row and not isinstance(row["actor"], bool):
+        return "bad_field", f"'actor' must be true or false, got {row['actor']!r}"
+    if row["decision"] == EDIT and has_actor_target(row):
         if not isinstance(row.get("edit"), str):
-            return "missing_field", "an edit decision needs the actor's 'edit' target"
+            return "missing_field", "an edit decision needs the actor's 'edit' target (or \"actor\": false)"
         try:
             parse_edit(row["edit"], strict=True)
         except ChainFormatError as err:
             return "bad_edit", str(err)
     return None
+
+
+def has_actor_target(row: dict) -> bool:
+    """Whether a row teaches the actor when its decision is edit: all rows but checker-only ones (`"actor": false`)."""
+    return row.get("actor", True) is not False
 
 
 def _sequence(context: list[int], target: list[int], row_id: str, image: str) -> dict:
@@ -57,7 +65,7 @@ def role_sequences(policy, row: dict) -> list[dict]:
     prompt, chain, reflection = row["prompt"], row["chain"], row["reflection"]
     rows = [_sequence(encode_checker(policy, prompt, chain), policy.encode_text(reflection),
                       f"{row['id']}/checker", row["image"])]
-    if row["decision"] == EDIT:
+    if row["decision"] == EDIT and has_actor_target(row):
         rows.append(_sequence(encode_actor(policy, prompt, chain, reflection), policy.encode_text(row["edit"]),
                               f"{row['id']}/actor", row["image"]))
     return rows

@@ -40,7 +40,7 @@ from data_prep.converters.common import RowReport
 from data_prep.vq_cache import encode_images, load_image
 from janus_rig.chain import Box
 from janus_rig.model.policy import JanusPolicy, manifest
-from janus_rig.reflect.data import check_reflect_row
+from janus_rig.reflect.data import check_reflect_row, has_actor_target
 from janus_rig.reflect.facts import oracle_verdicts
 from janus_rig.reflect.format import EDIT, parse_reflection
 from janus_rig.reflect.loop import ActFn, CheckFn, act, check, reflect
@@ -327,16 +327,20 @@ def bench_round_accuracy(policy, bench: list[dict], args: ReflectGRPOConfig, che
 # --- the editor's data ----------------------------------------------------------------------------------------------
 def load_edit_rows(world: str | Path, tags: list[str], max_records: int, report: RowReport) -> list[dict]:
     """WORLD/reflect.jsonl's usable edit rows (of the given tags): the fixed edits of the editor phase. Rows that
-    cannot be used are reported by id; keep rows (nothing to redraw) are left out and counted in the log."""
+    cannot be used are reported by id; keep rows (nothing to redraw) and checker-only rows (`"actor": false`: the
+    model's own images, no known edit) are left out and counted in the log."""
     info = WorldInfo.read(world)
     path = info.root / REFLECT_FILE
     records = read_records(path, report)
-    rows, keeps = [], 0
+    rows, keeps, checker_only = [], 0, 0
     for record in records:
         row_id = str(record.get("id") or f"{path.name}:?")
         problem = check_reflect_row(record)
         if problem is None and record["decision"] != EDIT:
             keeps += 1
+            continue
+        if problem is None and not has_actor_target(record):
+            checker_only += 1
             continue
         if problem is None and tags and record.get("tag") not in tags:
             continue
@@ -348,7 +352,8 @@ def load_edit_rows(world: str | Path, tags: list[str], max_records: int, report:
         rows.append(record)
         if max_records and len(rows) == max_records:
             break
-    log.info("%d edit rows from %s (%d keep rows have nothing to redraw)", len(rows), path, keeps)
+    log.info("%d edit rows from %s (%d keep rows have nothing to redraw, %d checker-only rows no edit)", len(rows),
+             path, keeps, checker_only)
     report.kept[path.name] += len(rows)
     if not rows:
         raise ValueError(f"no usable edit rows in {path}{f' of tags {tags}' if tags else ''}: see the bad-row "

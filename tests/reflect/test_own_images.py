@@ -1,0 +1,128 @@
+"""Checker rows on the model's own images (`data_prep/shapeworld/own_images.py`, `reflect-data --own`)."""
+
+from __future__ import annotations
+
+import json
+import random
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from data_prep.shapeworld.own_images import OWN, own_example
+from data_prep.shapeworld.perturb import perturb, seen_chain, write_reflect_data
+from data_prep.shapeworld.render import render
+from data_prep.shapeworld.scene import Scene
+from janus_rig.chain import ChainFormatError
+from janus_rig.reflect.data import check_reflect_row, has_actor_target, role_sequences
+from janus_rig.reflect.format import EDIT, KEEP
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from data_prep.shapeworld.world import write_world
+
+    out = tmp_path_factory.mktemp("world")
+    write_world(out, train=30, val=4, bench_per_tag=1, size=32, progress=False)
+    return out
+
+
+def records(world) -> list[dict]:
+    return [json.loads(x) for x in (world / "train.jsonl").read_text().splitlines()]
+
+
+def drawn_wrong(record: dict) -> Scene:
+    """The record's scene with one object gone: what a model that dropped an object drew."""
+    scene = Scene.from_json(record["scene"])
+    broken = perturb(scene, record["metadata"], "drop", random.Random(0))
+    assert broken is not None
+    return broken.scene
+
+
+def test_own_example_describes_what_the_model_drew(world, tiny_shapeworld_policy_dir):
+    from janus_rig.model.policy import JanusPolicy
+
+    policy = JanusPolicy.load(tiny_shapeworld_policy_dir)
+    record = records(world)[0]
+    right = Scene.from_json(record["scene"])
+    row, image = own_example(record, record["chain"], render(right), 32)
+    assert row["decision"] == KEEP and all(v["holds"] for v in row["verdicts"])
+    assert row["reflection"].startswith("<|reflect_start|>" + seen_chain(right))  # the scene it drew, as found
+    assert row["perturbation"]["kind"] == OWN and row["actor"] is False and row["edit"] is None
+    assert check_reflect_row({"id": "r", "image": "x.png", **row}) is None
+
+    wrong = drawn_wrong(record)
+    big = render(Scene(64, tuple(o.__class__(o.shape, o.color, tuple(2 * v for v in o.box)) for o in wrong.objects)))
+    row, image = own_example(record, record["chain"], big, 32)  # drawn at 64 px: read at the world's 32
+    assert image.size == (32, 32)
+    assert row["decision"] == EDIT and not all(v["holds"] for v in row["verdicts"])
+    assert Scene.from_json(row["scene"]).objects and len(row["scene"]["objects"]) == len(wrong.objects)
+    full = {"id": "r", "image": "x.png", **row}
+    assert check_reflect_row(full) is None and not has_actor_target(full)
+    assert [s["id"] for s in role_sequences(policy, full)] == ["r/checker"]  # the checker only: no known edit
+
+    with pytest.raises(ChainFormatError):
+        own_example(record, "a <|obj_start|>red circle", render(right), 32)
+
+
+def test_checker_only_rows_are_read_strictly():
+    row = {"id": "r", "image": "x.png", "prompt": "p", "chain": "a <|obj_start|>red circle<|obj_end|> "
+           "<|box_start|>(0,0),(100,100)<|box_end|>.", "decision": EDIT,
+           "reflection": "<|reflect_start|>Nothing is in the image.\n<|verdict|>red circle: no\n<|decision|>edit"
+                         "<|reflect_end|>"}
+    assert check_reflect_row(row)[0] == "missing_field"  # an edit needs the actor's target ...
+    assert check_reflect_row({**row, "actor": False}) is None  # ... unless the row is the checker's only
+    assert check_reflect_row({**row, "actor": "no"})[0] == "bad_field"
+
+
+class DrawingPolicy:
+    """Stands in for a policy in `own_examples`: draws each record's scene (every third one with an object dropped)
+    and writes its chain, except for prompts in `garbled`, whose chain does not parse."""
+
+    device = "cpu"
+
+    def __init__(self, by_prompt: dict[str, dict], garbled: set[str]):
+        self.by_prompt, self.garbled, self.drawn, self.garbled_drawn = by_prompt, garbled, [], 0
+
+    def sample(self, policy, prompts, config, generator=None):
+        assert policy is self and config.group_size == 1
+        chains = ["a <|obj_start|>broken" if p in self.garbled else self.by_prompt[p]["chain"] for p in prompts]
+        self.garbled_drawn += sum(p in self.garbled for p in prompts)
+        self.drawn = [drawn_wrong(self.by_prompt[p]) if i % 3 == 0 else Scene.from_json(self.by_prompt[p]["scene"])
+                      for i, p in enumerate(prompts)]
+        return SimpleNamespace(chains=chains, image_tokens=torch.zeros(len(prompts), 4, dtype=torch.long))
+
+    def decode_images(self, tokens):
+        return torch.from_numpy(np.stack([np.array(render(s)) for s in self.drawn]))  # (B, S, S, 3)
+
+
+def test_writer_mixes_own_rows_with_perturbed_ones(world, tmp_path, monkeypatch):
+    import shutil
+
+    import janus_rig.rollout
+
+    world = shutil.copytree(world, tmp_path / "w")
+    position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
+    by_prompt = {r["prompt"]: r for r in position}
+    policy = DrawingPolicy(by_prompt, garbled={r["prompt"] for r in position[::2]})
+    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
+    (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))  # prompts it can draw
+    stats = write_reflect_data(world, 40, seed=2, progress=False, own=policy, own_share=0.5)
+    rows = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()]
+    own = [r for r in rows if r["perturbation"]["kind"] == OWN]
+    assert 0 < policy.garbled_drawn < 20 and stats["skipped"]["own_bad_chain"] == policy.garbled_drawn
+    assert len(rows) == 40 and stats["kinds"][OWN] == len(own) == 20 - policy.garbled_drawn  # counted, not lost
+    assert {r["decision"] for r in own} == {KEEP, EDIT}
+    assert all(check_reflect_row(r) is None for r in rows)
+    assert all(not has_actor_target(r) for r in own) and all(has_actor_target(r) for r in rows if r not in own)
+    from data_prep.converters.common import RowReport
+    from train.reflect.trainer import load_edit_rows
+
+    edits = load_edit_rows(world, [], 0, RowReport())  # the editor phase's fixed edits: perturbed rows only
+    assert edits and all(r["perturbation"]["kind"] != OWN for r in edits)
+    assert len(edits) == sum(r["decision"] == EDIT for r in rows if r not in own)
+    with pytest.raises(ValueError, match="needs a policy"):
+        write_reflect_data(world, 4, progress=False, own_share=0.5)
+    with pytest.raises(ValueError, match="own_share 2"):
+        write_reflect_data(world, 4, progress=False, own=policy, own_share=2)
