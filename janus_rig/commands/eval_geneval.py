@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from janus_rig.commands.reflect import add_role_sampling_arguments, role_text_config
+
 NAME = "eval geneval"
 HELP = ("generate K images per GenEval metadata line into GenEval's layout (+ chains, gallery, summary.json); "
         "ShapeWorld prompts are scored with the oracle")
@@ -93,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="K rounds of generate -> check -> act -> edit per sample (0: plain generation); the "
                          "final images are scored, and with the oracle the accuracy after each round too "
                          "(summary metrics overall@r0 .. overall@rK)")
-    reflect.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
+    add_role_sampling_arguments(reflect)
     reflect.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
     reflect.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
     reflect.add_argument("--no-paste-back", dest="paste_back", action="store_false",
@@ -114,12 +116,11 @@ def reflect_config(args: argparse.Namespace):
     if not args.role_temperature > 0:
         raise ValueError(f"--role-temperature must be > 0, got {args.role_temperature}; for near-greedy use 1e-3")
     from janus_rig.reflect.loop import ReflectConfig
-    from janus_rig.reflect.text import TextConfig
 
     return ReflectConfig(
         rounds=args.reflect,
-        checker=TextConfig(max_new_tokens=args.max_reflection_tokens, temperature=args.role_temperature),
-        actor=TextConfig(max_new_tokens=args.max_edit_tokens, temperature=args.role_temperature),
+        checker=role_text_config(args, args.max_reflection_tokens),
+        actor=role_text_config(args, args.max_edit_tokens),
         paste_back=args.paste_back,
     )
 
@@ -153,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
                        oracle=oracle.use, display_size=args.display_size, progress=not args.quiet, **generate)
     rows = header(args, policy, device, config, f"{len(entries)} ({args.metadata})", time.perf_counter() - started)
     if reflecting is not None:
-        rows["reflection"] = (f"up to {args.reflect} rounds, role temperature {args.role_temperature}, "
+        top_k = f", top-k {args.role_top_k}" if args.role_top_k else ""
+        rows["reflection"] = (f"up to {args.reflect} rounds, role temperature {args.role_temperature}{top_k}, "
                               f"max {args.max_reflection_tokens} / {args.max_edit_tokens} tokens")
     page = write_geneval_outputs(args.out, run_, model=args.model, header=rows, oracle=oracle,
                                  metadata_file=args.metadata, reflect_rounds=args.reflect, command=args.command_line)

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     parser.add_argument("--max-chain-tokens", type=int, default=600,
                         help="chain tokens before <begin_of_image> is forced")
-    parser.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
+    add_role_sampling_arguments(parser)
     parser.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
     parser.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
     parser.add_argument("--no-paste-back", dest="paste_back", action="store_false",
@@ -67,6 +67,20 @@ def _prompts_and_metadata(args) -> tuple[list[str], list[dict | None]]:
     return prompts, [m if m is not None else shapeworld_metadata(p) for p, m in zip(prompts, given)]
 
 
+def add_role_sampling_arguments(parser) -> None:
+    """How the checker and the actor sample (shared by `reflect` and `eval geneval --reflect`)."""
+    parser.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
+    parser.add_argument("--role-top-k", type=int, default=None,
+                        help="checker and actor sample from their k likeliest tokens (1: greedy; default: off)")
+
+
+def role_text_config(args: argparse.Namespace, max_new_tokens: int):
+    """A role's TextConfig from the role sampling arguments (ValueError naming the bad setting)."""
+    from janus_rig.reflect.text import TextConfig
+
+    return TextConfig(max_new_tokens=max_new_tokens, temperature=args.role_temperature, top_k=args.role_top_k)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -84,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     config = ReflectConfig(
         rounds=args.rounds,
-        checker=TextConfig(max_new_tokens=args.max_reflection_tokens, temperature=args.role_temperature),
-        actor=TextConfig(max_new_tokens=args.max_edit_tokens, temperature=args.role_temperature),
+        checker=role_text_config(args, args.max_reflection_tokens),
+        actor=role_text_config(args, args.max_edit_tokens),
         paste_back=args.paste_back,
     )
     rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=args.cfg,

@@ -50,6 +50,30 @@ def test_reflect_command_input_errors(tiny_policy_dir, tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     assert "rounds must be >= 0" in capsys.readouterr().err
     assert main(["reflect", "--model", str(tmp_path / "none"), "--prompt", PROMPT, "--out", str(tmp_path)]) == 2
+    assert main(["reflect", "--model", str(tiny_policy_dir), "--prompt", PROMPT, "--role-top-k", "0",
+                 "--out", str(tmp_path)]) == 2
+    assert "top_k must be >= 1" in capsys.readouterr().err
+
+
+def test_role_sampling_arguments_reach_both_roles():
+    import argparse
+
+    from janus_rig.commands.eval_geneval import add_arguments as geneval_arguments
+    from janus_rig.commands.eval_geneval import reflect_config
+    from janus_rig.commands.reflect import add_role_sampling_arguments, role_text_config
+
+    parser = argparse.ArgumentParser()
+    add_role_sampling_arguments(parser)
+    args = parser.parse_args(["--role-top-k", "1", "--role-temperature", "0.5"])
+    config = role_text_config(args, 12)
+    assert (config.top_k, config.temperature, config.max_new_tokens) == (1, 0.5, 12)
+    assert role_text_config(parser.parse_args([]), 12).top_k is None  # sampling, as before, by default
+    parser = argparse.ArgumentParser()
+    geneval_arguments(parser)
+    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "2",
+                              "--role-top-k", "1"])
+    config = reflect_config(args)
+    assert config.checker.top_k == config.actor.top_k == 1 and config.rounds == 2
 
 
 def test_gallery_shows_every_round_of_an_edited_image(tiny_policy, tmp_path):
