@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -321,12 +322,14 @@ def make_example(record: dict, rng: random.Random, keep_fraction: float,
 
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
                        progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
-                       own_cfg: float = 3.0) -> dict:
+                       own_cfg: float = 3.0, name: str | None = None) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
     With a policy `own` and `own_share` > 0, that share of the rows are checker rows on the policy's own drawings
     of the records' prompts (`own_images.py`, CFG `own_cfg`), written first; the rest are perturbed renders.
+    `name` writes WORLD/{name}.jsonl with row ids and images `{name}-N` instead, so a second set (say, a model's own
+    drawings of the val prompts) sits next to the default ones without overwriting them.
     Records that cannot be used are skipped, logged by id and counted by reason in the returned stats."""
     root = Path(world)
     source = root / f"{split}.jsonl"
@@ -340,6 +343,7 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
         raise ValueError(f"plan_errors {plan_errors} is outside [0, 1]")
     if not 0.0 <= own_share <= 1.0:
         raise ValueError(f"own_share {own_share} is outside [0, 1]")
+    check_rows_name(name)
     if own_share > 0 and own is None:
         raise ValueError("own_share > 0 needs a policy to draw the own images (`--own MODEL`)")
     kinds, skipped, decisions = Counter(), Counter(), Counter()
@@ -354,7 +358,8 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
                 skipped["not_json"] += 1
     if not records:
         raise ValueError(f"{source} holds no records")
-    out_name = REFLECT_FILE if split == "train" else f"reflect_{split}.jsonl"
+    out_name = f"{name}.jsonl" if name else REFLECT_FILE if split == "train" else f"reflect_{split}.jsonl"
+    prefix = name or f"reflect-{split}"
     (root / REFLECT_IMAGES).mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"shapeworld-reflect-{split}-{seed}")
     width = max(6, len(str(n - 1)))
@@ -363,7 +368,7 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
 
         def write(row: dict, image) -> None:
             nonlocal written
-            row_id = f"reflect-{split}-{written:0{width}d}"
+            row_id = f"{prefix}-{written:0{width}d}"
             image_path = f"{REFLECT_IMAGES}/{row_id}.png"
             image.save(root / image_path)
             out.write(json.dumps({"id": row_id, "image": image_path, **row}) + "\n")
@@ -399,6 +404,17 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
             write(row, image)
     return {"rows": n, "path": str(root / out_name), "kinds": dict(kinds), "decisions": dict(decisions),
             "plan_errors": plan_error_rows, "skipped": dict(skipped)}
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_WORLD_FILES = {"train", "val", "grounding", "world", "metadata"}
+
+
+def check_rows_name(name: str | None) -> None:
+    """ValueError unless `name` (None: the default files) can name a rows file in a world directory."""
+    if name is not None and (not _NAME.fullmatch(name) or name in _WORLD_FILES):
+        raise ValueError(f"--name {name!r}: use letters, digits, '_' and '-', and none of the world's own files "
+                         f"({', '.join(sorted(_WORLD_FILES))})")
 
 
 def _world_size(root: Path, records: list[dict]) -> int:

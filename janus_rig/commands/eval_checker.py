@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     c = summary["checker"]
-    print(f"checker on {c['checks']} rendered images ({policy.image_view} view):")
+    print(f"checker on {c['checks']} images of {rows_path} ({policy.image_view} view):")
     print(f"  verdicts right {c['verdict_accuracy']:.1%} (all 'yes': {c['facts_holding']:.1%}), "
           f"answered {c['verdict_coverage']:.1%}")
     print(f"  decision right {c['decision_accuracy']:.1%} (the likelier one for all: {c['majority_decision']:.1%}), "

@@ -2,6 +2,7 @@
 
     janus-rig reflect-data --world runs/w --n 4000                # -> runs/w/reflect.jsonl + runs/w/reflect/images/
     janus-rig reflect-data --world runs/w --n 4000 --own M --own-share 0.5   # half: checker rows on M's own images
+    janus-rig reflect-data --world runs/w --n 256 --split val --own M --own-share 1 --name own_val  # runs/w/own_val.jsonl
 
 Row schema and how SFT reads it: docs/reflection.md.
 """
@@ -31,13 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--own-share", type=float, default=0.0, help="share of own-image rows (needs --own)")
     parser.add_argument("--own-cfg", type=float, default=3.0, help="CFG weight of the own drawings")
     parser.add_argument("--device", default=None, help="torch device for --own (default: cuda when available)")
+    parser.add_argument("--name", default=None,
+                        help="write WORLD/NAME.jsonl (row ids and images NAME-N) instead of reflect[_val].jsonl, "
+                             "e.g. own_val for a model's own drawings of the val prompts next to the renders")
     parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same rows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.shapeworld.perturb import write_reflect_data
+    from data_prep.shapeworld.perturb import check_rows_name, write_reflect_data
 
+    check_rows_name(args.name)  # before a model loads
     if args.own_share and not args.own:
         raise SystemExit("--own-share needs --own MODEL (the policy whose drawings the checker rows are about)")
     own = None
@@ -50,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     stats = write_reflect_data(args.world, args.n, seed=args.seed, split=args.split,
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
-                               own_cfg=args.own_cfg)
+                               own_cfg=args.own_cfg, name=args.name)
     print(json.dumps(stats))
     return 0

@@ -126,3 +126,24 @@ def test_writer_mixes_own_rows_with_perturbed_ones(world, tmp_path, monkeypatch)
         write_reflect_data(world, 4, progress=False, own_share=0.5)
     with pytest.raises(ValueError, match="own_share 2"):
         write_reflect_data(world, 4, progress=False, own=policy, own_share=2)
+
+
+def test_named_rows_sit_next_to_the_default_ones(world, tmp_path, capsys):
+    import shutil
+
+    from janus_rig.cli import main
+
+    world = shutil.copytree(world, tmp_path / "w")
+    write_reflect_data(world, 3, seed=0, split="val", progress=False)
+    before = (world / "reflect_val.jsonl").read_text()
+    images = sorted(p.name for p in (world / "reflect" / "images").iterdir())
+    stats = write_reflect_data(world, 4, seed=1, split="val", progress=False, name="own_val")
+    rows = [json.loads(x) for x in (world / "own_val.jsonl").read_text().splitlines()]
+    assert stats["path"] == str(world / "own_val.jsonl") and [r["id"] for r in rows] == [
+        f"own_val-{i:06d}" for i in range(4)]
+    assert all((world / r["image"]).is_file() and r["image"].endswith(f"{r['id']}.png") for r in rows)
+    assert (world / "reflect_val.jsonl").read_text() == before  # untouched, and so are its images
+    assert set(images) <= {p.name for p in (world / "reflect" / "images").iterdir()}
+    for bad in ("val", "../x", ""):
+        assert main(["reflect-data", "--world", str(world), "--n", "2", "--name", bad]) == 2
+        assert "--name" in capsys.readouterr().err

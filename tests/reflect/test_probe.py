@@ -104,7 +104,7 @@ def test_eval_checker_command(world, tiny_shapeworld_policy_dir, tmp_path, capsy
     checks = [json.loads(x) for x in (out / "checks.jsonl").read_text().splitlines()]
     assert [c["id"] for c in checks] == [r["id"] for r in rows]
     assert all(len(c["verdicts_right"]) == len(r["verdicts"]) for c, r in zip(checks, rows))
-    assert "checker on 6 rendered images" in capsys.readouterr().out
+    assert "checker on 6 images of" in capsys.readouterr().out
     assert main(["eval", "checker", "--model", str(tiny_shapeworld_policy_dir), "--world", str(tmp_path),
                  "--out", str(out)]) == 2
     assert "world.json not found" in capsys.readouterr().err
