@@ -156,15 +156,20 @@ def _show(policy, root: Path, world_size: int, images: Sequence[str]) -> tuple[l
     return pil, encode_images(policy.base.model.vqmodel, pixels).to(policy.device)  # (B, N)
 
 
+def _batches(policy, rows: Sequence[dict], root: Path, world_size: int, batch_size: int, desc: str):
+    """(b, rows, images, codes) per batch of rows, with a progress bar."""
+    for b, i in enumerate(tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch")):
+        batch = rows[i:i + batch_size]
+        yield (b, batch, *_show(policy, root, world_size, [r["image"] for r in batch]))
+
+
 def probe_checker(policy, rows: Sequence[dict], root: Path, world_size: int, config, seed: int = 0,
                   batch_size: int = 32) -> list[str]:
     """The checker's reflection on every row's image (batch b sampled with seed + b)."""
     from janus_rig.reflect.loop import check
 
     texts = []
-    for b, i in enumerate(tqdm(range(0, len(rows), batch_size), desc="checker", unit="batch")):
-        batch = rows[i:i + batch_size]
-        images, codes = _show(policy, root, world_size, [r["image"] for r in batch])
+    for b, batch, images, codes in _batches(policy, rows, root, world_size, batch_size, "checker"):
         out = check(policy, images, [r["prompt"] for r in batch], [r["chain"] for r in batch], config,
                     torch.Generator().manual_seed(seed + b), codes=codes)
         texts.extend(out.texts)
@@ -178,9 +183,7 @@ def probe_grounding(policy, records: Sequence[dict], root: Path, world_size: int
     from janus_rig.reflect.text import sample_text
 
     texts = []
-    for b, i in enumerate(tqdm(range(0, len(records), batch_size), desc="grounding", unit="batch")):
-        batch = records[i:i + batch_size]
-        images, codes = _show(policy, root, world_size, [r["image"] for r in batch])
+    for b, batch, images, codes in _batches(policy, records, root, world_size, batch_size, "grounding"):
         contexts = [policy.encode_question(GROUNDING_QUESTION) for _ in batch]
         ids, masks, pixels = policy.show_images(contexts, images, codes)
         out = sample_text(policy, ids, pixels, [policy.tokens.eos], config, torch.Generator().manual_seed(seed + b),
