@@ -322,12 +322,15 @@ def make_example(record: dict, rng: random.Random, keep_fraction: float,
 
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
                        progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
-                       own_cfg: float = 3.0, name: str | None = None) -> dict:
+                       own_cfg: float = 3.0, name: str | None = None, own_keep: float | None = None) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
     With a policy `own` and `own_share` > 0, that share of the rows are checker rows on the policy's own drawings
     of the records' prompts (`own_images.py`, CFG `own_cfg`), written first; the rest are perturbed renders.
+    A policy draws correct images more often than wrong ones; `own_keep` caps the share of keep rows among the own
+    rows (drawing on, up to OWN_DRAWS_PER_ROW draws per row, and counting the keeps left out as `own_keep_over_cap`),
+    so the checker sees enough of its own failures. Without it the own rows are one draw each, as they come.
     `name` writes WORLD/{name}.jsonl with row ids and images `{name}-N` instead, so a second set (say, a model's own
     drawings of the val prompts) sits next to the default ones without overwriting them.
     Records that cannot be used are skipped, logged by id and counted by reason in the returned stats."""
@@ -344,6 +347,8 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
     if not 0.0 <= own_share <= 1.0:
         raise ValueError(f"own_share {own_share} is outside [0, 1]")
     check_rows_name(name)
+    if own_keep is not None and not 0.0 <= own_keep <= 1.0:
+        raise ValueError(f"own_keep {own_keep} is outside [0, 1]")
     if own_share > 0 and own is None:
         raise ValueError("own_share > 0 needs a policy to draw the own images (`--own MODEL`)")
     kinds, skipped, decisions = Counter(), Counter(), Counter()
@@ -382,11 +387,24 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
             from data_prep.shapeworld.own_images import own_examples
 
             size = _world_size(root, records)
-            for row, image in own_examples(own, records, n_own, rng, size, cfg_weight=own_cfg, seed=seed):
-                if row is None:
-                    skipped[image] += 1  # the reason
-                else:
-                    write(row, image)
+            keep_cap = n_own if own_keep is None else int(own_keep * n_own)
+            max_draws = n_own if own_keep is None else OWN_DRAWS_PER_ROW * n_own
+            own_rows = keeps = draws = 0
+            while own_rows < n_own and draws < max_draws:
+                chunk = min(max(n_own - own_rows, 32), max_draws - draws)
+                for row, image in own_examples(own, records, chunk, rng, size, cfg_weight=own_cfg, seed=seed + draws):
+                    if row is None:
+                        skipped[image] += 1  # the reason
+                    elif own_rows < n_own and (row["decision"] != KEEP or keeps < keep_cap):
+                        keeps += row["decision"] == KEEP
+                        own_rows += 1
+                        write(row, image)
+                    elif row["decision"] == KEEP and own_rows < n_own:
+                        skipped["own_keep_over_cap"] += 1
+                draws += chunk
+            if own_rows < n_own:
+                log.warning("%d of %d own-image rows after %d draws; perturbed rows fill the rest", own_rows, n_own,
+                            draws)
         while written < n:
             attempts += 1
             if attempts > 10 * n + 100:
@@ -406,6 +424,7 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
             "plan_errors": plan_error_rows, "skipped": dict(skipped)}
 
 
+OWN_DRAWS_PER_ROW = 10  # with own_keep: draws per own row at most before perturbed rows fill the rest
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _WORLD_FILES = {"train", "val", "grounding", "world", "metadata"}
 

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the prompts (what the loop's checker reads), scored by the oracle")
     parser.add_argument("--own-share", type=float, default=0.0, help="share of own-image rows (needs --own)")
     parser.add_argument("--own-cfg", type=float, default=3.0, help="CFG weight of the own drawings")
+    parser.add_argument("--own-keep", type=float, default=None, metavar="K",
+                        help="at most this share of the own rows are keeps (draws on until the rest are failures; "
+                             "default: one draw per row, as they come)")
     parser.add_argument("--device", default=None, help="torch device for --own (default: cuda when available)")
     parser.add_argument("--name", default=None,
                         help="write WORLD/NAME.jsonl (row ids and images NAME-N) instead of reflect[_val].jsonl, "
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     stats = write_reflect_data(args.world, args.n, seed=args.seed, split=args.split,
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
-                               own_cfg=args.own_cfg, name=args.name)
+                               own_cfg=args.own_cfg, name=args.name,
+                               own_keep=args.own_keep)
     print(json.dumps(stats))
     return 0

@@ -147,3 +147,36 @@ def test_named_rows_sit_next_to_the_default_ones(world, tmp_path, capsys):
     for bad in ("val", "../x", ""):
         assert main(["reflect-data", "--world", str(world), "--n", "2", "--name", bad]) == 2
         assert "--name" in capsys.readouterr().err
+
+
+def test_own_keep_caps_the_keeps_by_drawing_on(world, tmp_path, monkeypatch):
+    import shutil
+
+    import janus_rig.rollout
+
+    world = shutil.copytree(world, tmp_path / "w")
+    position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
+    policy = DrawingPolicy({r["prompt"]: r for r in position}, garbled=set())
+    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
+    (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
+    # one drawing in three is wrong (an object dropped); half of the own rows may be keeps
+    stats = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5)
+    own = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()][:12]
+    assert all(r["perturbation"]["kind"] == OWN for r in own) and stats["kinds"][OWN] == 12
+    assert sum(r["decision"] == KEEP for r in own) == 6 and stats["skipped"]["own_keep_over_cap"] > 0
+    free = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5)
+    free_own = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()][:12]
+    assert sum(r["decision"] == KEEP for r in free_own) > 6 and "own_keep_over_cap" not in free["skipped"]
+    # a policy that never fails cannot supply the failures: perturbed rows fill the rest, and the stats say so
+
+    def always_right(*args, **kwargs):
+        out = policy.sample(*args, **kwargs)
+        policy.drawn = [Scene.from_json(policy.by_prompt[p]["scene"]) for p in args[1]]
+        return out
+
+    monkeypatch.setattr(janus_rig.rollout, "sample", always_right)
+    capped = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5)
+    assert capped["kinds"][OWN] == 6 and sum(capped["kinds"].values()) == 24
+    assert capped["skipped"]["own_keep_over_cap"] == 10 * 12 - 6  # every draw is a keep; 6 were allowed
+    with pytest.raises(ValueError, match="own_keep 1.5"):
+        write_reflect_data(world, 4, progress=False, own=policy, own_share=0.5, own_keep=1.5)
