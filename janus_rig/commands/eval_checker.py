@@ -1,5 +1,6 @@
-"""`janus-rig eval checker`: the checker and the grounding question on rendered ShapeWorld images whose truth is
-known, apart from the loop (where the checker reads the model's own drawings; `janus-rig reflect` scores that).
+"""`janus-rig eval checker`: the checker and the grounding question on ShapeWorld images whose truth is known,
+apart from the loop: perturbed val renders, or (`--rows`) a model's own drawings of held-out prompts scored by the
+oracle (`reflect-data --own M --own-share 1 --name own_val`).
 
     janus-rig reflect-data --world W --n 256 --split val          # W/reflect_val.jsonl: perturbed val renders
     janus-rig eval checker --model M --world W --out E              # E/summary.json, E/checks.jsonl
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 NAME = "eval checker"
-HELP = "the checker (verdicts, decision, objects found) and grounding on rendered ShapeWorld images vs the truth"
+HELP = "the checker (verdicts, decision, objects found) and grounding on ShapeWorld images vs the truth"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
