@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from janus_rig.commands.reflect import role_text_config
     from janus_rig.model.policy import JanusPolicy
     from janus_rig.reflect.format import Verdict, parse_reflection
-    from janus_rig.reflect.probe import (checker_scores, grounding_scores, probe_checker, probe_grounding,
-                                         read_rows)
+    from janus_rig.reflect.probe import (checker_scores, grounding_scores, missing_fields, probe_checker,
+                                         probe_grounding, read_rows)
     from janus_rig.reflect.prompts import ensure_role_tokens
     from janus_rig.reflect.reward import verdict_matches
     from janus_rig.reflect.text import TextConfig
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     world = WorldInfo.read(args.world)
     rows_path = Path(args.rows) if args.rows else world.root / "reflect_val.jsonl"
     rows = read_rows(rows_path, args.limit)  # cheap checks before the model loads
-    records = (read_rows(world.root / "val.jsonl", args.grounding_limit, fields=("image", "scene"))
+    records = (read_rows(world.root / "val.jsonl", args.grounding_limit, check=missing_fields("image", "scene"))
                if args.grounding_limit else [])
     config = role_text_config(args, args.max_reflection_tokens)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -52,8 +52,17 @@ def _row_problem(row) -> str | None:
     return None
 
 
-def read_rows(path: str | Path, limit: int | None = None, fields: Sequence[str] = PROBE_FIELDS) -> list[dict]:
-    """The first `limit` rows of a JSONL file, each checked for `fields` (ValueError naming file, line and row)."""
+def missing_fields(*fields: str):
+    """A row check: the fields a row lacks (None when it has them all)."""
+    def problem(row) -> str | None:
+        missing = [k for k in fields if not isinstance(row, dict) or k not in row]
+        return f"no {', '.join(missing)}" if missing else None
+    return problem
+
+
+def read_rows(path: str | Path, limit: int | None = None, check=_row_problem) -> list[dict]:
+    """The first `limit` rows of a JSONL file, each passed through `check` (row -> problem or None; default: a
+    checker probe row), ValueError naming the file, line and row."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
@@ -67,11 +76,7 @@ def read_rows(path: str | Path, limit: int | None = None, fields: Sequence[str] 
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{n}: not JSON ({err.msg})") from None
-        if fields == PROBE_FIELDS:
-            problem = _row_problem(row)
-        else:
-            missing = [k for k in fields if not isinstance(row, dict) or k not in row]
-            problem = f"no {', '.join(missing)}" if missing else None
+        problem = check(row)
         if problem:
             row_id = row.get("id", "?") if isinstance(row, dict) else "?"
             raise ValueError(f"{path}:{n}: row {row_id}: {problem}")
@@ -133,10 +138,10 @@ def grounding_scores(texts: Sequence[str], scenes: Sequence[dict]) -> dict:
         got = [o for o in parsed.objects if o.box is not None]
         truth = _scene_objects(scene)
         exact += sorted(o.name for o in got) == sorted(d.name for d in truth)
+        in_scene, seen = seen_objects(scene["size"], truth, got)
+        objects, found = objects + in_scene, found + seen
         for d in truth:
             box = Box.from_pixels(*d.box, scene["size"], scene["size"])
-            objects += 1
-            found += any(o.name == d.name and box.iou(o.box) >= SEEN_IOU for o in got)
             names += any(o.name == d.name for o in got)
             boxes += any(box.iou(o.box) >= SEEN_IOU for o in got)
     return {"images": len(texts), "names_exact": exact / len(texts), "objects_found": found / objects,

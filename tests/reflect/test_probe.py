@@ -87,6 +87,11 @@ def test_read_rows_names_the_bad_row(world, tmp_path):
     with pytest.raises(ValueError, match=rf"rows.jsonl:2: row {bad['id']}: verdicts"):
         read_rows(path)
     assert len(read_rows(path, limit=1)) == 1
+    from janus_rig.reflect.probe import missing_fields
+
+    assert len(read_rows(path, check=missing_fields("image", "scene"))) == 2  # what the grounding probe needs
+    with pytest.raises(ValueError, match=rf"rows.jsonl:1: row {rows[0]['id']}: no answer"):
+        read_rows(path, check=missing_fields("image", "answer"))
     path.write_text("{not json\n")
     with pytest.raises(ValueError, match="rows.jsonl:1: not JSON"):
         read_rows(path)
