@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from janus_rig.commands.reflect import add_role_sampling_arguments, role_text_config
+from janus_rig.commands.reflect import add_edit_arguments, add_role_sampling_arguments, loop_config
 
 NAME = "eval geneval"
 HELP = ("generate K images per GenEval metadata line into GenEval's layout (+ chains, gallery, summary.json); "
@@ -96,11 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "final images are scored, and with the oracle the accuracy after each round too "
                          "(summary metrics overall@r0 .. overall@rK)")
     add_role_sampling_arguments(reflect)
-    reflect.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
-    reflect.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
-    reflect.add_argument("--no-paste-back", dest="paste_back", action="store_false",
-                        help="show the edited tokens' own decoding, not the pixels outside the edit boxes pasted "
-                        "back from the image before the edit (ReflectConfig.paste_back)")
+    add_edit_arguments(reflect)
 
 
 def reflect_config(args: argparse.Namespace):
@@ -115,14 +111,7 @@ def reflect_config(args: argparse.Namespace):
             raise ValueError(f"{flag} must be >= 1, got {value}")
     if not args.role_temperature > 0:
         raise ValueError(f"--role-temperature must be > 0, got {args.role_temperature}; for near-greedy use 1e-3")
-    from janus_rig.reflect.loop import ReflectConfig
-
-    return ReflectConfig(
-        rounds=args.reflect,
-        checker=role_text_config(args, args.max_reflection_tokens),
-        actor=role_text_config(args, args.max_edit_tokens),
-        paste_back=args.paste_back,
-    )
+    return loop_config(args, args.reflect)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,11 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-chain-tokens", type=int, default=600,
                         help="chain tokens before <begin_of_image> is forced")
     add_role_sampling_arguments(parser)
-    parser.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
-    parser.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
-    parser.add_argument("--no-paste-back", dest="paste_back", action="store_false",
-                        help="show the edited tokens' own decoding, not the pixels outside the edit boxes pasted "
-                        "back from the image before the edit (ReflectConfig.paste_back)")
+    add_edit_arguments(parser)
     parser.add_argument("--reward", default="intrinsic",
                         help="edit reward shown per edit: intrinsic (the model's own checker, RL-RIG) or a judge "
                         "(shapeworld, hf, http://host:port/v1)")
@@ -74,6 +70,27 @@ def add_role_sampling_arguments(parser) -> None:
                         help="checker and actor sample from their k likeliest tokens (1: greedy; default: off)")
 
 
+def add_edit_arguments(parser) -> None:
+    """Role lengths and how edits are drawn (shared by `reflect` and `eval geneval --reflect`)."""
+    parser.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
+    parser.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
+    parser.add_argument("--no-paste-back", dest="paste_back", action="store_false",
+                        help="show the edited tokens' own decoding, not the pixels outside the edit boxes pasted "
+                        "back from the image before the edit (ReflectConfig.paste_back)")
+    parser.add_argument("--edit-region", choices=("boxes", "full"), default="boxes",
+                        help="boxes: redraw only the patches under the edit boxes (region-locked); full: redraw the "
+                        "whole image from the revised chain (ReflectConfig.edit_region)")
+
+
+def loop_config(args: argparse.Namespace, rounds: int):
+    """The loop's ReflectConfig from the role sampling and edit arguments (ValueError naming the bad setting)."""
+    from janus_rig.reflect.loop import ReflectConfig
+
+    return ReflectConfig(rounds=rounds, checker=role_text_config(args, args.max_reflection_tokens),
+                         actor=role_text_config(args, args.max_edit_tokens), paste_back=args.paste_back,
+                         edit_region=args.edit_region)
+
+
 def role_text_config(args: argparse.Namespace, max_new_tokens: int):
     """A role's TextConfig from the role sampling arguments (ValueError naming the bad setting)."""
     from janus_rig.reflect.text import TextConfig
@@ -85,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from janus_rig.model.policy import JanusPolicy
-    from janus_rig.reflect.loop import ReflectConfig, reflect
+    from janus_rig.reflect.loop import reflect
     from janus_rig.reflect.prompts import ensure_role_tokens
     from janus_rig.reflect.report import write_reflect_gallery, write_reflect_outputs
     from janus_rig.reflect.reward import INTRINSIC, edit_rewards, oracle_report
@@ -96,12 +113,7 @@ def run(args: argparse.Namespace) -> int:
     prompts, metadata = _prompts_and_metadata(args)
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
-    config = ReflectConfig(
-        rounds=args.rounds,
-        checker=role_text_config(args, args.max_reflection_tokens),
-        actor=role_text_config(args, args.max_edit_tokens),
-        paste_back=args.paste_back,
-    )
+    config = loop_config(args, args.rounds)
     rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=args.cfg,
                             text_temperature=args.temperature, image_temperature=args.image_temperature)
     judge = None

@@ -6,7 +6,8 @@
     act       on `edit`: image + caption + plan + reflection -> revised chain + edit boxes      (actor)
     edit      region-locked rollout: only tokens inside the edit boxes are redrawn, conditioned on the revised
               chain; every other image token is kept as it was                  (janus_rig.rollout.edit)
-              and, with `paste_back`, every pixel of a patch outside the boxes too (paste_outside)
+              and, with `paste_back`, every pixel of a patch outside the boxes too (paste_outside);
+              with `edit_region="full"` every token is redrawn from the revised chain (the boxes are still read)
 
 Rounds: round k checks every row still open; a row whose checker says keep is done. With `rounds` = K, at most
 K edits happen per row (rounds 0..K-1); the image after the K-th edit is checked once more (round K) so that
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from janus_rig.chain import ChainObject
+from janus_rig.chain import COORD_MAX, Box, ChainObject
 from janus_rig.model.tokens import BOI, BOS, EOI, EOS, IMAGE, PAD, role_token_ids
 from janus_rig.reflect.format import (
     ALL_PROBLEM_KINDS,
@@ -53,6 +54,8 @@ from janus_rig.rollout import Rollout, RolloutConfig, edit, sample, token_masks
 from janus_rig.rollout.regions import pixel_mask
 
 STATUSES = ("keep", "edited", "malformed_reflection", "malformed_edit", "out_of_rounds")
+EDIT_REGIONS = ("boxes", "full")
+WHOLE_IMAGE = Box(0, 0, COORD_MAX, COORD_MAX)
 
 
 @dataclass
@@ -67,10 +70,17 @@ class ReflectConfig:
         "help": "the edited image keeps the pixels of every patch outside the edit boxes from the image before the "
                 "edit (the tokens there are kept anyway, but the VQ decoder mixes neighbouring patches, so decoding "
                 "them again moves untouched objects slightly); false shows the edited tokens' decoding as is"})
+    edit_region: str = field(default="boxes", metadata={
+        "help": "boxes: the editor redraws only the patches under the actor's edit boxes (region-locked); full: it "
+                "redraws the whole image from the revised chain (the edit must still give usable boxes; they are "
+                "kept in the trace). On ShapeWorld a full redraw fixes more wrong drawings than region-locked "
+                "redraws of the oracle's own boxes (docs/results.md section 5)"})
 
     def __post_init__(self):
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0 (0: check once, never edit), got {self.rounds}")
+        if self.edit_region not in EDIT_REGIONS:
+            raise ValueError(f"unknown edit_region {self.edit_region!r}; valid: {', '.join(EDIT_REGIONS)}")
 
 
 # --- the roles -----------------------------------------------------------------------------------------------------
@@ -279,7 +289,10 @@ def _act_and_edit(policy, rows, batch, traces, prompts, plans, tokens, images, c
     if not usable:
         return
     before = tokens[usable]  # (E, N)
-    boxes = [[o.box for o in traces[r][-1].edit_boxes] for r in usable]
+    if config.edit_region == "full":
+        boxes = [[WHOLE_IMAGE] for _ in usable]
+    else:
+        boxes = [[o.box for o in traces[r][-1].edit_boxes] for r in usable]
     ro = edit(policy, [prompts[r] for r in usable], [traces[r][-1].revised_chain for r in usable], before, boxes,
               edit_config, generator=generator)
     batch.editor_rows, batch.editor = list(usable), ro

@@ -74,6 +74,12 @@ def test_role_sampling_arguments_reach_both_roles():
                               "--role-top-k", "1"])
     config = reflect_config(args)
     assert config.checker.top_k == config.actor.top_k == 1 and config.rounds == 2
+    assert config.edit_region == "boxes" and config.paste_back  # region-locked by default
+    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
+                              "--edit-region", "full", "--no-paste-back"])
+    assert (reflect_config(args).edit_region, reflect_config(args).paste_back) == ("full", False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--edit-region", "everything"])
 
 
 def test_gallery_shows_every_round_of_an_edited_image(tiny_policy, tmp_path):

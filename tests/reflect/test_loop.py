@@ -9,7 +9,7 @@ import torch
 from janus_rig.reflect.loop import ReflectConfig, reflect
 from janus_rig.reflect.text import TextConfig
 from janus_rig.rollout import RolloutConfig, token_masks
-from tests.reflect.scripted import PLAN, Scripted, edit, reflection
+from tests.reflect.scripted import EDIT_BOXES, PLAN, Scripted, edit, reflection
 
 PROMPTS = ["a red circle left of a blue square", "a triangle"]
 FAST = RolloutConfig(group_size=2, max_chain_tokens=6, cfg_weight=3.0)
@@ -93,6 +93,26 @@ def test_paste_back_keeps_every_outside_pixel(tiny_policy, paste_back):
                 assert near(after, decoded)
             decoded_differs += not near(before[~inside.numpy()], decoded[~inside.numpy()])
     assert decoded_differs > 0  # the decoder does move outside pixels: what paste_back is for
+
+
+def test_full_edit_region_redraws_the_whole_image(tiny_policy):
+    """edit_region="full": the editor samples every image token from the revised chain (outside the actor's boxes
+    too), the trace keeps the actor's boxes, and the next round sees the redrawn image."""
+    checker, actor = Scripted(lambda k, i: reflection("edit")), Scripted(lambda k, i: edit())
+    cfg = ReflectConfig(**{**vars(config(rounds=1)), "edit_region": "full"})
+    result = reflect(tiny_policy, PROMPTS, cfg, FAST, seed=1, checker=checker, actor=actor)
+    editor = result.rounds[0].editor
+    assert editor.completion_mask[editor.image_mask].all()  # every code was sampled, none forced
+    outside_changed = 0
+    for row in result.traces:
+        t = row[0]
+        assert t.status == "edited" and [o.name for o in t.edit_boxes] == [o.name for o in EDIT_BOXES]
+        inside = token_masks([[o.box for o in t.edit_boxes]], tiny_policy.grid[0])[0]  # (N,)
+        outside_changed += int((t.edited_tokens[~inside] != t.image_tokens[~inside]).any())
+        assert row[1].image_tokens.equal(t.edited_tokens) and row[1].plan == t.revised_chain
+    assert outside_changed == 4 and result.counts["context_changed"] == 0  # nothing is "outside" a full redraw
+    with pytest.raises(ValueError, match="edit_region"):
+        ReflectConfig(edit_region="everywhere")
 
 
 def test_keep_malformed_edits_and_rows_that_stop(tiny_policy):

@@ -46,6 +46,9 @@ class ReflectGRPOConfig(GRPOConfig):
     paste_back: bool = _help("the loop's edited images keep the pixels outside the edit boxes from the image before "
                              "the edit (ReflectConfig.paste_back); false: the edited tokens' own decoding",
                              default=True)
+    edit_region: str = _help("actor phase and bench: boxes, the editor redraws only the patches under the edit boxes; "
+                             "full, it redraws the whole image from the revised chain (ReflectConfig.edit_region)",
+                             default="boxes")
     train_checker: bool = _help("actor phase: optimise the reflections that decided (every check except the one "
                                 "that scores the last edit) along with the edits; false: the edits only",
                                 default=True)
@@ -93,7 +96,7 @@ class ReflectGRPOConfig(GRPOConfig):
 
         return ReflectConfig(rounds=self.rounds if rounds is None else rounds,
                              checker=text(self.max_reflection_tokens), actor=text(self.max_edit_tokens),
-                             paste_back=self.paste_back)
+                             paste_back=self.paste_back, edit_region=self.edit_region)
 
 
 def parse_config(argv: list[str] | None = None) -> ReflectGRPOConfig:
