@@ -12,19 +12,9 @@ from data_prep.shapeworld.scene import Scene
 from janus_rig.cli import main
 from janus_rig.reflect.format import EDIT, KEEP, Verdict, format_reflection, parse_reflection
 from janus_rig.reflect.probe import checker_scores, grounding_scores, read_rows
+from tests.reflect.conftest import VAL_ROWS
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from data_prep.shapeworld.perturb import write_reflect_data
-    from data_prep.shapeworld.world import write_world
-
-    out = tmp_path_factory.mktemp("world")
-    write_world(out, train=20, val=12, bench_per_tag=1, size=32, progress=False)
-    write_reflect_data(out, 6, seed=0, split="val", progress=False)
-    return out
 
 
 def rows_of(world) -> list[dict]:
@@ -40,8 +30,8 @@ def said(row: dict, flip: set[int] = frozenset(), drop: set[int] = frozenset(), 
     return parse_reflection(format_reflection(seen, verdicts, decision or row["decision"]))
 
 
-def test_checker_scores_the_truth_perfectly(world):
-    rows = rows_of(world)
+def test_checker_scores_the_truth_perfectly(val_world):
+    rows = rows_of(val_world)
     scores = checker_scores([said(r) for r in rows], rows)
     assert scores["verdict_accuracy"] == 1.0 and scores["decision_accuracy"] == 1.0
     assert scores["seen_objects_found"] == 1.0 and scores["said_edit"] == scores["edit_share"]
@@ -50,8 +40,8 @@ def test_checker_scores_the_truth_perfectly(world):
                for k in scores["answers"])  # every answer agrees with the truth
 
 
-def test_checker_scores_count_wrong_and_missing_answers(world):
-    rows = rows_of(world)[:1]
+def test_checker_scores_count_wrong_and_missing_answers(val_world):
+    rows = rows_of(val_world)[:1]
     row = rows[0]
     wrong = EDIT if row["decision"] == KEEP else KEEP
     reflection = said(row, flip={0}, drop={1}, decision=wrong, seen="The image shows nothing.")
@@ -66,8 +56,8 @@ def test_checker_scores_count_wrong_and_missing_answers(world):
     assert scores["facts_holding"] == pytest.approx(sum(v["holds"] for v in row["verdicts"]) / n)
 
 
-def test_grounding_scores(world):
-    records = [json.loads(x) for x in (world / "val.jsonl").read_text().splitlines()][:3]
+def test_grounding_scores(val_world):
+    records = [json.loads(x) for x in (val_world / "val.jsonl").read_text().splitlines()][:3]
     scenes = [r["scene"] for r in records]
     right = [grounding_chain(Scene.from_json(s)) for s in scenes]
     assert grounding_scores(right, scenes) == {"images": 3, "names_exact": 1.0, "objects_found": 1.0,
@@ -79,8 +69,8 @@ def test_grounding_scores(world):
     assert scores["objects_found"] == pytest.approx(len(scenes[2]["objects"]) / total)
 
 
-def test_read_rows_names_the_bad_row(world, tmp_path):
-    rows = rows_of(world)
+def test_read_rows_names_the_bad_row(val_world, tmp_path):
+    rows = rows_of(val_world)
     bad = dict(rows[1], verdicts=[{"statement": "red circle", "holds": "yes"}])
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in (rows[0], bad)) + "\n")
@@ -97,40 +87,40 @@ def test_read_rows_names_the_bad_row(world, tmp_path):
         read_rows(path)
 
 
-def test_eval_checker_command(world, tiny_shapeworld_policy_dir, tmp_path, capsys):
+def test_eval_checker_command(val_world, tiny_shapeworld_policy_dir, tmp_path, capsys):
     out = tmp_path / "probe"
-    code = main(["eval", "checker", "--model", str(tiny_shapeworld_policy_dir), "--world", str(world),
+    code = main(["eval", "checker", "--model", str(tiny_shapeworld_policy_dir), "--world", str(val_world),
                  "--grounding-limit", "3", "--max-reflection-tokens", "8", "--batch-size", "4", "--out", str(out)])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    rows = rows_of(world)
+    rows = rows_of(val_world)
     assert summary["checker"]["checks"] == len(rows) and summary["grounding"]["images"] == 3
     assert summary["checker"]["edit_share"] == sum(r["decision"] == EDIT for r in rows) / len(rows)
     checks = [json.loads(x) for x in (out / "checks.jsonl").read_text().splitlines()]
     assert [c["id"] for c in checks] == [r["id"] for r in rows]
     assert all(len(c["verdicts_right"]) == len(r["verdicts"]) for c, r in zip(checks, rows))
-    assert "checker on 6 images of" in capsys.readouterr().out
+    assert f"checker on {VAL_ROWS} images of" in capsys.readouterr().out
     assert main(["eval", "checker", "--model", str(tiny_shapeworld_policy_dir), "--world", str(tmp_path),
                  "--out", str(out)]) == 2
     assert "world.json not found" in capsys.readouterr().err
 
 
-def test_probes_read_codes_in_the_codes_view(world, tiny_shapeworld_policy_dir):
+def test_probes_read_codes_in_the_codes_view(val_world, tiny_shapeworld_policy_dir):
     from data_prep.vq_cache import encode_images, load_image
     from janus_rig.model.policy import JanusPolicy
     from janus_rig.reflect.probe import probe_checker, probe_grounding
     from janus_rig.reflect.text import TextConfig
 
     policy = JanusPolicy.load(tiny_shapeworld_policy_dir)
-    rows = rows_of(world)[:3]
+    rows = rows_of(val_world)[:3]
     config = TextConfig(max_new_tokens=4)
     seen = []
     real = policy.show_images
     policy.show_images = lambda contexts, images, codes=None: seen.append(codes) or real(contexts, images, codes)
-    vision = probe_grounding(policy, rows, world, 32, config)
+    vision = probe_grounding(policy, rows, val_world, 32, config)
     policy.image_view = "codes"
-    codes = probe_grounding(policy, rows, world, 32, config)
+    codes = probe_grounding(policy, rows, val_world, 32, config)
     assert len(vision) == len(codes) == 3 and seen[0] is None
-    pixels = [load_image(world / r["image"], 32, policy.image_size) for r in rows]
+    pixels = [load_image(val_world / r["image"], 32, policy.image_size) for r in rows]
     assert torch.equal(seen[1], encode_images(policy.base.model.vqmodel, torch.stack(pixels)))
-    assert len(probe_checker(policy, rows, world, 32, config, batch_size=2)) == 3
+    assert len(probe_checker(policy, rows, val_world, 32, config, batch_size=2)) == 3

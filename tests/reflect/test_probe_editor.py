@@ -38,21 +38,10 @@ def test_editor_scores_count_redraws_per_region_and_kind():
         editor_scores(cases, {"full": {"right": [[True, True]]}})
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from data_prep.shapeworld.perturb import write_reflect_data
-    from data_prep.shapeworld.world import write_world
-
-    out = tmp_path_factory.mktemp("world")
-    write_world(out, train=20, val=12, bench_per_tag=1, size=32, progress=False)
-    write_reflect_data(out, 8, seed=0, split="val", progress=False)
-    return out
-
-
-def test_cases_are_the_rows_with_a_right_plan(world):
-    rows = [json.loads(x) for x in (world / "reflect_val.jsonl").read_text().splitlines()]
+def test_cases_are_the_rows_with_a_right_plan(val_world):
+    rows = [json.loads(x) for x in (val_world / "reflect_val.jsonl").read_text().splitlines()]
     rows[0] = {**rows[0], "chain": "a <|obj_start|>red circle"}  # unreadable
-    cases, counts = edit_cases(rows, world, 32)
+    cases, counts = edit_cases(rows, val_world, 32)
     plan_errors = sum(r.get("plan_error", False) for r in rows[1:])
     assert counts == {"rows": len(rows), "plan_unreadable": 1, "plan_wrong": plan_errors}
     assert len(cases) == len(rows) - 1 - plan_errors
@@ -63,9 +52,9 @@ def test_cases_are_the_rows_with_a_right_plan(world):
     assert any(not c["boxes"] for c in cases if not c["wrong"])
 
 
-def test_eval_editor_command(world, tiny_shapeworld_policy_dir, tmp_path, capsys):
+def test_eval_editor_command(val_world, tiny_shapeworld_policy_dir, tmp_path, capsys):
     out = tmp_path / "editor"
-    assert main(["eval", "editor", "--model", str(tiny_shapeworld_policy_dir), "--world", str(world),
+    assert main(["eval", "editor", "--model", str(tiny_shapeworld_policy_dir), "--world", str(val_world),
                  "--seeds", "2", "--batch-size", "4", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     redraws = [json.loads(x) for x in (out / "redraws.jsonl").read_text().splitlines()]
@@ -75,6 +64,6 @@ def test_eval_editor_command(world, tiny_shapeworld_policy_dir, tmp_path, capsys
     fixed = [r["right_after"] for r in redraws if r["region"] == "full" and r["was"] == "wrong"]
     assert summary["full"]["wrong_fixed"] == sum(fixed) / len(fixed)
     assert "editor on" in capsys.readouterr().out
-    assert main(["eval", "editor", "--model", "m", "--world", str(world), "--regions", "boxes,all",
+    assert main(["eval", "editor", "--model", "m", "--world", str(val_world), "--regions", "boxes,all",
                  "--out", str(out)]) == 2
     assert "--regions: unknown all" in capsys.readouterr().err
