@@ -20,14 +20,20 @@ NAME = "eval checker"
 HELP = "the checker (verdicts, decision, objects found) and grounding on ShapeWorld images vs the truth"
 
 
+def add_probe_arguments(parser: argparse.ArgumentParser, model_help: str, rows: str) -> None:
+    """The model and the rows a probe reads (shared by `eval checker` and `eval editor`)."""
+    parser.add_argument("--model", required=True, help=model_help)
+    parser.add_argument("--world", required=True, help="a `janus-rig world` directory (images are relative to it)")
+    parser.add_argument("--rows", default=None, metavar="FILE",
+                        help=f"{rows} (default: WORLD/reflect_val.jsonl, `janus-rig reflect-data --split val`; a "
+                        "model's own drawings: `reflect-data --own M --own-share 1 --name own_val`)")
+    parser.add_argument("--limit", type=int, default=256, help=f"{rows} to read (the first N)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from janus_rig.commands.reflect import add_role_sampling_arguments
 
-    parser.add_argument("--model", required=True, help="policy directory with the role tokens (a role-SFT model)")
-    parser.add_argument("--world", required=True, help="a `janus-rig world` directory (images are relative to it)")
-    parser.add_argument("--rows", default=None, metavar="FILE",
-                        help="checker rows (default: WORLD/reflect_val.jsonl, `janus-rig reflect-data --split val`)")
-    parser.add_argument("--limit", type=int, default=256, help="checker rows to read (the first N)")
+    add_probe_arguments(parser, "policy directory with the role tokens (a role-SFT model)", "checker rows")
     parser.add_argument("--grounding-limit", type=int, default=64,
                         help="WORLD/val.jsonl images for the grounding question (0: skip)")
     parser.add_argument("--grounding-temperature", type=float, default=0.3, help="grounding answer temperature")

@@ -21,12 +21,9 @@ HELP = "the editor alone: redraws of images whose plan is right, region-locked a
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="policy directory")
-    parser.add_argument("--world", required=True, help="a `janus-rig world` directory (images are relative to it)")
-    parser.add_argument("--rows", default=None, metavar="FILE",
-                        help="reflect-data rows (default: WORLD/reflect_val.jsonl; own drawings: reflect-data --own "
-                        "M --own-share 1 --name own_val)")
-    parser.add_argument("--limit", type=int, default=256, help="rows to read (the first N)")
+    from janus_rig.commands.eval_checker import add_probe_arguments
+
+    add_probe_arguments(parser, "policy directory", "reflect-data rows")
     parser.add_argument("--regions", default="boxes,full", help="comma-separated: boxes (region-locked on the "
                         "oracle's departure boxes), full (the whole image)")
     parser.add_argument("--seeds", type=int, default=1, help="redraws of each image per region")
