@@ -10,8 +10,14 @@ model's own drawings:
 - image: the decoded image (resized to the world's size if the model draws at another size);
 - scene: what the ShapeWorld detector finds in it; reflection: that scene's grounding chain, the true verdict of
   every stated fact on the image (`facts.oracle_verdicts`) and the decision, keep iff all hold;
-- no actor target (`"actor": false`, `"edit": null`): an own image has no known right edit, so these rows teach the
-  checker only (`janus_rig.reflect.data`) and the editor phase leaves them out.
+- plan_right: whether that plan is right for the prompt (`oracle.check_chain`);
+- no actor target (`"actor": false`, `"edit": null`): an own image has no known right edit in general, so these rows
+  teach the checker only (`janus_rig.reflect.data`) and the editor phase leaves them out.
+
+One kind of own failure does have a known edit: a right plan drawn wrong. Redrawing the same plan can fix it, and
+the loop's misses are mostly of this kind (docs/results.md §5), so `reflect-data --own-right-plans` keeps only the
+drawings of right plans and gives their edits the actor's target: the plan unchanged and, as edit boxes, the regions
+the drawing got wrong (`redraw_boxes`). Those rows teach the actor too, and the editor phase redraws them.
 
 Rows whose chain is not a well-formed chain are skipped and counted (`own_bad_chain`): the checker is shown the
 plan, and a row must be readable strictly.
@@ -25,20 +31,44 @@ from collections.abc import Iterator
 import torch
 from PIL import Image
 
-from data_prep.shapeworld.detect import detect
+from data_prep.shapeworld.detect import Detection, detect
+from data_prep.shapeworld.oracle import check_chain
 from data_prep.shapeworld.perturb import seen_chain
 from data_prep.shapeworld.scene import Scene, SceneObject
-from janus_rig.chain import ChainFormatError, parse_chain
+from janus_rig.chain import Box, ChainFormatError, ChainObject, parse_chain
 from janus_rig.reflect.facts import oracle_verdicts
-from janus_rig.reflect.format import EDIT, KEEP, format_reflection
+from janus_rig.reflect.format import EDIT, KEEP, format_edit, format_reflection
 
 OWN = "own"  # the `perturbation.kind` of an own-image row
+DRAWN_IOU = 0.5  # a planned object is drawn when a detection of its name overlaps its box at IoU >= this
 
 
-def own_example(record: dict, chain: str, image: Image.Image, size: int) -> tuple[dict, Image.Image]:
+def redraw_boxes(plan: list[ChainObject], detections: list[Detection], size: int) -> list[ChainObject]:
+    """The regions to redraw so that an image follows its plan (0..1000 grid): every planned object that no
+    detection of the same name covers at IoU >= DRAWN_IOU, then every detection that no planned object accounts for
+    (a stray or wrongly drawn object, named as detected); all planned objects when both lists are empty (the
+    drawing fails in a way no single object shows)."""
+    found = [ChainObject(d.name, Box.from_pixels(*d.box, size, size)) for d in detections]
+    matched: set[int] = set()
+    boxes = []
+    for obj in plan:
+        hit = next((i for i, f in enumerate(found) if i not in matched and f.name == obj.name
+                    and obj.box.iou(f.box) >= DRAWN_IOU), None)
+        if hit is None:
+            boxes.append(obj)
+        else:
+            matched.add(hit)
+    boxes += [f for i, f in enumerate(found) if i not in matched]
+    return boxes or list(plan)
+
+
+def own_example(record: dict, chain: str, image: Image.Image, size: int, *,
+                redraw: bool = False) -> tuple[dict, Image.Image]:
     """The reflect.jsonl row (without id/image) for the model's `chain` and decoded `image` of a world record's
-    prompt, and the image at the world's `size`. Raises ChainFormatError for a chain that does not parse."""
-    parse_chain(chain, strict=True)
+    prompt, and the image at the world's `size`. With `redraw`, an edit of a right plan carries the actor's target
+    (the same plan, `redraw_boxes`). Raises ChainFormatError for a chain that does not parse."""
+    plan = parse_chain(chain, strict=True).objects
+    plan_right = check_chain(plan, record["metadata"])
     image = image.convert("RGB")
     if image.size != (size, size):
         image = image.resize((size, size), Image.BICUBIC)
@@ -46,6 +76,7 @@ def own_example(record: dict, chain: str, image: Image.Image, size: int) -> tupl
     scene = Scene(size, tuple(SceneObject(d.shape, d.color, tuple(d.box)) for d in detections))
     verdicts = oracle_verdicts(record["metadata"], detections)
     decision = KEEP if all(v.holds for v in verdicts) else EDIT
+    boxes = redraw_boxes(plan, detections, size) if redraw and plan_right and decision == EDIT else []
     row = {
         "source": record["id"],
         "tag": record.get("tag"),
@@ -55,20 +86,22 @@ def own_example(record: dict, chain: str, image: Image.Image, size: int) -> tupl
         "scene": scene.to_json(),
         "perturbation": {"kind": OWN, "object": None, "note": "the model's own image"},
         "plan_error": False,
+        "plan_right": plan_right,
         "verdicts": [{"statement": v.statement, "holds": v.holds} for v in verdicts],
         "decision": decision,
         "reflection": format_reflection(seen_chain(scene), verdicts, decision),
-        "actor": False,
-        "edit": None,
-        "edit_boxes": [],
+        "actor": bool(boxes),
+        "edit": format_edit(chain, boxes) if boxes else None,
+        "edit_boxes": [list(o.box.as_tuple()) for o in boxes],
     }
     return row, image
 
 
 def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: int, *, cfg_weight: float = 3.0,
-                 batch_size: int = 32, seed: int = 0) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
+                 batch_size: int = 32, seed: int = 0, right_plans: bool = False) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
     """n draws of `policy` (one chain and image per prompt) for records picked with replacement by `rng`: yields
-    (row, image) per usable draw, (None, reason) per skipped one."""
+    (row, image) per usable draw, (None, reason) per skipped one. With `right_plans`, drawings of wrong plans are
+    skipped (`own_wrong_plan`) and the edits of the rest carry the actor's redraw target."""
     from janus_rig.rollout import RolloutConfig, sample
 
     config = RolloutConfig(group_size=1, cfg_weight=cfg_weight)
@@ -80,6 +113,8 @@ def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: 
         pixels = policy.decode_images(rollout.image_tokens)  # (B, S, S, 3) uint8
         for record, chain, px in zip(batch, rollout.chains, pixels):
             try:
-                yield own_example(record, chain, Image.fromarray(px.numpy()), size)
+                row, image = own_example(record, chain, Image.fromarray(px.numpy()), size, redraw=right_plans)
             except ChainFormatError:
                 yield None, "own_bad_chain"
+                continue
+            yield (None, "own_wrong_plan") if right_plans and not row["plan_right"] else (row, image)

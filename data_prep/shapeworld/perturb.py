@@ -322,7 +322,8 @@ def make_example(record: dict, rng: random.Random, keep_fraction: float,
 
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
                        progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
-                       own_cfg: float = 3.0, name: str | None = None, own_keep: float | None = None) -> dict:
+                       own_cfg: float = 3.0, name: str | None = None, own_keep: float | None = None,
+                       own_right_plans: bool = False) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
@@ -331,6 +332,9 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
     A policy draws correct images more often than wrong ones; `own_keep` caps the share of keep rows among the own
     rows (drawing on, up to OWN_DRAWS_PER_ROW draws per row, and counting the keeps left out as `own_keep_over_cap`),
     so the checker sees enough of its own failures. Without it the own rows are one draw each, as they come.
+    `own_right_plans` keeps only drawings of right plans (the failures a redraw can fix; the others are counted as
+    `own_wrong_plan`, drawing on as for `own_keep`) and gives their edits the actor's target: the same plan and the
+    regions drawn wrong.
     `name` writes WORLD/{name}.jsonl with row ids and images `{name}-N` instead, so a second set (say, a model's own
     drawings of the val prompts) sits next to the default ones without overwriting them.
     Records that cannot be used are skipped, logged by id and counted by reason in the returned stats."""
@@ -388,11 +392,12 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
 
             size = _world_size(root, records)
             keep_cap = n_own if own_keep is None else int(own_keep * n_own)
-            max_draws = n_own if own_keep is None else OWN_DRAWS_PER_ROW * n_own
+            max_draws = n_own if own_keep is None and not own_right_plans else OWN_DRAWS_PER_ROW * n_own
             own_rows = keeps = draws = 0
             while own_rows < n_own and draws < max_draws:
                 chunk = min(max(n_own - own_rows, 32), max_draws - draws)
-                for row, image in own_examples(own, records, chunk, rng, size, cfg_weight=own_cfg, seed=seed + draws):
+                for row, image in own_examples(own, records, chunk, rng, size, cfg_weight=own_cfg, seed=seed + draws,
+                                               right_plans=own_right_plans):
                     if row is None:
                         skipped[image] += 1  # the reason
                     elif own_rows < n_own and (row["decision"] != KEEP or keeps < keep_cap):
@@ -424,7 +429,7 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
             "plan_errors": plan_error_rows, "skipped": dict(skipped)}
 
 
-OWN_DRAWS_PER_ROW = 10  # with own_keep: draws per own row at most before perturbed rows fill the rest
+OWN_DRAWS_PER_ROW = 10  # with own_keep or own_right_plans: draws per own row at most before perturbed rows fill the rest
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _WORLD_FILES = {"train", "val", "grounding", "world", "metadata"}
 

@@ -3,6 +3,7 @@
     janus-rig reflect-data --world runs/w --n 4000                # -> runs/w/reflect.jsonl + runs/w/reflect/images/
     janus-rig reflect-data --world runs/w --n 4000 --own M --own-share 0.5   # half: checker rows on M's own images
     janus-rig reflect-data --world runs/w --n 256 --split val --own M --own-share 1 --name own_val  # runs/w/own_val.jsonl
+    janus-rig reflect-data --world runs/w --n 4000 --own M --own-share 0.5 --own-right-plans  # + the actor's redraws
 
 Row schema and how SFT reads it: docs/reflection.md.
 """
@@ -34,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--own-keep", type=float, default=None, metavar="K",
                         help="at most this share of the own rows are keeps (draws on until the rest are failures; "
                              "default: one draw per row, as they come)")
+    parser.add_argument("--own-right-plans", action="store_true",
+                        help="own rows only from drawings of right plans (the failures a redraw can fix; wrong plans "
+                             "are skipped and counted), whose edits teach the actor to keep the plan and redraw the "
+                             "regions drawn wrong")
     parser.add_argument("--device", default=None, help="torch device for --own (default: cuda when available)")
     parser.add_argument("--name", default=None,
                         help="write WORLD/NAME.jsonl (row ids and images NAME-N) instead of reflect[_val].jsonl, "
@@ -46,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.shapeworld.perturb import check_rows_name, write_reflect_data
 
     check_rows_name(args.name)  # before a model loads
-    if args.own_share and not args.own:
-        raise SystemExit("--own-share needs --own MODEL (the policy whose drawings the checker rows are about)")
+    if (args.own_share or args.own_right_plans) and not args.own:
+        raise SystemExit("--own-share and --own-right-plans need --own MODEL (the policy whose drawings the checker rows are about)")
     own = None
     if args.own:
         import torch
@@ -59,6 +64,6 @@ def run(args: argparse.Namespace) -> int:
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
                                own_cfg=args.own_cfg, name=args.name,
-                               own_keep=args.own_keep)
+                               own_keep=args.own_keep, own_right_plans=args.own_right_plans)
     print(json.dumps(stats))
     return 0

@@ -180,3 +180,94 @@ def test_own_keep_caps_the_keeps_by_drawing_on(world, tmp_path, monkeypatch):
     assert capped["skipped"]["own_keep_over_cap"] == 10 * 12 - 6  # every draw is a keep; 6 were allowed
     with pytest.raises(ValueError, match="own_keep 1.5"):
         write_reflect_data(world, 4, progress=False, own=policy, own_share=0.5, own_keep=1.5)
+
+
+def test_redraw_boxes_name_what_the_drawing_got_wrong():
+    from data_prep.shapeworld.detect import Detection
+    from data_prep.shapeworld.own_images import redraw_boxes
+    from janus_rig.chain import Box, ChainObject
+
+    circle = ChainObject("red circle", Box.from_pixels(0, 0, 8, 8, 32, 32))
+    square = ChainObject("blue square", Box.from_pixels(16, 16, 24, 24, 32, 32))
+    drawn_circle = Detection("circle", "red", (0, 0, 8, 8), 50, 1.0)
+    triangle = Detection("triangle", "blue", (16, 16, 24, 24), 30, 1.0)  # the square drawn as a triangle
+    stray = Detection("square", "blue", (24, 0, 32, 8), 60, 1.0)  # in the wrong place
+    boxes = redraw_boxes([circle, square], [drawn_circle, triangle, stray], 32)
+    assert [(o.name, o.box) for o in boxes] == [
+        ("blue square", square.box), ("blue triangle", Box.from_pixels(16, 16, 24, 24, 32, 32)),
+        ("blue square", Box.from_pixels(24, 0, 32, 8, 32, 32))]
+    assert redraw_boxes([circle, square], [], 32) == [circle, square]  # nothing drawn: both planned objects
+    # drawn as planned yet wrong (say, a relation fails on the plan's own boxes): redraw every planned object
+    assert redraw_boxes([circle], [drawn_circle], 32) == [circle]
+
+
+def test_right_plans_drawn_wrong_teach_the_actor_to_redraw(world, tiny_shapeworld_policy_dir):
+    from janus_rig.model.policy import JanusPolicy
+    from janus_rig.reflect.format import parse_edit
+
+    policy = JanusPolicy.load(tiny_shapeworld_policy_dir)
+    rows = records(world)
+    record = next(r for r in rows if r["tag"] in ("position", "two_object"))
+    wrong = drawn_wrong(record)
+    row, _ = own_example(record, record["chain"], render(wrong), 32, redraw=True)
+    assert row["plan_right"] and row["decision"] == EDIT and row["actor"] is True
+    edit = parse_edit(row["edit"], strict=True)
+    assert edit.chain_text == record["chain"]  # the plan is kept ...
+    kept = {(o.color, o.shape, tuple(o.box)) for o in wrong.objects}
+    dropped = [o for o in Scene.from_json(record["scene"]).objects if (o.color, o.shape, tuple(o.box)) not in kept]
+    assert [b.name for b in edit.boxes] == [o.name for o in dropped]  # ... and the dropped object is redrawn
+    full = {"id": "r", "image": "x.png", **row}
+    assert check_reflect_row(full) is None
+    assert [s["id"] for s in role_sequences(policy, full)] == ["r/checker", "r/actor"]
+    assert own_example(record, record["chain"], render(wrong), 32)[0]["actor"] is False  # only when asked
+    right, _ = own_example(record, record["chain"], render(Scene.from_json(record["scene"])), 32, redraw=True)
+    assert right["decision"] == KEEP and right["actor"] is False and right["edit"] is None
+    other = next(r for r in rows if r["metadata"] != record["metadata"] and r["tag"] == record["tag"])
+    wrong_plan, _ = own_example(record, other["chain"], render(wrong), 32, redraw=True)
+    assert not wrong_plan["plan_right"] and wrong_plan["actor"] is False  # no known edit for a wrong plan
+
+
+def test_writer_keeps_right_plans_only_when_asked(world, tmp_path, monkeypatch):
+    import shutil
+
+    import janus_rig.rollout
+    from data_prep.converters.common import RowReport
+    from janus_rig.reflect.format import parse_edit
+    from train.reflect.trainer import load_edit_rows
+
+    world = shutil.copytree(world, tmp_path / "w")
+    position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
+    policy = WrongPlanPolicy({r["prompt"]: r for r in position}, garbled=set())
+    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
+    (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
+    stats = write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_right_plans=True)
+    rows = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()]
+    own = [r for r in rows if r["perturbation"]["kind"] == OWN]
+    assert policy.wrong_plans > 0 and stats["skipped"]["own_wrong_plan"] == policy.wrong_plans  # counted
+    assert len(own) == stats["kinds"][OWN] == 12 and all(r["plan_right"] for r in own)
+    edits = [r for r in own if r["decision"] == EDIT]
+    assert edits and all(r["actor"] and parse_edit(r["edit"]).chain_text == r["chain"] for r in edits)
+    assert all(check_reflect_row(r) is None for r in rows)
+    phase = load_edit_rows(world, [], 0, RowReport())  # the editor phase redraws them too
+    assert {r["id"] for r in edits} <= {r["id"] for r in phase}
+    from janus_rig.cli import main
+
+    with pytest.raises(SystemExit, match="need --own MODEL"):
+        main(["reflect-data", "--world", str(world), "--n", "2", "--own-right-plans"])
+
+
+class WrongPlanPolicy(DrawingPolicy):
+    """DrawingPolicy that writes, for every fourth prompt, another prompt's chain (a wrong plan)."""
+
+    def __init__(self, by_prompt: dict[str, dict], garbled: set[str]):
+        super().__init__(by_prompt, garbled)
+        self.wrong_plans, self.others = 0, list(by_prompt.values())
+
+    def sample(self, policy, prompts, config, generator=None):
+        out = super().sample(policy, prompts, config, generator)
+        for i, p in enumerate(prompts):
+            if i % 4 == 1:
+                other = next(r for r in self.others if r["metadata"] != self.by_prompt[p]["metadata"])
+                out.chains[i] = other["chain"]
+                self.wrong_plans += 1
+        return out
