@@ -189,7 +189,11 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     `seen_objects_found` is the share of the objects the detector finds that the reflection names with a box at
     IoU >= SEEN_IOU (its grounding, before any relation is read off the boxes). The
     actor's plans: `edit_plan_ok` / `edit_revised_plan_ok`, the share of edits whose plan before / revised chain
-    is right for the prompt (`plan_ok`)."""
+    is right for the prompt (`plan_ok`).
+
+    Where the first check's decisions fall (`first_flags`): the starting images split into right ones, wrong ones
+    drawn from a right plan (`fixable`: a redraw of the same plan can fix them) and wrong plans; per group its size
+    and the share the checker says "edit" on. A loop gains when it flags the fixable ones and leaves the right ones."""
     from data_prep.shapeworld.detect import detect
     from janus_rig.reflect.facts import chain_verdicts, oracle_verdicts
 
@@ -232,6 +236,7 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     plans_ok = [(plan_ok(b.plan, metadata[b.row]), plan_ok(b.revised_chain or "", metadata[b.row]))
                 for b, _ in result.edits() if (b.row, b.round) in truth_of]
     facts = sum(map(len, truths))
+    metrics.update(first_flags(result, metadata, truth_of))
     metrics.update({
         "seen_verdict_accuracy": seen_right / facts if facts else 0.0,
         "facts_holding": holding / facts if facts else 0.0,
@@ -247,3 +252,26 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
         "outside_objects_identical": identical / outside if outside else 1.0,
     })
     return metrics
+
+
+FIRST_GROUPS = ("right", "fixable", "wrong_plan")
+
+
+def first_flags(result, metadata: Sequence[dict | None], truth_of: dict) -> dict[str, float]:
+    """`first_<group>` (images) and `first_<group>_flagged` (the share of them the first checker says "edit" on) for
+    the groups of FIRST_GROUPS; `truth_of[(row, 0)]` is the truth about each row's starting image."""
+    groups = {g: [] for g in FIRST_GROUPS}
+    for row in result.traces:
+        if not row or (row[0].row, 0) not in truth_of:
+            continue
+        first = row[0]
+        if all(t.holds for t in truth_of[first.row, 0]):
+            group = "right"
+        else:
+            group = "fixable" if plan_ok(first.plan, metadata[first.row]) else "wrong_plan"
+        groups[group].append(first.reflection.decision == EDIT)
+    out = {}
+    for group, flags in groups.items():
+        out[f"first_{group}"] = len(flags)
+        out[f"first_{group}_flagged"] = sum(flags) / len(flags) if flags else 0.0
+    return out

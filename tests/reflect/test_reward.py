@@ -170,3 +170,19 @@ def test_seen_objects_needs_the_name_and_the_box():
     far = Box(0, 0, circle.x1 // 2 + 1, circle.y1 // 2 + 1)
     assert seen_objects(64, found, [ChainObject("red circle", far)]) == (2, 0)  # right name, wrong place
     assert seen_objects(64, found, [ChainObject("red circle", None)]) == (2, 0)  # no box, not grounded
+
+
+def test_oracle_report_says_where_the_first_flags_fall():
+    result = hand_made_loop()  # both rows start wrong; row 0 flagged (edit), row 1 not (keep)
+    report = oracle_report(result, [POSITION, POSITION])
+    assert report["first_right"] == 0 and report["first_fixable"] == 0  # "plan" is no plan: both wrong plans
+    assert report["first_wrong_plan"] == 2 and report["first_wrong_plan_flagged"] == 0.5
+    right_plan = ("A <|obj_start|>red circle<|obj_end|> <|box_start|>(62,312),(312,562)<|box_end|> and a "
+                  "<|obj_start|>blue square<|obj_end|> <|box_start|>(625,312),(875,562)<|box_end|>.")
+    result.traces[0][0].plan = right_plan  # row 0: a right plan drawn wrong, flagged
+    right = render(Scene(64, RED_LEFT))
+    result.traces[1][0].image = right  # row 1: a right image, left alone
+    report = oracle_report(result, [POSITION, POSITION])
+    assert (report["first_fixable"], report["first_fixable_flagged"]) == (1, 1.0)
+    assert (report["first_right"], report["first_right_flagged"]) == (1, 0.0)
+    assert report["first_wrong_plan"] == 0 and report["first_wrong_plan_flagged"] == 0.0
