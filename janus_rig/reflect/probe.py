@@ -95,14 +95,20 @@ def _scene_objects(scene: dict) -> list[SimpleNamespace]:
 def checker_scores(reflections: Sequence[ParsedReflection], rows: Sequence[dict]) -> dict:
     """The checker against each row's truth: `checker_accuracy`'s metrics, the constant answers to beat, the
     objects it found (`seen_objects` on the row's scene) and, per fact kind (object, relation), how it answered
-    true and false facts (`answers["relation/true->no"]`: true relations it called false; `none`: unanswered)."""
+    true and false facts (`answers["relation/true->no"]`: true relations it called false; `none`: unanswered), and
+    its decisions against the true ones (`decisions["edit->keep"]`: images that need an edit it left alone; on own
+    rows, which say whether the plan was right, edits split into `edit/right_plan` and `edit/wrong_plan`)."""
     if len(reflections) != len(rows):
         raise ValueError(f"{len(reflections)} reflections but {len(rows)} rows")
     truths = [[Verdict(v["statement"], v["holds"]) for v in r["verdicts"]] for r in rows]
     _, metrics = checker_accuracy(reflections, truths)
     answers: Counter = Counter()
+    decisions: Counter = Counter()
     objects = found = 0
     for reflection, truth, row in zip(reflections, truths, rows):
+        plan = "" if row["decision"] != EDIT or "plan_right" not in row else (
+            "/right_plan" if row["plan_right"] else "/wrong_plan")
+        decisions[f"{row['decision']}{plan}->{reflection.decision or 'none'}"] += 1
         kinds = {normalize_statement(f.statement): f.kind for f in stated_facts(row["metadata"])}
         for t, match in zip(truth, verdict_matches(reflection, truth)):
             said = "none" if match is None else ("yes" if match == t.holds else "no")
@@ -118,6 +124,7 @@ def checker_scores(reflections: Sequence[ParsedReflection], rows: Sequence[dict]
         "said_edit": sum(r.decision == EDIT for r in reflections) / len(reflections),
         "seen_objects_found": found / objects if objects else 0.0,
         "answers": dict(sorted(answers.items())),
+        "decisions": dict(sorted(decisions.items())),
     })
     return metrics
 

@@ -53,6 +53,11 @@ def test_checker_scores_count_wrong_and_missing_answers(val_world):
     first = row["verdicts"][0]  # the first stated fact is always an object clause (`stated_facts`)
     assert scores["answers"][f"object/{str(first['holds']).lower()}->{'no' if first['holds'] else 'yes'}"] == 1
     assert sum(v for k, v in scores["answers"].items() if k.endswith("->none")) == 1
+    assert scores["decisions"] == {f"{row['decision']}->{wrong}": 1}
+    own = {**row, "decision": EDIT, "plan_right": True}  # an own row: edits say whether the plan was right
+    assert checker_scores([said(own, decision=KEEP)], [own])["decisions"] == {"edit/right_plan->keep": 1}
+    garbled = parse_reflection("nothing readable")
+    assert checker_scores([garbled], [{**own, "plan_right": False}])["decisions"] == {"edit/wrong_plan->none": 1}
     assert scores["facts_holding"] == pytest.approx(sum(v["holds"] for v in row["verdicts"]) / n)
 
 
