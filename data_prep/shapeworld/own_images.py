@@ -98,7 +98,8 @@ def own_example(record: dict, chain: str, image: Image.Image, size: int, *,
 
 
 def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: int, *, cfg_weight: float = 3.0,
-                 batch_size: int = 32, seed: int = 0, right_plans: bool = False) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
+                 batch_size: int = 32, seed: int = 0,
+                 right_plans: bool = False) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
     """n draws of `policy` (one chain and image per prompt) for records picked with replacement by `rng`: yields
     (row, image) per usable draw, (None, reason) per skipped one. With `right_plans`, drawings of wrong plans are
     skipped (`own_wrong_plan`) and the edits of the rest carry the actor's redraw target."""

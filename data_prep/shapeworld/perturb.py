@@ -429,7 +429,7 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
             "plan_errors": plan_error_rows, "skipped": dict(skipped)}
 
 
-OWN_DRAWS_PER_ROW = 10  # with own_keep or own_right_plans: draws per own row at most before perturbed rows fill the rest
+OWN_DRAWS_PER_ROW = 10  # with own_keep or own_right_plans: draws per own row at most, then perturbed rows fill in
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _WORLD_FILES = {"train", "val", "grounding", "world", "metadata"}
 

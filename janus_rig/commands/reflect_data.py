@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_rows_name(args.name)  # before a model loads
     if (args.own_share or args.own_right_plans) and not args.own:
-        raise SystemExit("--own-share and --own-right-plans need --own MODEL (the policy whose drawings the checker rows are about)")
+        raise SystemExit("--own-share and --own-right-plans need --own MODEL (the policy whose drawings the checker "
+                         "rows are about)")
     own = None
     if args.own:
         import torch
