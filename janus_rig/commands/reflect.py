@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chain tokens before <begin_of_image> is forced")
     add_role_sampling_arguments(parser)
     add_edit_arguments(parser)
+    parser.add_argument("--actor", choices=("model", "keep-plan", "fresh-plan"), default="model",
+                        help="who writes the edits: the model, or for an ablation a fixed actor that redraws the whole "
+                        "image from the same plan (keep-plan) or from a new chain the model samples for the prompt "
+                        "(fresh-plan); janus_rig/reflect/ablation.py")
     parser.add_argument("--reward", default="intrinsic",
                         help="edit reward shown per edit: intrinsic (the model's own checker, RL-RIG) or a judge "
                         "(shapeworld, hf, http://host:port/v1)")
@@ -102,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from janus_rig.model.policy import JanusPolicy
+    from janus_rig.reflect.ablation import ACTORS
     from janus_rig.reflect.loop import reflect
     from janus_rig.reflect.prompts import ensure_role_tokens
     from janus_rig.reflect.report import write_reflect_gallery, write_reflect_outputs
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)
     added = ensure_role_tokens(policy)
-    result = reflect(policy, prompts, config, rollout, seed=args.seed)
+    result = reflect(policy, prompts, config, rollout, seed=args.seed, actor=ACTORS[args.actor])
     row_meta = [metadata[i] for i in result.initial.prompt_index.tolist()]
     rewards = edit_rewards(result, args.reward, judge=judge, metadata=row_meta)
     traces = write_reflect_outputs(args.out, result, result.initial.prompt_index.tolist(), args.num, rewards,
@@ -133,14 +138,14 @@ def run(args: argparse.Namespace) -> int:
     oracle = oracle_report(result, row_meta) if any(known) else {}
     total = time.perf_counter() - started
     summary = {"model": args.model, "prompts": len(prompts), "rows": result.counts["rows"], "rounds": args.rounds,
-               "reward": args.reward, "counts": result.counts, "oracle": oracle, "seconds": round(total, 2),
-               "role_tokens_added": added}
+               "actor": args.actor, "reward": args.reward, "counts": result.counts, "oracle": oracle,
+               "seconds": round(total, 2), "role_tokens_added": added}
     (Path(args.out) / "reflect_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     c = result.counts
     header = {
         "model": args.model,
         "rows": f"{c['rows']} ({len(prompts)} prompts x {args.num})",
-        "rounds": f"up to {args.rounds} edits per image; edit reward: {args.reward}",
+        "rounds": f"up to {args.rounds} edits per image; actor: {args.actor}; edit reward: {args.reward}",
         "outcome": f"{c['keep']} keep, {c['edits']} edits, {c['malformed_reflection']} unreadable reflections, "
                    f"{c['malformed_edit']} unusable edits, {c['out_of_rounds']} out of rounds",
         "oracle": ", ".join(f"{k} {v:.3g}" for k, v in oracle.items()) if oracle else "no metadata for these prompts",

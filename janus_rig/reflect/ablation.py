@@ -1,0 +1,48 @@
+"""Fixed actors for ablations: what the model's own actor adds, set against two actors that do not read the image.
+
+    model       the policy's actor (`loop.act`): a revised chain and edit boxes
+    keep-plan   the plan unchanged, the whole image as the edit box: with `edit_region="full"` a new drawing of
+                the same plan (is redrawing enough to fix what the checker flags?)
+    fresh-plan  a new chain sampled for the prompt by the policy's own generation path, the whole image as the edit
+                box: the loop becomes rejection sampling on the checker's flags (does re-planning fix it?)
+
+Each has `act`'s signature and returns what the loop reads of an actor (`.texts`, `.stopped`); they write no
+log-probs, so they are for `janus-rig reflect --actor NAME`, not for training.
+
+    result = reflect(policy, prompts, ReflectConfig(edit_region="full"), RolloutConfig(), actor=ACTORS["fresh-plan"])
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from janus_rig.chain import COORD_MAX, Box
+from janus_rig.reflect.format import EDIT_BOXES, EDIT_END, EDIT_START, LINE, format_span
+from janus_rig.reflect.loop import ActFn, act
+from janus_rig.rollout import RolloutConfig, sample
+
+WHOLE_IMAGE_SPAN = format_span("image", Box(0, 0, COORD_MAX, COORD_MAX))
+
+
+def whole_image_edits(chains: list[str]) -> SimpleNamespace:
+    """The edits that redraw the whole image from `chains` (written as they are: a broken chain stays broken)."""
+    texts = [f"{EDIT_START}{c}{LINE}{EDIT_BOXES}{WHOLE_IMAGE_SPAN}{EDIT_END}" for c in chains]
+    return SimpleNamespace(texts=texts, stopped=torch.ones(len(texts), dtype=torch.bool))
+
+
+def keep_plan(policy, images, prompts, plans, reflections, config, generator, codes=None) -> SimpleNamespace:
+    """The current plan again, the whole image to redraw."""
+    return whole_image_edits(list(plans))
+
+
+def fresh_plan(policy, images, prompts, plans, reflections, config, generator, codes=None) -> SimpleNamespace:
+    """A new chain for each prompt from the policy's generation path (at most the actor's `max_new_tokens`; the
+    drawn image is discarded), the whole image to redraw."""
+    rollout = sample(policy, list(prompts), RolloutConfig(group_size=1, max_chain_tokens=config.max_new_tokens),
+                     generator=generator)
+    return whole_image_edits(list(rollout.chains))
+
+
+ACTORS: dict[str, ActFn] = {"model": act, "keep-plan": keep_plan, "fresh-plan": fresh_plan}
