@@ -19,6 +19,12 @@ the loop's misses are mostly of this kind (docs/results.md §5), so `reflect-dat
 drawings of right plans and gives their edits the actor's target: the plan unchanged and, as edit boxes, the regions
 the drawing got wrong (`redraw_boxes`). Those rows teach the actor too, and the editor phase redraws them.
 
+Another known edit works for any own failure, right plan or wrong: re-planning. The world record's own chain is a
+right plan for the prompt whose layout is known to be drawable (it was rendered), and a whole-image redraw from it
+fixes what a redraw of the model's plan cannot (plans with overlapping boxes; docs/results.md §5). With
+`reflect-data --own-replan` the edits of all own rows carry that target: the record's chain and the whole image as
+the edit box (`WHOLE_IMAGE`), for the loop's `--edit-region full`.
+
 Rows whose chain is not a well-formed chain are skipped and counted (`own_bad_chain`): the checker is shown the
 plan, and a row must be readable strictly.
 """
@@ -35,11 +41,12 @@ from data_prep.shapeworld.detect import Detection, detect
 from data_prep.shapeworld.oracle import check_chain
 from data_prep.shapeworld.perturb import seen_chain
 from data_prep.shapeworld.scene import Scene, SceneObject
-from janus_rig.chain import Box, ChainFormatError, ChainObject, parse_chain
+from janus_rig.chain import COORD_MAX, Box, ChainFormatError, ChainObject, parse_chain
 from janus_rig.reflect.facts import oracle_verdicts
 from janus_rig.reflect.format import EDIT, KEEP, format_edit, format_reflection
 
 OWN = "own"  # the `perturbation.kind` of an own-image row
+WHOLE_IMAGE = ChainObject("image", Box(0, 0, COORD_MAX, COORD_MAX))  # the edit box of a re-plan
 DRAWN_IOU = 0.5  # a planned object is drawn when a detection of its name overlaps its box at IoU >= this
 
 
@@ -63,10 +70,11 @@ def redraw_boxes(plan: list[ChainObject], detections: list[Detection], size: int
 
 
 def own_example(record: dict, chain: str, image: Image.Image, size: int, *,
-                redraw: bool = False) -> tuple[dict, Image.Image]:
+                redraw: bool = False, replan: bool = False) -> tuple[dict, Image.Image]:
     """The reflect.jsonl row (without id/image) for the model's `chain` and decoded `image` of a world record's
     prompt, and the image at the world's `size`. With `redraw`, an edit of a right plan carries the actor's target
-    (the same plan, `redraw_boxes`). Raises ChainFormatError for a chain that does not parse."""
+    (the same plan, `redraw_boxes`); with `replan`, every edit carries the record's chain and the whole image.
+    Raises ChainFormatError for a chain that does not parse."""
     plan = parse_chain(chain, strict=True).objects
     plan_right = check_chain(plan, record["metadata"])
     image = image.convert("RGB")
@@ -77,6 +85,9 @@ def own_example(record: dict, chain: str, image: Image.Image, size: int, *,
     verdicts = oracle_verdicts(record["metadata"], detections)
     decision = KEEP if all(v.holds for v in verdicts) else EDIT
     boxes = redraw_boxes(plan, detections, size) if redraw and plan_right and decision == EDIT else []
+    target = chain
+    if replan and decision == EDIT:
+        target, boxes = record["chain"], [WHOLE_IMAGE]
     row = {
         "source": record["id"],
         "tag": record.get("tag"),
@@ -91,18 +102,19 @@ def own_example(record: dict, chain: str, image: Image.Image, size: int, *,
         "decision": decision,
         "reflection": format_reflection(seen_chain(scene), verdicts, decision),
         "actor": bool(boxes),
-        "edit": format_edit(chain, boxes) if boxes else None,
+        "edit": format_edit(target, boxes) if boxes else None,
         "edit_boxes": [list(o.box.as_tuple()) for o in boxes],
     }
     return row, image
 
 
 def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: int, *, cfg_weight: float = 3.0,
-                 batch_size: int = 32, seed: int = 0,
-                 right_plans: bool = False) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
+                 batch_size: int = 32, seed: int = 0, right_plans: bool = False,
+                 replan: bool = False) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
     """n draws of `policy` (one chain and image per prompt) for records picked with replacement by `rng`: yields
     (row, image) per usable draw, (None, reason) per skipped one. With `right_plans`, drawings of wrong plans are
-    skipped (`own_wrong_plan`) and the edits of the rest carry the actor's redraw target."""
+    skipped (`own_wrong_plan`) and the edits of the rest carry the actor's redraw target; with `replan` every edit
+    carries the re-plan target (`own_example`)."""
     from janus_rig.rollout import RolloutConfig, sample
 
     config = RolloutConfig(group_size=1, cfg_weight=cfg_weight)
@@ -114,7 +126,8 @@ def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: 
         pixels = policy.decode_images(rollout.image_tokens)  # (B, S, S, 3) uint8
         for record, chain, px in zip(batch, rollout.chains, pixels):
             try:
-                row, image = own_example(record, chain, Image.fromarray(px.numpy()), size, redraw=right_plans)
+                row, image = own_example(record, chain, Image.fromarray(px.numpy()), size, redraw=right_plans,
+                                         replan=replan)
             except ChainFormatError:
                 yield None, "own_bad_chain"
                 continue

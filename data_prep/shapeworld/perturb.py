@@ -323,7 +323,7 @@ def make_example(record: dict, rng: random.Random, keep_fraction: float,
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
                        progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
                        own_cfg: float = 3.0, name: str | None = None, own_keep: float | None = None,
-                       own_right_plans: bool = False) -> dict:
+                       own_right_plans: bool = False, own_replan: bool = False) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
@@ -334,7 +334,8 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
     so the checker sees enough of its own failures. Without it the own rows are one draw each, as they come.
     `own_right_plans` keeps only drawings of right plans (the failures a redraw can fix; the others are counted as
     `own_wrong_plan`, drawing on as for `own_keep`) and gives their edits the actor's target: the same plan and the
-    regions drawn wrong.
+    regions drawn wrong. `own_replan` gives the edits of all own rows the re-plan target instead: the record's chain
+    (a drawable right plan) and the whole image (`own_images.own_example`).
     `name` writes WORLD/{name}.jsonl with row ids and images `{name}-N` instead, so a second set (say, a model's own
     drawings of the val prompts) sits next to the default ones without overwriting them.
     Records that cannot be used are skipped, logged by id and counted by reason in the returned stats."""
@@ -397,7 +398,7 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
             while own_rows < n_own and draws < max_draws:
                 chunk = min(max(n_own - own_rows, 32), max_draws - draws)
                 for row, image in own_examples(own, records, chunk, rng, size, cfg_weight=own_cfg, seed=seed + draws,
-                                               right_plans=own_right_plans):
+                                               right_plans=own_right_plans, replan=own_replan):
                     if row is None:
                         skipped[image] += 1  # the reason
                     elif own_rows < n_own and (row["decision"] != KEEP or keeps < keep_cap):

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="own rows only from drawings of right plans (the failures a redraw can fix; wrong plans "
                              "are skipped and counted), whose edits teach the actor to keep the plan and redraw the "
                              "regions drawn wrong")
+    parser.add_argument("--own-replan", action="store_true",
+                        help="the edits of the own rows teach the actor to re-plan: the world record's chain (a right, "
+                             "drawable plan) and the whole image as the edit box (for `reflect --edit-region full`)")
     parser.add_argument("--device", default=None, help="torch device for --own (default: cuda when available)")
     parser.add_argument("--name", default=None,
                         help="write WORLD/NAME.jsonl (row ids and images NAME-N) instead of reflect[_val].jsonl, "
@@ -51,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.shapeworld.perturb import check_rows_name, write_reflect_data
 
     check_rows_name(args.name)  # before a model loads
-    if (args.own_share or args.own_right_plans) and not args.own:
-        raise SystemExit("--own-share and --own-right-plans need --own MODEL (the policy whose drawings the checker "
+    if (args.own_share or args.own_right_plans or args.own_replan) and not args.own:
+        raise SystemExit("--own-share, --own-right-plans and --own-replan need --own MODEL (the policy whose drawings the checker "
                          "rows are about)")
     own = None
     if args.own:
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
                                own_cfg=args.own_cfg, name=args.name,
-                               own_keep=args.own_keep, own_right_plans=args.own_right_plans)
+                               own_keep=args.own_keep, own_right_plans=args.own_right_plans,
+                               own_replan=args.own_replan)
     print(json.dumps(stats))
     return 0

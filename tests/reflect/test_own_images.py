@@ -271,3 +271,35 @@ class WrongPlanPolicy(DrawingPolicy):
                 out.chains[i] = other["chain"]
                 self.wrong_plans += 1
         return out
+
+
+def test_replan_teaches_the_actor_the_records_plan_and_the_whole_image(world, tmp_path, monkeypatch):
+    import shutil
+
+    import janus_rig.rollout
+    from data_prep.shapeworld.own_images import WHOLE_IMAGE
+    from janus_rig.reflect.format import parse_edit
+
+    rows = records(world)
+    record = next(r for r in rows if r["tag"] in ("position", "two_object"))
+    other = next(r for r in rows if r["metadata"] != record["metadata"] and r["tag"] == record["tag"])
+    wrong = drawn_wrong(record)
+    for plan in (record["chain"], other["chain"]):  # a right plan drawn wrong, and a wrong plan
+        row, _ = own_example(record, plan, render(wrong), 32, replan=True)
+        assert row["decision"] == EDIT and row["actor"] is True and row["chain"] == plan
+        edit = parse_edit(row["edit"], strict=True)
+        assert edit.chain_text == record["chain"] and edit.boxes == [WHOLE_IMAGE]
+        assert check_reflect_row({"id": "r", "image": "x.png", **row}) is None
+    right, _ = own_example(record, other["chain"], render(Scene.from_json(record["scene"])), 32, replan=True)
+    assert right["decision"] == KEEP and right["actor"] is False and right["edit"] is None  # nothing to fix
+
+    world = shutil.copytree(world, tmp_path / "w")
+    position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
+    policy = WrongPlanPolicy({r["prompt"]: r for r in position}, garbled=set())
+    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
+    (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
+    write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_replan=True)
+    by_id = {r["id"]: r for r in position}
+    own = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()]
+    edits = [r for r in own if r["perturbation"]["kind"] == OWN and r["decision"] == EDIT]
+    assert edits and all(parse_edit(r["edit"]).chain_text == by_id[r["source"]]["chain"] for r in edits)
