@@ -37,10 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chain tokens before <begin_of_image> is forced")
     add_role_sampling_arguments(parser)
     add_edit_arguments(parser)
-    parser.add_argument("--actor", choices=("model", "keep-plan", "fresh-plan"), default="model",
-                        help="who writes the edits: the model, or for an ablation a fixed actor that redraws the whole "
-                        "image from the same plan (keep-plan) or from a new chain the model samples for the prompt "
-                        "(fresh-plan); janus_rig/reflect/ablation.py")
     parser.add_argument("--reward", default="intrinsic",
                         help="edit reward shown per edit: intrinsic (the model's own checker, RL-RIG) or a judge "
                         "(shapeworld, hf, http://host:port/v1)")
@@ -84,6 +80,10 @@ def add_edit_arguments(parser) -> None:
     parser.add_argument("--edit-region", choices=("boxes", "full"), default="boxes",
                         help="boxes: redraw only the patches under the edit boxes (region-locked); full: redraw the "
                         "whole image from the revised chain (ReflectConfig.edit_region)")
+    parser.add_argument("--actor", choices=("model", "keep-plan", "fresh-plan"), default="model",
+                        help="who writes the edits: the model, or for an ablation a fixed actor that redraws the whole "
+                        "image from the same plan (keep-plan) or from a new chain the model samples for the prompt "
+                        "(fresh-plan); janus_rig/reflect/ablation.py")
 
 
 def loop_config(args: argparse.Namespace, rounds: int):

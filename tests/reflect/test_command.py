@@ -78,6 +78,11 @@ def test_role_sampling_arguments_reach_both_roles():
     args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
                               "--edit-region", "full", "--no-paste-back"])
     assert (reflect_config(args).edit_region, reflect_config(args).paste_back) == ("full", False)
+    assert args.actor == "model"  # the fixed actors of janus_rig/reflect/ablation.py only when asked
+    assert parser.parse_args(["--model", "m", "--metadata", "x", "--out", "o", "--actor", "fresh-plan"]).actor == \
+        "fresh-plan"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--actor", "oracle"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--edit-region", "everything"])
 
