@@ -41,12 +41,13 @@ from data_prep.shapeworld.detect import Detection, detect
 from data_prep.shapeworld.oracle import check_chain
 from data_prep.shapeworld.perturb import seen_chain
 from data_prep.shapeworld.scene import Scene, SceneObject
-from janus_rig.chain import COORD_MAX, Box, ChainFormatError, ChainObject, parse_chain
+from janus_rig.chain import Box, ChainFormatError, ChainObject, parse_chain
+from janus_rig.reflect import loop
 from janus_rig.reflect.facts import oracle_verdicts
 from janus_rig.reflect.format import EDIT, KEEP, format_edit, format_reflection
 
 OWN = "own"  # the `perturbation.kind` of an own-image row
-WHOLE_IMAGE = ChainObject("image", Box(0, 0, COORD_MAX, COORD_MAX))  # the edit box of a re-plan
+WHOLE_IMAGE = ChainObject("image", loop.WHOLE_IMAGE)  # the edit box of a re-plan
 DRAWN_IOU = 0.5  # a planned object is drawn when a detection of its name overlaps its box at IoU >= this
 
 

@@ -18,12 +18,11 @@ from types import SimpleNamespace
 
 import torch
 
-from janus_rig.chain import COORD_MAX, Box
 from janus_rig.reflect.format import EDIT_BOXES, EDIT_END, EDIT_START, LINE, format_span
-from janus_rig.reflect.loop import ActFn, act
+from janus_rig.reflect.loop import WHOLE_IMAGE, ActFn, act
 from janus_rig.rollout import RolloutConfig, sample
 
-WHOLE_IMAGE_SPAN = format_span("image", Box(0, 0, COORD_MAX, COORD_MAX))
+WHOLE_IMAGE_SPAN = format_span("image", WHOLE_IMAGE)
 
 
 def whole_image_edits(chains: list[str]) -> SimpleNamespace:
