@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_rows_name(args.name)  # before a model loads
     if (args.own_share or args.own_right_plans or args.own_replan) and not args.own:
-        raise SystemExit("--own-share, --own-right-plans and --own-replan need --own MODEL (the policy whose drawings the checker "
-                         "rows are about)")
+        raise SystemExit("--own-share, --own-right-plans and --own-replan need --own MODEL (the policy whose "
+                         "drawings the checker rows are about)")
     own = None
     if args.own:
         import torch

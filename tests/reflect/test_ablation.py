@@ -34,6 +34,17 @@ def test_keep_plan_writes_the_plan_and_the_whole_image():
     assert out.stopped.tolist() == [True, True] and ACTORS["model"] is act
 
 
+def test_the_actor_flag_offers_every_registered_actor():
+    import argparse
+
+    from janus_rig.commands.reflect import add_edit_arguments
+
+    parser = argparse.ArgumentParser()
+    add_edit_arguments(parser)
+    (flag,) = [a for a in parser._actions if a.dest == "actor"]
+    assert set(flag.choices) == set(ACTORS) and flag.default == "model"
+
+
 def test_loop_with_keep_plan_redraws_from_the_same_plan(tiny_policy):
     checker = Scripted(lambda k, i: reflection("edit"))
     result = reflect(tiny_policy, PROMPTS, whole_config(), FAST, seed=1, checker=checker, actor=ACTORS["keep-plan"])
