@@ -73,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if ensure_role_tokens(policy):
         print(f"warning: {args.model} had no role tokens (added untrained): it has not learned the checker's format")
 
-    texts = probe_checker(policy, rows, world.root, world.size, config, seed=args.seed, batch_size=args.batch_size)
+    texts = probe_checker(policy, rows, world.root, world.size, config, seed=args.seed, batch_size=args.batch_size,
+                          verdict_bias=args.verdict_bias)
     reflections = [parse_reflection(t) for t in texts]
     summary = {"model": args.model, "image_view": policy.image_view, "rows": str(rows_path),
-               "command": getattr(args, "command_line", None),
+               "command": getattr(args, "command_line", None), "verdict_bias": args.verdict_bias,
                "checker": checker_scores(reflections, rows)}
     if records:
         answers = probe_grounding(policy, records, world.root, world.size,

@@ -134,19 +134,20 @@ def run(args: argparse.Namespace) -> int:
     policy, device = load_policy(args)
     generate = {}
     if reflecting is not None:
-        from janus_rig.reflect.ablation import ACTORS
+        from janus_rig.reflect.ablation import actor_for
         from janus_rig.reflect.generate import reflect_generate
         from janus_rig.reflect.prompts import ensure_role_tokens
 
         ensure_role_tokens(policy)
-        generate = {"generate_fn": reflect_generate(reflecting, actor=ACTORS[args.actor])}
+        generate = {"generate_fn": reflect_generate(reflecting, actor=actor_for(args.actor, config))}
     run_ = run_geneval(policy, entries, args.out, config, seed=args.seed, batch_size=args.batch_size,
                        oracle=oracle.use, display_size=args.display_size, progress=not args.quiet, **generate)
     rows = header(args, policy, device, config, f"{len(entries)} ({args.metadata})", time.perf_counter() - started)
     if reflecting is not None:
         top_k = f", top-k {args.role_top_k}" if args.role_top_k else ""
         rows["reflection"] = (f"up to {args.reflect} rounds, role temperature {args.role_temperature}{top_k}, "
-                              f"max {args.max_reflection_tokens} / {args.max_edit_tokens} tokens, actor {args.actor}")
+                              f"max {args.max_reflection_tokens} / {args.max_edit_tokens} tokens, actor {args.actor}, "
+                              f"verdict bias {args.verdict_bias}")
     page = write_geneval_outputs(args.out, run_, model=args.model, header=rows, oracle=oracle,
                                  metadata_file=args.metadata, reflect_rounds=args.reflect, command=args.command_line)
     clean = sum(not t["problems"] for t in run_.traces)

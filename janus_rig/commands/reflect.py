@@ -68,6 +68,9 @@ def add_role_sampling_arguments(parser) -> None:
     parser.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
     parser.add_argument("--role-top-k", type=int, default=None,
                         help="checker and actor sample from their k likeliest tokens (1: greedy; default: off)")
+    parser.add_argument("--verdict-bias", type=float, default=0.0,
+                        help="the checker's threshold: added to the logit of `no` in each verdict (> 0: flags more "
+                        "images; ReflectConfig.verdict_bias)")
 
 
 def add_edit_arguments(parser) -> None:
@@ -92,7 +95,7 @@ def loop_config(args: argparse.Namespace, rounds: int):
 
     return ReflectConfig(rounds=rounds, checker=role_text_config(args, args.max_reflection_tokens),
                          actor=role_text_config(args, args.max_edit_tokens), paste_back=args.paste_back,
-                         edit_region=args.edit_region)
+                         edit_region=args.edit_region, verdict_bias=args.verdict_bias)
 
 
 def role_text_config(args: argparse.Namespace, max_new_tokens: int):
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from janus_rig.model.policy import JanusPolicy
-    from janus_rig.reflect.ablation import ACTORS
+    from janus_rig.reflect.ablation import actor_for
     from janus_rig.reflect.loop import reflect
     from janus_rig.reflect.prompts import ensure_role_tokens
     from janus_rig.reflect.report import write_reflect_gallery, write_reflect_outputs
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)
     added = ensure_role_tokens(policy)
-    result = reflect(policy, prompts, config, rollout, seed=args.seed, actor=ACTORS[args.actor])
+    result = reflect(policy, prompts, config, rollout, seed=args.seed, actor=actor_for(args.actor, rollout))
     row_meta = [metadata[i] for i in result.initial.prompt_index.tolist()]
     rewards = edit_rewards(result, args.reward, judge=judge, metadata=row_meta)
     traces = write_reflect_outputs(args.out, result, result.initial.prompt_index.tolist(), args.num, rewards,

@@ -14,6 +14,8 @@ log-probs, so they are for `janus-rig reflect --actor NAME`, not for training.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from types import SimpleNamespace
 
 import torch
@@ -36,12 +38,23 @@ def keep_plan(policy, images, prompts, plans, reflections, config, generator, co
     return whole_image_edits(list(plans))
 
 
-def fresh_plan(policy, images, prompts, plans, reflections, config, generator, codes=None) -> SimpleNamespace:
-    """A new chain for each prompt from the policy's generation path (at most the actor's `max_new_tokens`; the
-    drawn image is discarded), the whole image to redraw."""
-    rollout = sample(policy, list(prompts), RolloutConfig(group_size=1, max_chain_tokens=config.max_new_tokens),
-                     generator=generator)
+def fresh_plan(policy, images, prompts, plans, reflections, config, generator, codes=None,
+               rollout_config: RolloutConfig | None = None) -> SimpleNamespace:
+    """A new chain for each prompt from the policy's generation path, sampled as `rollout_config` samples chains
+    (the loop's generation settings: `actor_for` passes them; without it the defaults, at most the actor's
+    `max_new_tokens`); the drawn image is discarded, the whole image to redraw."""
+    if rollout_config is None:
+        rollout_config = RolloutConfig(max_chain_tokens=config.max_new_tokens)
+    rollout = sample(policy, list(prompts), replace(rollout_config, group_size=1), generator=generator)
     return whole_image_edits(list(rollout.chains))
 
 
 ACTORS: dict[str, ActFn] = {"model": act, "keep-plan": keep_plan, "fresh-plan": fresh_plan}
+
+
+def actor_for(name: str, rollout_config: RolloutConfig) -> ActFn:
+    """The actor registered as `name`, set to re-plan with the loop's generation settings where it samples chains
+    (fresh-plan samples at the first drawing's chain temperature: a lower one alone changes accuracy)."""
+    if name not in ACTORS:
+        raise ValueError(f"unknown actor {name!r}; valid: {', '.join(ACTORS)}")
+    return partial(fresh_plan, rollout_config=rollout_config) if ACTORS[name] is fresh_plan else ACTORS[name]

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -42,7 +43,10 @@ from janus_rig.reflect.format import (
     ALL_PROBLEM_KINDS,
     EDIT_END,
     KEEP,
+    NO,
     REFLECT_END,
+    VERDICT_SEPARATOR,
+    YES,
     ParsedEdit,
     ParsedReflection,
     parse_edit,
@@ -75,6 +79,10 @@ class ReflectConfig:
                 "redraws the whole image from the revised chain (the edit must still give usable boxes; they are "
                 "kept in the trace). On ShapeWorld a full redraw fixes more wrong drawings than region-locked "
                 "redraws of the oracle's own boxes (docs/results.md section 5)"})
+    verdict_bias: float = field(default=0.0, metadata={
+        "help": "the checker's threshold on its verdicts: added to the logit of `no` right after each verdict's "
+                "`: ` (> 0: it calls a stated fact false more readily, so it flags more images). 0 leaves it as "
+                "trained. Applies to the model's checker (`check`), not to a checker passed in"})
 
     def __post_init__(self):
         if self.rounds < 0:
@@ -85,13 +93,24 @@ class ReflectConfig:
 
 # --- the roles -----------------------------------------------------------------------------------------------------
 def check(policy, images: list[Image.Image], prompts: list[str], plans: list[str], config: TextConfig,
-          generator: torch.Generator, codes: torch.Tensor | None = None) -> TextRollout:
+          generator: torch.Generator, codes: torch.Tensor | None = None, verdict_bias: float = 0.0) -> TextRollout:
     """The checker: one reflection per image, ended by <|reflect_end|>. It reads `images` or their (B, N) VQ
-    `codes`, as the policy's `image_view` says."""
+    `codes`, as the policy's `image_view` says; `verdict_bias` is added to the logit of `no` in every verdict."""
     contexts = [encode_checker(policy, p, c) for p, c in zip(prompts, plans)]
     stop = role_token_ids(policy.tokenizer)[REFLECT_END]
+    bias = ((*verdict_no_ids(policy.tokenizer), verdict_bias),) if verdict_bias else ()
     ids, masks, pixels = policy.show_images(contexts, images, codes)
-    return sample_text(policy, ids, pixels, [stop], config, generator, image_masks=masks)
+    return sample_text(policy, ids, pixels, [stop], config, generator, image_masks=masks, bias_after=bias)
+
+
+def verdict_no_ids(tokenizer) -> tuple[int, int]:
+    """(separator, no): the token that ends a verdict's statement and the token of `no` the checker writes after
+    it (ValueError if the tokenizer does not write `: yes` / `: no` as one separator token and one value token)."""
+    yes, no = (tokenizer.encode(f"fact{VERDICT_SEPARATOR}{v}", add_special_tokens=False) for v in (YES, NO))
+    if len(yes) != len(no) or yes[:-1] != no[:-1] or len(no) < 2:
+        raise ValueError(f"verdict_bias needs `{VERDICT_SEPARATOR}{YES}` and `{VERDICT_SEPARATOR}{NO}` to differ in "
+                         f"their last token only; this tokenizer writes {yes} and {no}")
+    return no[-2], no[-1]
 
 
 def act(policy, images: list[Image.Image], prompts: list[str], plans: list[str], reflections: list[str],
@@ -206,6 +225,10 @@ def reflect(
     actor: ActFn = act,
 ) -> LoopResult:
     """Run the loop on `rollout_config.group_size` samples per prompt (or on `initial`, a rollout of `prompts`)."""
+    if config.verdict_bias:
+        if checker is not check:
+            raise ValueError("verdict_bias sets the model checker's threshold; a checker passed in decides alone")
+        checker = partial(check, verdict_bias=config.verdict_bias)
     if generator is None:
         generator = torch.Generator(device=policy.device)
         if seed is None:

@@ -176,14 +176,14 @@ def _batches(policy, rows: Sequence[dict], root: Path, world_size: int, batch_si
 
 
 def probe_checker(policy, rows: Sequence[dict], root: Path, world_size: int, config, seed: int = 0,
-                  batch_size: int = 32) -> list[str]:
-    """The checker's reflection on every row's image (batch b sampled with seed + b)."""
+                  batch_size: int = 32, verdict_bias: float = 0.0) -> list[str]:
+    """The checker's reflection on every row's image (batch b sampled with seed + b; `verdict_bias`: check's)."""
     from janus_rig.reflect.loop import check
 
     texts = []
     for b, batch, images, codes in _batches(policy, rows, root, world_size, batch_size, "checker"):
         out = check(policy, images, [r["prompt"] for r in batch], [r["chain"] for r in batch], config,
-                    torch.Generator().manual_seed(seed + b), codes=codes)
+                    torch.Generator().manual_seed(seed + b), codes=codes, verdict_bias=verdict_bias)
         texts.extend(out.texts)
     return texts
 

@@ -70,6 +70,7 @@ def sample_text(
     config: TextConfig,
     generator: torch.Generator,
     image_masks: list[list[bool]] | None = None,
+    bias_after: Sequence[tuple[int, int, float]] = (),
 ) -> TextRollout:
     """Write text after each context until a stop id (kept in the text) or max_new_tokens.
 
@@ -77,6 +78,10 @@ def sample_text(
     in row order; where `image_masks` (one per context) is True the id is a VQ code read through the generation
     embeddings (`JanusPolicy.show_images` builds both). Tokens that are never text (BOS, pad, image placeholders, begin/end of image, rows beyond the
     tokenizer) are never drawn; EOS is drawn only when it is a stop id.
+
+    bias_after: (after, token, bias) triples: right after a row writes `after`, `bias` is added to the logit of
+    `token` (before the temperature), e.g. the checker's threshold on its verdicts (`ReflectConfig.verdict_bias`).
+    The log-probs returned are those of the biased distribution the tokens were drawn from.
     """
     if not contexts:
         raise ValueError("no contexts to continue")
@@ -112,6 +117,8 @@ def sample_text(
         active = torch.arange(R, device=dev)  # (A,)
         for step in range(C):
             u = sampling.uniforms(R, generator, dev)[active]  # (A,), drawn for all rows
+            if step and bias_after:
+                logits = _biased(logits, written[active, step - 1], bias_after)
             scaled = logits / config.temperature  # (A, V)
             allowed = sampling.filter_logits(scaled.masked_fill(banned, sampling.NEG_INF), config.top_k, config.top_p)
             token = sampling.sample(allowed, u)  # (A,)
@@ -131,6 +138,14 @@ def sample_text(
 
     completion_ids = [row[:n] for row, n in zip(written.tolist(), length.tolist())]
     return _assemble(policy, contexts, completion_ids, written_lp.cpu(), pixel_values, stopped, image_masks)
+
+
+def _biased(logits: torch.Tensor, last: torch.Tensor, bias_after: Sequence[tuple[int, int, float]]) -> torch.Tensor:
+    """(A, V) logits with each triple's bias added to `token` in the rows whose `last` (A,) token is `after`."""
+    logits = logits.clone()
+    for after, token, bias in bias_after:
+        logits[last == after, token] += bias
+    return logits
 
 
 def _left_pad_masks(image_masks: list[list[bool]] | None, seqs: list[list[int]]) -> torch.Tensor:

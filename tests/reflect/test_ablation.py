@@ -64,3 +64,20 @@ def test_loop_with_fresh_plan_samples_new_chains_from_the_loop_generator(tiny_po
     plans = [t.plan for row in runs[0].traces for t in row if t.status == "edited"]
     assert revised[0] != plans  # new chains, not the plans the images were drawn from
     assert not torch.equal(runs[0].final_tokens, runs[0].initial.image_tokens)
+
+
+def test_actor_for_gives_fresh_plan_the_loops_generation_settings(monkeypatch):
+    import janus_rig.reflect.ablation as ablation
+
+    seen = []
+    monkeypatch.setattr(ablation, "sample", lambda policy, prompts, config, generator: seen.append(config)
+                        or type("R", (), {"chains": [PLAN] * len(prompts)})())
+    loop_rollout = RolloutConfig(group_size=4, max_chain_tokens=77, text_temperature=0.5)
+    out = ablation.actor_for("fresh-plan", loop_rollout)(None, [None, None], PROMPTS, [PLAN, PLAN], [], None, None)
+    assert [parse_edit(t).chain_text for t in out.texts] == [PLAN, PLAN]
+    assert seen[0].text_temperature == 0.5 and seen[0].max_chain_tokens == 77 and seen[0].group_size == 1
+    fresh_plan(None, [None], PROMPTS[:1], [PLAN], [], TextConfig(max_new_tokens=9), None)  # no loop settings given
+    assert seen[1].text_temperature == 1.0 and seen[1].max_chain_tokens == 9
+    assert ablation.actor_for("keep-plan", loop_rollout) is keep_plan
+    with pytest.raises(ValueError, match="unknown actor 'nope'"):
+        ablation.actor_for("nope", loop_rollout)

@@ -155,3 +155,17 @@ def test_untrusted_revised_chain_is_cleaned_and_initial_is_checked(tiny_policy):
     assert result.counts["edits"] == 1 and "<begin_of_image>" not in revised and "red circle" in revised
     with pytest.raises(ValueError, match="rollout of `prompts`"):
         reflect(tiny_policy, PROMPTS[1:], config(), one, initial=result.initial, checker=checker, actor=actor)
+
+
+def test_verdict_bias_is_the_model_checkers_threshold(tiny_policy):
+    from janus_rig.reflect.format import NO, VERDICT_SEPARATOR
+    from janus_rig.reflect.loop import verdict_no_ids
+
+    sep, no = verdict_no_ids(tiny_policy.tokenizer)
+    assert tiny_policy.tokenizer.decode([sep, no]).endswith(f"{VERDICT_SEPARATOR.strip()} {NO}")
+    biased = ReflectConfig(rounds=1, checker=TextConfig(max_new_tokens=8), actor=TextConfig(max_new_tokens=8),
+                           verdict_bias=2.0)
+    result = reflect(tiny_policy, PROMPTS[:1], biased, FAST, seed=0)  # the model's checker takes the bias
+    assert result.counts["checks"] == 2
+    with pytest.raises(ValueError, match="verdict_bias"):
+        reflect(tiny_policy, PROMPTS[:1], biased, FAST, seed=0, checker=Scripted(lambda k, i: reflection("keep")))

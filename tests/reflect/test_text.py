@@ -73,3 +73,25 @@ def test_config_is_checked():
         TextConfig(temperature=0)
     with pytest.raises(ValueError, match="top_p"):
         TextConfig(top_p=1.5)
+
+
+def test_bias_after_a_token_steers_the_next_one_and_nothing_else(tiny_policy):
+    # Greedy text; then a huge bias on token Y right after token X: every X is followed by Y, the text up to the
+    # first X is unchanged, and the log-probs are those of the biased distribution (Y drawn with log-prob ~0).
+    contexts, pixels = inputs(tiny_policy)
+    plain = sample_text(tiny_policy, contexts, pixels, [], TextConfig(max_new_tokens=10, top_k=1),
+                        torch.Generator().manual_seed(0))
+    after = plain.completion_ids[0][2]
+    target = 500 if after != 500 else 501
+    biased = sample_text(tiny_policy, contexts, pixels, [], TextConfig(max_new_tokens=10, top_k=1),
+                         torch.Generator().manual_seed(0), bias_after=[(after, target, 1e4)])
+    for row, (old, new) in enumerate(zip(plain.completion_ids, biased.completion_ids)):
+        first = old.index(after) if after in old else len(old)
+        assert new[: first + 1] == old[: first + 1]
+        for i, token in enumerate(new[:-1]):
+            if token == after:
+                assert new[i + 1] == target
+    written = biased.completion_ids[0]
+    at = written.index(after) + 1  # the first biased draw in row 0
+    assert written[at] == target and len(written) == 10
+    assert abs(float(biased.logprobs[0, -10 + at])) < 1e-3  # (R, T): row 0's completion fills its last 10 columns
