@@ -175,6 +175,22 @@ def test_actor_edits_only_without_the_checker(tmp_path, world, policy_dir):
     assert [tok.decode(row[m]) for row, m in zip(inputs["input_ids"], inputs["loss_mask"])] == [edit_text()] * (P * G)
 
 
+def test_a_fixed_actor_writes_the_edits_and_only_the_checker_learns(tmp_path, world, policy_dir):
+    """actor: keep-plan (janus_rig/reflect/ablation.py) edits every flagged image; its edits have no log-probs and
+    are not optimised, so the loss reads the deciding reflections alone."""
+    from janus_rig.reflect.ablation import keep_plan
+
+    checker, _ = edit_once()
+    trainer = build_trainer(config(tmp_path, world, policy_dir, actor="keep-plan", edit_region="full"),
+                            checker=checker)
+    assert trainer.actor is keep_plan
+    inputs = first_inputs(trainer)
+    tok = trainer.policy.tokenizer
+    written = [tok.decode(row[m]) for row, m in zip(inputs["input_ids"], inputs["loss_mask"])]
+    assert written == [reflection(before_yes(i), "edit") for i in range(P * G)]
+    assert trainer._metrics["loop/edits"] == [P * G] and trainer._metrics["loop/malformed_edit"] == [0.0]
+
+
 def test_actor_phase_one_step_learns_logs_and_saves(tmp_path, world, policy_dir):
     checker, actor = edit_once()
     summary = run_reflect_grpo(config(tmp_path, world, policy_dir, eval_every=1, eval_prompts=2,
@@ -304,6 +320,8 @@ def test_editor_rows_are_checked_and_bad_ones_reported(tmp_path, world, policy_d
     (dict(malformed_penalty=-1.0), "malformed_penalty must be >= 0"),
     (dict(reward="judge", judge="nope"), "nope"),
     (dict(num_generations=1), "at least 2"),
+    (dict(actor="nope"), "valid: model, keep-plan, fresh-plan"),
+    (dict(actor="fresh-plan", train_checker=False), "nothing would learn"),
 ])
 def test_invalid_settings_say_how_to_fix(tmp_path, world, policy_dir, overrides, message):
     with pytest.raises(ValueError) as err:

@@ -52,6 +52,10 @@ class ReflectGRPOConfig(GRPOConfig):
     train_checker: bool = _help("actor phase: optimise the reflections that decided (every check except the one "
                                 "that scores the last edit) along with the edits; false: the edits only",
                                 default=True)
+    actor: str = _help("actor phase and bench: who writes the edits. model: the policy's actor (its edits are "
+                       "optimised); a fixed actor of janus_rig/reflect/ablation.py (keep-plan, fresh-plan: re-plans "
+                       "with this config's chain settings) writes them instead and is not optimised, so only the "
+                       "checker's decisions learn (needs train_checker: true)", default="model")
     malformed_penalty: float = _help("subtracted from the reward of an episode whose reflection or edit could not "
                                      "be read (0: none; e.g. 0.5 keeps teaching the formats)", default=0.0)
     # --- GRPO defaults changed for this trainer ---
@@ -69,6 +73,13 @@ class ReflectGRPOConfig(GRPOConfig):
         for name in ("max_reflection_tokens", "max_edit_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        from janus_rig.reflect.ablation import ACTORS
+
+        if self.actor not in ACTORS:
+            raise ValueError(f"unknown actor {self.actor!r}; valid: {', '.join(ACTORS)}")
+        if self.actor != "model" and not self.train_checker:
+            raise ValueError(f"actor={self.actor!r} is fixed (not optimised) and train_checker is false: nothing "
+                             "would learn; set train_checker: true or actor: model")
         if self.malformed_penalty < 0:
             raise ValueError(f"malformed_penalty must be >= 0 (it is subtracted), got {self.malformed_penalty}")
         if self.optimize != "both":

@@ -96,20 +96,21 @@ def deciding_checks(result: LoopResult) -> set[tuple[int, int]]:
     return {(t.row, t.round) for row in result.traces for t in row if len(row) == 1 or t.round < len(row) - 1}
 
 
-def actor_sequences(result: LoopResult, train_checker: bool) -> list[tuple[int, object, int]]:
+def actor_sequences(result: LoopResult, train_checker: bool, train_actor: bool = True) -> list[tuple[int, object, int]]:
     """(row, TextRollout, index in it) of each optimised text: the deciding reflections (with train_checker), then
-    per round the edits."""
+    per round the edits (with train_actor: false where a fixed actor wrote them, which has no log-probs)."""
     chosen = deciding_checks(result) if train_checker else set()
     picks = []
     for batch in result.rounds:
         picks += [(r, batch.checker, j) for j, r in enumerate(batch.rows) if (r, batch.round) in chosen]
-        if batch.actor is not None:
+        if batch.actor is not None and train_actor:
             picks += [(r, batch.actor, j) for j, r in enumerate(batch.actor_rows)]
     return picks
 
 
 def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tensor, train_checker: bool,
-                pad_id: int, mask_truncated: bool = False, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+                pad_id: int, mask_truncated: bool = False, dtype: torch.dtype | None = None,
+                train_actor: bool = True) -> dict[str, torch.Tensor]:
     """The texts of `actor_sequences`, left-padded into one batch of S sequences, each with its row's advantage:
 
         input_ids, attention_mask, loss_mask (the written tokens), old_logps (as sampled)   (S, T)
@@ -119,7 +120,7 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
     With no optimised text (every row kept or was unreadable and train_checker is off), the first reflection is
     the one row, with an empty loss mask (a zero loss). Texts of rows whose reward is not `valid` (R,) carry no
     loss; `mask_truncated` empties the mask of texts cut off at their token limit too."""
-    picks = actor_sequences(result, train_checker)
+    picks = actor_sequences(result, train_checker, train_actor)
     empty = not picks
     if empty:
         picks = [(result.rounds[0].rows[0], result.rounds[0].checker, 0)]

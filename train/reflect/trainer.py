@@ -195,7 +195,7 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
         valid, adv = self._advantages(rewards)
         dtype = next(policy.base.parameters()).dtype
         batch = actor_batch(result, adv, valid, args.train_checker, policy.tokens.pad,
-                            args.mask_truncated_completions, dtype)
+                            args.mask_truncated_completions, dtype, train_actor=args.actor == "model")
         chunks = self._to_chunks(batch)
         t3 = time.perf_counter()
 
@@ -378,7 +378,12 @@ def _edit_row_problem(record: dict, world: WorldInfo) -> tuple[str, str] | None:
 
 
 # --- orchestration -----------------------------------------------------------------------------------------------
-def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn = act) -> ReflectGRPOTrainer:
+def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn | None = None
+                  ) -> ReflectGRPOTrainer:
+    """The phase's trainer; `actor` None: the one `config.actor` names (scripted roles in tests pass their own)."""
+    from janus_rig.reflect.ablation import actor_for
+
+    actor = actor or actor_for(config.actor, config.rollout_config(1))
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if config.phase == "editor":
@@ -397,7 +402,7 @@ def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: Ac
                                         actor=actor)
 
 
-def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn = act) -> dict:
+def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn | None = None) -> dict:
     """Train one phase, save the final policy in config.output_dir, and return a summary (also in
     reflect_grpo_summary.json)."""
     trainer = build_trainer(config, checker, actor)
@@ -412,7 +417,7 @@ def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor:
                "seconds_per_step": round(train_seconds / max(steps, 1), 3)}
     if config.eval_every and trainer.accelerator.is_main_process:
         trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)
-        accuracy = bench_round_accuracy(trainer.policy, trainer._bench, config, checker, actor)
+        accuracy = bench_round_accuracy(trainer.policy, trainer._bench, config, checker, trainer.actor)
         summary["final_bench"] = {f"accuracy@r{k}": value for k, value in enumerate(accuracy)}
     if trainer.accelerator.is_main_process:
         trainer.policy.save(out, manifest(stage=f"reflect-{config.phase}", reward=config.reward,
