@@ -87,6 +87,9 @@ def add_edit_arguments(parser) -> None:
                         help="who writes the edits: the model, or for an ablation a fixed actor that redraws the whole "
                         "image from the same plan (keep-plan) or from a new chain the model samples for the prompt "
                         "(fresh-plan); janus_rig/reflect/ablation.py")
+    parser.add_argument("--final", choices=("last", "best"), default="last",
+                        help="which image a row ends with: the last, or the one the checker rates likeliest right "
+                        "(its unbiased P(yes) over its verdicts; ReflectConfig.final)")
 
 
 def loop_config(args: argparse.Namespace, rounds: int):
@@ -95,7 +98,7 @@ def loop_config(args: argparse.Namespace, rounds: int):
 
     return ReflectConfig(rounds=rounds, checker=role_text_config(args, args.max_reflection_tokens),
                          actor=role_text_config(args, args.max_edit_tokens), paste_back=args.paste_back,
-                         edit_region=args.edit_region, verdict_bias=args.verdict_bias)
+                         edit_region=args.edit_region, verdict_bias=args.verdict_bias, final=args.final)
 
 
 def role_text_config(args: argparse.Namespace, max_new_tokens: int):
@@ -141,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     oracle = oracle_report(result, row_meta) if any(known) else {}
     total = time.perf_counter() - started
     summary = {"model": args.model, "prompts": len(prompts), "rows": result.counts["rows"], "rounds": args.rounds,
-               "actor": args.actor, "reward": args.reward, "counts": result.counts, "oracle": oracle,
+               "actor": args.actor, "final": args.final, "reward": args.reward, "counts": result.counts,
+               "oracle": oracle,
                "seconds": round(total, 2), "role_tokens_added": added}
     (Path(args.out) / "reflect_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     c = result.counts

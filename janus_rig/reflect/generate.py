@@ -21,10 +21,10 @@ from janus_rig.rollout.config import RolloutConfig
 
 
 def reflect_generate(config: ReflectConfig, checker: CheckFn = check, actor: ActFn = act) -> GenerateFn:
-    """A GenerateFn running `reflect` with `config` (K = config.rounds) on each batch: one Draw per row with the
-    final image and plan (the revised chain after the last edit), `round_images` (K + 1: after 0..K rounds) and,
-    in `extra`, the first chain, the number of edits and every round's record (`round_record`). `checker` and
-    `actor` are the loop's roles (scripted in tests)."""
+    """A GenerateFn running `reflect` with `config` (K = config.rounds) on each batch: one Draw per row with its
+    result's image and plan (`LoopResult.chosen`: after the last edit, or the best-rated with final "best"),
+    `round_images` (K + 1: after 0..K rounds) and, in `extra`, the first chain, the number of edits and every
+    round's record (`round_record`). `checker` and `actor` are the loop's roles (scripted in tests)."""
 
     def generate(policy, prompts: list[str], rollout_config: RolloutConfig, seed: int) -> list[Draw]:
         started = time.perf_counter()
@@ -35,9 +35,9 @@ def reflect_generate(config: ReflectConfig, checker: CheckFn = check, actor: Act
         G = rollout_config.group_size
         draws = []
         for r, p in enumerate(result.initial.prompt_index.tolist()):  # rows are prompt-major
-            rounds = result.traces[r]
+            rounds, final = result.traces[r], result.chosen(r)
             draws.append(Draw(
-                prompt_index=p, sample=r % G, image=rounds[-1].image, chain=rounds[-1].plan, truncated=truncated[r],
+                prompt_index=p, sample=r % G, image=final.image, chain=final.plan, truncated=truncated[r],
                 seed=seed, timings={"reflect_s": seconds},  # of the whole batch
                 extra={"initial_chain": result.initial.chains[r], "edits": sum(t.status == "edited" for t in rounds),
                        "reflect": [round_record(t) for t in rounds]},

@@ -12,6 +12,8 @@
 Rounds: round k checks every row still open; a row whose checker says keep is done. With `rounds` = K, at most
 K edits happen per row (rounds 0..K-1); the image after the K-th edit is checked once more (round K) so that
 every edit has a check after it (its reward), and no edit follows that check (`out_of_rounds` if it says edit).
+A row ends with its last image, or with `final="best"` with the image its checker rated likeliest right
+(`janus_rig.reflect.confidence`): an edit the checker likes less than what it replaced is undone.
 
 Model output is untrusted, and each failure ends the row without touching its image:
 - a reflection whose decision cannot be read counts `malformed_reflection` and is treated as keep (never edit on
@@ -22,7 +24,7 @@ Every problem of every parse is also counted by kind (`counts["reflection/<kind>
 
     result = reflect(policy, ["a red circle left of a blue square"], ReflectConfig(rounds=2), RolloutConfig(), seed=0)
     result.traces[0]          # row 0: one RoundTrace per round (image, reflection, edit, edited image, status)
-    result.final_tokens       # (R, N) every row's last image
+    result.final_tokens       # (R, N) every row's result: its last image (or, with final="best", the best-rated)
     list(result.edits())      # (before-check, after-check) pairs: what edit rewards compare
 """
 
@@ -43,15 +45,13 @@ from janus_rig.reflect.format import (
     ALL_PROBLEM_KINDS,
     EDIT_END,
     KEEP,
-    NO,
     REFLECT_END,
-    VERDICT_SEPARATOR,
-    YES,
     ParsedEdit,
     ParsedReflection,
     parse_edit,
     parse_reflection,
 )
+from janus_rig.reflect.confidence import verdict_confidence, verdict_ids
 from janus_rig.reflect.prompts import encode_actor, encode_checker
 from janus_rig.reflect.text import TextConfig, TextRollout, sample_text
 from janus_rig.rollout import Rollout, RolloutConfig, edit, sample, token_masks
@@ -59,6 +59,7 @@ from janus_rig.rollout.regions import pixel_mask
 
 STATUSES = ("keep", "edited", "malformed_reflection", "malformed_edit", "out_of_rounds")
 EDIT_REGIONS = ("boxes", "full")
+FINALS = ("last", "best")
 WHOLE_IMAGE = Box(0, 0, COORD_MAX, COORD_MAX)
 
 
@@ -83,12 +84,19 @@ class ReflectConfig:
         "help": "the checker's threshold on its verdicts: added to the logit of `no` right after each verdict's "
                 "`: ` (> 0: it calls a stated fact false more readily, so it flags more images). 0 leaves it as "
                 "trained. Applies to the model's checker (`check`), not to a checker passed in"})
+    final: str = field(default="last", metadata={
+        "help": "which image a row ends with: last: the image after its last round; best: of the images the "
+                "checker saw in the row, the one it scores likeliest right (its mean P(yes) over its verdicts, "
+                "unbiased: janus_rig/reflect/confidence.py; the earlier image on ties), so an edit that the checker "
+                "rates worse than the image it replaced is undone"})
 
     def __post_init__(self):
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0 (0: check once, never edit), got {self.rounds}")
         if self.edit_region not in EDIT_REGIONS:
             raise ValueError(f"unknown edit_region {self.edit_region!r}; valid: {', '.join(EDIT_REGIONS)}")
+        if self.final not in FINALS:
+            raise ValueError(f"unknown final {self.final!r}; valid: {', '.join(FINALS)}")
 
 
 # --- the roles -----------------------------------------------------------------------------------------------------
@@ -98,19 +106,10 @@ def check(policy, images: list[Image.Image], prompts: list[str], plans: list[str
     `codes`, as the policy's `image_view` says; `verdict_bias` is added to the logit of `no` in every verdict."""
     contexts = [encode_checker(policy, p, c) for p, c in zip(prompts, plans)]
     stop = role_token_ids(policy.tokenizer)[REFLECT_END]
-    bias = ((*verdict_no_ids(policy.tokenizer), verdict_bias),) if verdict_bias else ()
+    sep, _, no = verdict_ids(policy.tokenizer)
+    bias = ((sep, no, verdict_bias),) if verdict_bias else ()
     ids, masks, pixels = policy.show_images(contexts, images, codes)
     return sample_text(policy, ids, pixels, [stop], config, generator, image_masks=masks, bias_after=bias)
-
-
-def verdict_no_ids(tokenizer) -> tuple[int, int]:
-    """(separator, no): the token that ends a verdict's statement and the token of `no` the checker writes after
-    it (ValueError if the tokenizer does not write `: yes` / `: no` as one separator token and one value token)."""
-    yes, no = (tokenizer.encode(f"fact{VERDICT_SEPARATOR}{v}", add_special_tokens=False) for v in (YES, NO))
-    if len(yes) != len(no) or yes[:-1] != no[:-1] or len(no) < 2:
-        raise ValueError(f"verdict_bias needs `{VERDICT_SEPARATOR}{YES}` and `{VERDICT_SEPARATOR}{NO}` to differ in "
-                         f"their last token only; this tokenizer writes {yes} and {no}")
-    return no[-2], no[-1]
 
 
 def act(policy, images: list[Image.Image], prompts: list[str], plans: list[str], reflections: list[str],
@@ -145,6 +144,7 @@ class RoundTrace:
     edit_boxes: list[ChainObject] = field(default_factory=list)
     edited_tokens: torch.Tensor | None = None  # (N,)
     edited_image: Image.Image | None = None
+    score: float | None = None  # the checker's confidence that `image` is right (final="best"; None: not scored)
 
 
 @dataclass
@@ -166,13 +166,23 @@ class LoopResult:
     initial: Rollout  # the generation
     rounds: list[RoundBatch]
     traces: list[list[RoundTrace]]  # per row, per round it took part in
-    final_tokens: torch.Tensor  # (R, N)
+    final_tokens: torch.Tensor  # (R, N) every row's result: its chosen image
     counts: dict[str, int]
+    final: str = "last"  # ReflectConfig.final
+
+    def chosen(self, row: int, rounds: int | None = None) -> RoundTrace:
+        """The round whose image is `row`'s result after `rounds` rounds (all by default): the last one, or with
+        final "best" the one whose image the checker scored highest (the earliest on ties; unscored ones last)."""
+        traces = self.traces[row] if rounds is None else self.traces[row][: rounds + 1]
+        if self.final == "last":
+            return traces[-1]
+        return max(traces, key=lambda t: (t.score is not None, t.score or 0.0, -t.round))
 
     def images_after_rounds(self, rounds: int) -> list[list[Image.Image]]:
         """Per row, its image after 0, 1, .., `rounds` rounds (rounds + 1 images): after k rounds is what round k's
-        checker saw, the image after k edits; a row that stopped earlier keeps its last image."""
-        return [[row[min(k, len(row) - 1)].image for k in range(rounds + 1)] for row in self.traces]
+        checker saw, the image after k edits (with final "best": the best of those up to k); a row that stopped
+        earlier keeps its last image."""
+        return [[self.chosen(r, k).image for k in range(rounds + 1)] for r in range(len(self.traces))]
 
     def edits(self):
         """(before, after) RoundTrace pairs, one per edit: `before` decided edit and was edited, `after` is the
@@ -261,8 +271,9 @@ def reflect(
         batches.append(batch)
         counts["checks"] += len(open_rows)
         counts["truncated_reflections"] += int((~_stopped(out)).sum())
+        scores = verdict_confidence(policy, out) if config.final == "best" else [None] * len(open_rows)
         wants_edit = []
-        for r, text in zip(open_rows, out.texts):
+        for r, text, score in zip(open_rows, out.texts, scores):
             parsed = parse_reflection(text)
             _count_problems(counts, "reflection", parsed)
             if parsed.decision is None:
@@ -274,7 +285,9 @@ def reflect(
             else:
                 status = "edited"  # provisional: the actor may still fail
                 wants_edit.append(r)
-            traces[r].append(RoundTrace(r, k, plans[r], tokens[r].clone(), images[r], text, parsed, status))
+            trusted = None if parsed.decision is None else score  # an unreadable reflection rates nothing
+            traces[r].append(RoundTrace(r, k, plans[r], tokens[r].clone(), images[r], text, parsed, status,
+                                        score=trusted))
         if wants_edit:
             _act_and_edit(policy, wants_edit, batch, traces, row_prompts, plans, tokens, images, config,
                           edit_config, generator, actor, counts)
@@ -282,7 +295,10 @@ def reflect(
             counts[traces[r][-1].status] += 1
         open_rows = [r for r in batch.rows if traces[r][-1].status == "edited"]
     counts["edits"] = counts["edited"]
-    return LoopResult(row_prompts, initial, batches, traces, tokens, dict(counts))
+    result = LoopResult(row_prompts, initial, batches, traces, tokens, dict(counts), config.final)
+    for r in range(R):
+        result.final_tokens[r] = result.chosen(r).image_tokens
+    return result
 
 
 def _stopped(out) -> torch.Tensor:

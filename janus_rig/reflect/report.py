@@ -43,6 +43,7 @@ def round_record(t: RoundTrace) -> dict:
         "edit_boxes": [{"name": o.name, "box": list(o.box.as_tuple())} for o in t.edit_boxes],
         "edit_problems": _problems(t.edit),
         "status": t.status,
+        "checker_score": t.score,
     }
 
 
@@ -85,12 +86,14 @@ def write_reflect_outputs(out_dir: str | Path, result: LoopResult, prompt_index:
     reward_of = {(before.row, before.round): r for (before, _), r in zip(result.edits(), rewards)}
     traces = []
     with open(out / TRACES_FILE, "w", encoding="utf-8") as log:
-        for row in result.traces:
+        for r, row in enumerate(result.traces):
+            chosen = result.chosen(r) if row else None
             for t in row:
                 meta = metadata[t.row] if metadata is not None else None
                 truth = oracle_verdicts(meta, t.image) if meta is not None else None
                 trace = _trace(out, t, result.prompts[t.row], prompt_index[t.row], t.row % group_size,
                                reward_of.get((t.row, t.round)), truth, display_size)
+                trace["final"] = t is chosen  # the row's result is this round's image (as its checker saw it)
                 log.write(json.dumps(trace) + "\n")
                 traces.append(trace)
     return traces
@@ -104,6 +107,10 @@ def gallery_cards(traces: list[dict]) -> list[dict]:
         if t["edit_overlay"]:
             more += [{"src": t["edit_overlay"], "alt": "edit boxes"}, {"src": t["edited_image"], "alt": "edited"}]
         scores = {"status": t["status"]}
+        if t.get("checker_score") is not None:
+            scores["checker score"] = round(t["checker_score"], 3)
+        if t.get("final"):
+            scores["final image"] = True
         if t["reward"] is not None:
             scores["reward"] = t["reward"]
         if "oracle" in t:

@@ -217,8 +217,8 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
             seen = chain_verdicts(meta, trace.reflection.seen.objects)
             seen_right += sum(a.holds == t.holds for a, t in zip(seen, truth))
             holding += sum(t.holds for t in truth)
-        last = row[-1]
-        edited = last.edited_image is not None
+        last = result.chosen(row[0].row)
+        edited = last is row[-1] and last.edited_image is not None
         final = oracle_verdicts(meta, last.edited_image) if edited else truth_of[last.row, last.round]
         start.append(all(t.holds for t in truth_of[row[0].row, 0]))
         end.append(all(t.holds for t in final))

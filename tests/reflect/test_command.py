@@ -41,6 +41,7 @@ def test_reflect_command_on_the_random_model(tiny_policy_dir, tmp_path, capsys):
     page = (out / "index.html").read_text()
     assert page.count('class="card"') == 2 and "round 0" in page and "http" not in page
     assert "reflected on 2 images" in capsys.readouterr().out
+    assert summary["final"] == "last" and all(t["final"] and t["checker_score"] is None for t in traces)
 
 
 def test_reflect_command_input_errors(tiny_policy_dir, tmp_path, capsys):
@@ -78,6 +79,10 @@ def test_role_sampling_arguments_reach_both_roles():
     args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
                               "--edit-region", "full", "--no-paste-back"])
     assert (reflect_config(args).edit_region, reflect_config(args).paste_back) == ("full", False)
+    assert reflect_config(args).final == "last"
+    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
+                              "--final", "best"])
+    assert reflect_config(args).final == "best"
     assert args.actor == "model"  # the fixed actors of janus_rig/reflect/ablation.py only when asked
     assert parser.parse_args(["--model", "m", "--metadata", "x", "--out", "o", "--actor", "fresh-plan"]).actor == \
         "fresh-plan"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from janus_rig.reflect.loop import ReflectConfig, reflect
 from janus_rig.reflect.text import TextConfig
@@ -158,14 +159,75 @@ def test_untrusted_revised_chain_is_cleaned_and_initial_is_checked(tiny_policy):
 
 
 def test_verdict_bias_is_the_model_checkers_threshold(tiny_policy):
-    from janus_rig.reflect.format import NO, VERDICT_SEPARATOR
-    from janus_rig.reflect.loop import verdict_no_ids
+    from janus_rig.reflect.confidence import verdict_ids
+    from janus_rig.reflect.format import NO, VERDICT_SEPARATOR, YES
 
-    sep, no = verdict_no_ids(tiny_policy.tokenizer)
+    sep, yes, no = verdict_ids(tiny_policy.tokenizer)
     assert tiny_policy.tokenizer.decode([sep, no]).endswith(f"{VERDICT_SEPARATOR.strip()} {NO}")
+    assert tiny_policy.tokenizer.decode([sep, yes]).endswith(f"{VERDICT_SEPARATOR.strip()} {YES}")
     biased = ReflectConfig(rounds=1, checker=TextConfig(max_new_tokens=8), actor=TextConfig(max_new_tokens=8),
                            verdict_bias=2.0)
     result = reflect(tiny_policy, PROMPTS[:1], biased, FAST, seed=0)  # the model's checker takes the bias
     assert result.counts["checks"] == 2
     with pytest.raises(ValueError, match="verdict_bias"):
         reflect(tiny_policy, PROMPTS[:1], biased, FAST, seed=0, checker=Scripted(lambda k, i: reflection("keep")))
+
+
+@pytest.mark.parametrize("scores, chosen", [((0.9, 0.2, 0.5), 0), ((0.1, 0.2, 0.5), 2), ((0.5, 0.5, 0.5), 0),
+                                            ((None, 0.3, None), 1)])
+def test_final_best_keeps_the_image_the_checker_rates_highest(tiny_policy, monkeypatch, scores, chosen):
+    """final="best": a row ends with the image of its best-scored round (the earliest on ties, unscored ones never
+    before scored ones); every round's image after k rounds is the best of rounds 0..k."""
+    import janus_rig.reflect.loop as loop
+
+    monkeypatch.setattr(loop, "verdict_confidence", lambda policy, out: [scores[len(checker.calls) - 1]] *
+                        len(out.texts))
+    checker, actor = Scripted(lambda k, i: reflection("edit")), Scripted(lambda k, i: edit())
+    best = ReflectConfig(**{**vars(config(rounds=2)), "final": "best"})
+    result = reflect(tiny_policy, PROMPTS, best, FAST, seed=1, checker=checker, actor=actor)
+    assert [t.score for t in result.traces[0]] == list(scores)
+    for r, row in enumerate(result.traces):
+        assert result.chosen(r) is row[chosen] and torch.equal(result.final_tokens[r], row[chosen].image_tokens)
+        after = result.images_after_rounds(2)[r]
+        assert after[2] is row[chosen].image
+        assert after[0] is row[0].image and after[1] is row[chosen if chosen < 2 else 1].image
+    last = reflect(tiny_policy, PROMPTS, config(rounds=2), FAST, seed=1, checker=Scripted(lambda k, i:
+                   reflection("edit")), actor=Scripted(lambda k, i: edit()))
+    assert all(t.score is None for row in last.traces for t in row)  # "last" scores nothing
+    assert torch.equal(last.final_tokens[0], last.traces[0][-1].image_tokens)
+    with pytest.raises(ValueError, match="unknown final"):
+        ReflectConfig(final="first")
+
+
+def test_verdict_confidence_is_p_yes_among_yes_and_no(tiny_policy):
+    """An image's score is the mean of P(yes) / (P(yes) + P(no)) at its verdicts, teacher-forced at temperature 1:
+    checked against two scored texts that differ only in their one verdict's value."""
+    from janus_rig.model.tokens import role_token_ids
+    from janus_rig.reflect.confidence import verdict_confidence
+    from janus_rig.reflect.format import NOTHING_SEEN, REFLECT_END, Verdict, format_reflection
+    from janus_rig.reflect.prompts import encode_checker
+    from janus_rig.reflect.text import score_text
+
+    images = [Image.new("RGB", (tiny_policy.image_size,) * 2, c) for c in ("red", "blue")]
+    contexts = [encode_checker(tiny_policy, PROMPTS[0], PLAN)] * 2
+    ids, masks, pixels = tiny_policy.show_images(contexts, images)
+    stop = role_token_ids(tiny_policy.tokenizer)[REFLECT_END]
+
+    def scored(holds, n=1):
+        text = format_reflection(NOTHING_SEEN, [Verdict(f"fact {i}", holds) for i in range(n)], "keep")
+        completions = [tiny_policy.encode_text(text)] * 2
+        return score_text(tiny_policy, ids, completions, pixels, [stop], image_masks=masks)
+
+    said_yes, said_no = scored(True), scored(False)
+    p_yes = verdict_confidence(tiny_policy, said_yes)
+    assert p_yes == pytest.approx(verdict_confidence(tiny_policy, said_no), abs=1e-5)  # the same distribution
+    differs = (said_yes.input_ids != said_no.input_ids).nonzero()  # (2, 2): one value position per row
+    for r, t in differs.tolist():
+        a, b = said_yes.logprobs[r, t].exp(), said_no.logprobs[r, t].exp()
+        assert p_yes[r] == pytest.approx(float(a / (a + b)), abs=1e-4)
+    assert p_yes[0] != pytest.approx(p_yes[1], abs=1e-6)  # each row reads its own image
+    two = verdict_confidence(tiny_policy, scored(True, n=2))
+    assert all(0 < s < 1 for s in two)
+    none = score_text(tiny_policy, ids, [tiny_policy.encode_text("fact 0 yes, no verdict")] * 2, pixels, [stop],
+                      image_masks=masks)
+    assert verdict_confidence(tiny_policy, none) == [None, None]

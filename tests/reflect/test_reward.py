@@ -98,6 +98,12 @@ def test_edit_rewards_and_oracle_report():
     assert report["edits_improved"] == 1.0 and report["edits"] == 1
     assert report["edit_plan_ok"] == 0.0 and report["edit_revised_plan_ok"] == 0.0  # "plan" is not a chain
     assert oracle_report(result, [POSITION, None])["checks"] == 2  # rows without metadata are left out
+    # final "best": row 0 ends with the image its checker rated higher, here the wrong one before the edit.
+    result.final = "best"
+    result.traces[0][0].score, result.traces[0][1].score = 0.9, 0.4
+    assert oracle_report(result, [POSITION, POSITION])["correct_after"] == 0.0
+    result.traces[0][1].score = 0.95
+    assert oracle_report(result, [POSITION, POSITION])["correct_after"] == 0.5
 
 
 def test_objects_outside_the_edit_boxes_are_checked_by_the_detector():
