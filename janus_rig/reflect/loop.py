@@ -239,6 +239,9 @@ def reflect(
         if checker is not check:
             raise ValueError("verdict_bias sets the model checker's threshold; a checker passed in decides alone")
         checker = partial(check, verdict_bias=config.verdict_bias)
+    # final "best" under a verdict bias re-checks each image unbiased, on a stream of its own (seeded 0) so that the
+    # loop's draws stay those of final "last"
+    rating_generator = torch.Generator(device=policy.device).manual_seed(0)
     if generator is None:
         generator = torch.Generator(device=policy.device)
         if seed is None:
@@ -271,7 +274,10 @@ def reflect(
         batches.append(batch)
         counts["checks"] += len(open_rows)
         counts["truncated_reflections"] += int((~_stopped(out)).sum())
-        scores = verdict_confidence(policy, out) if config.final == "best" else [None] * len(open_rows)
+        scores = [None] * len(open_rows)
+        if config.final == "best":
+            scores = _rate(policy, out, [images[r] for r in open_rows], [row_prompts[r] for r in open_rows],
+                           [plans[r] for r in open_rows], tokens[open_rows], config, rating_generator)
         wants_edit = []
         for r, text, score in zip(open_rows, out.texts, scores):
             parsed = parse_reflection(text)
@@ -285,9 +291,8 @@ def reflect(
             else:
                 status = "edited"  # provisional: the actor may still fail
                 wants_edit.append(r)
-            trusted = None if parsed.decision is None else score  # an unreadable reflection rates nothing
             traces[r].append(RoundTrace(r, k, plans[r], tokens[r].clone(), images[r], text, parsed, status,
-                                        score=trusted))
+                                        score=score))
         if wants_edit:
             _act_and_edit(policy, wants_edit, batch, traces, row_prompts, plans, tokens, images, config,
                           edit_config, generator, actor, counts)
@@ -299,6 +304,16 @@ def reflect(
     for r in range(R):
         result.final_tokens[r] = result.chosen(r).image_tokens
     return result
+
+
+def _rate(policy, out, images, prompts, plans, codes, config, generator) -> list[float | None]:
+    """The checker's confidence that each image is right (final "best"; `verdict_confidence`), read from the
+    reflection `out` it wrote, or, where a verdict bias steered that, from an unbiased check of the same images.
+    A reflection whose decision cannot be read rates nothing (None)."""
+    if config.verdict_bias:
+        out = check(policy, images, prompts, plans, config.checker, generator, codes=codes)
+    scores = verdict_confidence(policy, out)
+    return [None if parse_reflection(text).decision is None else s for text, s in zip(out.texts, scores)]
 
 
 def _stopped(out) -> torch.Tensor:

@@ -199,6 +199,30 @@ def test_final_best_keeps_the_image_the_checker_rates_highest(tiny_policy, monke
         ReflectConfig(final="first")
 
 
+def test_final_best_under_a_bias_rates_with_an_unbiased_check(tiny_policy, monkeypatch):
+    """With a verdict bias the score comes from a second, unbiased check of the same image, drawn on its own
+    stream: the loop's own draws (images, reflections) are those of final "last"."""
+    import janus_rig.reflect.loop as loop
+
+    biases = []
+
+    def recording(*args, verdict_bias=0.0, **kwargs):
+        biases.append(verdict_bias)
+        return loop_check(*args, verdict_bias=verdict_bias, **kwargs)
+
+    loop_check = loop.check
+    biased = ReflectConfig(rounds=1, checker=TextConfig(max_new_tokens=8), actor=TextConfig(max_new_tokens=8),
+                           verdict_bias=2.0)
+    last = reflect(tiny_policy, PROMPTS[:1], biased, FAST, seed=3)
+    monkeypatch.setattr(loop, "check", recording)
+    best = reflect(tiny_policy, PROMPTS[:1], ReflectConfig(**{**vars(biased), "final": "best"}), FAST, seed=3,
+                   checker=recording)  # the model's checker, recorded
+    assert biases == [2.0, 0.0]  # one round (the random model's reflections are unreadable): biased, then unbiased
+    assert [t.reflection_text for row in best.traces for t in row] == \
+        [t.reflection_text for row in last.traces for t in row]
+    assert torch.equal(best.final_tokens, last.final_tokens)
+
+
 def test_verdict_confidence_is_p_yes_among_yes_and_no(tiny_policy):
     """An image's score is the mean of P(yes) / (P(yes) + P(no)) at its verdicts, teacher-forced at temperature 1:
     checked against two scored texts that differ only in their one verdict's value."""
