@@ -317,6 +317,33 @@ def test_reflect_generate_starts_from_the_plain_samples(tiny_policy, world, tmp_
     assert set(run.round_metrics) == {f"{t}@r{j}" for t in ["overall", *plain.score.per_tag] for j in range(3)}
 
 
+def test_reflect_generate_with_final_best_writes_the_chosen_image(tiny_policy, world, tmp_path, monkeypatch):
+    """--final best: the written sample (and the image after the last round) is the round its checker rated highest,
+    here the first drawing, rated above the edit; its chain is that round's plan."""
+    import janus_rig.reflect.loop as loop
+    from janus_rig.reflect.generate import reflect_generate
+    from janus_rig.reflect.loop import ReflectConfig
+    from tests.reflect.scripted import Scripted, edit, reflection
+
+    _, records = world
+    entries = [Entry(0, 1, records[0]["metadata"])]
+    config = RolloutConfig(group_size=2, max_chain_tokens=3, cfg_weight=3.0)
+    checker = Scripted(lambda k, i: reflection("edit" if k == 0 else "keep"))
+    monkeypatch.setattr(loop, "verdict_confidence", lambda policy, out: [0.9 if len(checker.calls) == 1 else 0.1]
+                        * len(out.texts))
+    generate_fn = reflect_generate(ReflectConfig(rounds=2, final="best"), checker=checker,
+                                   actor=Scripted(lambda k, i: edit()))
+    run = run_geneval(tiny_policy, entries, tmp_path / "r", config, seed=4, batch_size=1, oracle=True,
+                      generate_fn=generate_fn, progress=False)
+    for ours in run.traces:
+        folder = tmp_path / "r" / ours["image"].split("/")[0]
+        rounds = [(folder / rel).read_bytes() for rel in ours["round_images"]]
+        assert [r["status"] for r in ours["reflect"]] == ["edited", "keep"]
+        assert [r["checker_score"] for r in ours["reflect"]] == [0.9, 0.1]
+        assert rounds[0] == rounds[1] == rounds[2] == (tmp_path / "r" / ours["image"]).read_bytes()
+        assert ours["chain"] == ours["reflect"][0]["plan"] == ours["initial_chain"]
+
+
 def test_cli_reflect_one_round(tiny_policy_dir, world, tmp_path, capsys):
     bench = world[0] / "bench" / "metadata.jsonl"
     out = tmp_path / "out"
