@@ -1,10 +1,10 @@
 """How sure the checker is that an image is right: its own probability of `yes` in every verdict it wrote.
 
 A reflection's decision is one bit; its verdicts carry a graded score. For each verdict the checker wrote, the score
-is P(yes) / (P(yes) + P(no)) at the verdict's value, under the model at temperature 1 and without the loop's
-`verdict_bias` (teacher-forced on the text it wrote, so a biased or near-greedy draw is re-read as the model sees
-it); an image's score is the mean over its verdicts. `ReflectConfig.final = "best"` keeps, of the images the
-checker saw in a row, the one it scores highest.
+is P(yes) / (P(yes) + P(no)) at the verdict's value, teacher-forced on the text it wrote, under the model at
+temperature 1 (so a near-greedy draw is re-read as the model sees it); an image's score is the mean over its
+verdicts. `ReflectConfig.final = "best"` keeps, of the images the checker saw in a row, the one it scores highest;
+where a verdict bias steered the reflection, the loop scores an unbiased check of the image instead (`loop._rate`).
 
     sep, yes, no = verdict_ids(policy.tokenizer)
     scores = verdict_confidence(policy, check(policy, images, prompts, plans, config, generator))  # [0.93, None, ...]
