@@ -204,10 +204,11 @@ def test_final_best_under_a_bias_rates_with_an_unbiased_check(tiny_policy, monke
     stream: the loop's own draws (images, reflections) are those of final "last"."""
     import janus_rig.reflect.loop as loop
 
-    biases = []
+    biases, generators = [], []
 
     def recording(*args, verdict_bias=0.0, **kwargs):
         biases.append(verdict_bias)
+        generators.append(args[5])
         return loop_check(*args, verdict_bias=verdict_bias, **kwargs)
 
     loop_check = loop.check
@@ -218,6 +219,7 @@ def test_final_best_under_a_bias_rates_with_an_unbiased_check(tiny_policy, monke
     best = reflect(tiny_policy, PROMPTS[:1], ReflectConfig(**{**vars(biased), "final": "best"}), FAST, seed=3,
                    checker=recording)  # the model's checker, recorded
     assert biases == [2.0, 0.0]  # one round (the random model's reflections are unreadable): biased, then unbiased
+    assert generators[0] is not generators[1]  # the rating check draws from its own stream, not the loop's
     assert [t.reflection_text for row in best.traces for t in row] == \
         [t.reflection_text for row in last.traces for t in row]
     assert torch.equal(best.final_tokens, last.final_tokens)
