@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         top_k = f", top-k {args.role_top_k}" if args.role_top_k else ""
         rows["reflection"] = (f"up to {args.reflect} rounds, role temperature {args.role_temperature}{top_k}, "
                               f"max {args.max_reflection_tokens} / {args.max_edit_tokens} tokens, actor {args.actor}, "
-                              f"verdict bias {args.verdict_bias}, final image {args.final}")
+                              f"verdict bias {args.verdict_bias}, final image {args.final}"
+                              + (f" ({args.rating} rating)" if args.final == "best" else ""))
     page = write_geneval_outputs(args.out, run_, model=args.model, header=rows, oracle=oracle,
                                  metadata_file=args.metadata, reflect_rounds=args.reflect, command=args.command_line)
     clean = sum(not t["problems"] for t in run_.traces)

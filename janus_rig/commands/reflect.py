@@ -90,6 +90,9 @@ def add_edit_arguments(parser) -> None:
     parser.add_argument("--final", choices=("last", "best"), default="last",
                         help="which image a row ends with: the last, or the one the checker rates likeliest right "
                         "(its unbiased P(yes) over its verdicts; ReflectConfig.final)")
+    parser.add_argument("--rating", choices=("verdicts", "grounded"), default="verdicts",
+                        help="with --final best, how an image is scored: the checker's P(yes) over its verdicts, or "
+                        "with its relation verdicts answered on the boxes it says it sees (ReflectConfig.rating)")
 
 
 def loop_config(args: argparse.Namespace, rounds: int):
@@ -98,7 +101,8 @@ def loop_config(args: argparse.Namespace, rounds: int):
 
     return ReflectConfig(rounds=rounds, checker=role_text_config(args, args.max_reflection_tokens),
                          actor=role_text_config(args, args.max_edit_tokens), paste_back=args.paste_back,
-                         edit_region=args.edit_region, verdict_bias=args.verdict_bias, final=args.final)
+                         edit_region=args.edit_region, verdict_bias=args.verdict_bias, final=args.final,
+                         rating=args.rating)
 
 
 def role_text_config(args: argparse.Namespace, max_new_tokens: int):
@@ -144,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     oracle = oracle_report(result, row_meta) if any(known) else {}
     total = time.perf_counter() - started
     summary = {"model": args.model, "prompts": len(prompts), "rows": result.counts["rows"], "rounds": args.rounds,
-               "actor": args.actor, "final": args.final, "reward": args.reward, "counts": result.counts,
+               "actor": args.actor, "final": args.final, "rating": args.rating, "reward": args.reward,
+               "counts": result.counts,
                "oracle": oracle,
                "seconds": round(total, 2), "role_tokens_added": added}
     (Path(args.out) / "reflect_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -6,17 +6,52 @@ temperature 1 (so a near-greedy draw is re-read as the model sees it); an image'
 verdicts. `ReflectConfig.final = "best"` keeps, of the images the checker saw in a row, the one it scores highest;
 where a verdict bias steered the reflection, the loop scores an unbiased check of the image instead (`loop._rate`).
 
+With `rating="grounded"` a relation verdict ("A left of B") is not read from the checker's P(yes) but from the
+boxes it wrote for what it sees: 1 if GenEval's position rule (data_prep/shapeworld/relations.py) holds between a
+box it calls A and one it calls B, 0 if it does not or either is missing (`grounded_relation`). Object verdicts keep
+P(yes). The checker's perception (its seen chain) is its own; the rule is only the definition of the relation
+words. On ShapeWorld its relation verdicts barely follow its own boxes (docs/results.md section 5).
+
     sep, yes, no = verdict_ids(policy.tokenizer)
     scores = verdict_confidence(policy, check(policy, images, prompts, plans, config, generator))  # [0.93, None, ...]
 """
 
 from __future__ import annotations
 
+import re
+from typing import Sequence
+
 import torch
 
+from data_prep.shapeworld.relations import RELATIONS, holds
+from janus_rig.chain.chain import ChainObject
 from janus_rig.model.mixed import mixed_hidden_states
-from janus_rig.reflect.format import NO, VERDICT_SEPARATOR, YES
+from janus_rig.reflect.format import NO, VERDICT_SEPARATOR, YES, normalize_statement, parse_reflection
 from janus_rig.rollout.sampler import eval_mode
+
+RATINGS = ("verdicts", "grounded")
+_RELATION = re.compile(r"(.+?) (" + "|".join(RELATIONS) + r") (.+)")
+
+
+def grounded_relation(statement: str, seen: Sequence[ChainObject]) -> float | None:
+    """A relation statement ("red circle left of blue square") answered on the seen objects' boxes: 1.0 if some
+    object named A and some named B (names compared as statements are) satisfy GenEval's rule, else 0.0; None
+    for a statement that is no relation.
+
+    >>> from janus_rig.chain.chain import Box
+    >>> seen = [ChainObject("red circle", Box(0, 0, 100, 100)), ChainObject("blue square", Box(500, 0, 600, 100))]
+    >>> grounded_relation("red circle left of blue square", seen), grounded_relation("red circle", seen)
+    (1.0, None)
+    """
+    m = _RELATION.fullmatch(normalize_statement(statement))
+    if m is None:
+        return None
+    a, relation, b = m.groups()
+    boxes = {}
+    for o in seen:
+        if o.box is not None:
+            boxes.setdefault(normalize_statement(o.name), []).append(o.box.as_tuple())
+    return float(any(holds(relation, x, y) for x in boxes.get(a, ()) for y in boxes.get(b, ())))
 
 
 def verdict_ids(tokenizer) -> tuple[int, int, int]:
@@ -30,9 +65,13 @@ def verdict_ids(tokenizer) -> tuple[int, int, int]:
 
 
 @torch.no_grad()
-def verdict_confidence(policy, out, batch_size: int = 32) -> list[float | None]:
+def verdict_confidence(policy, out, batch_size: int = 32, rating: str = "verdicts") -> list[float | None]:
     """Per row of a checker's TextRollout `out`: the mean over its written verdicts of P(yes) / (P(yes) + P(no))
-    at temperature 1, no bias; None for a row that wrote no verdict value."""
+    at temperature 1, no bias; None for a row that wrote no verdict value. `rating="grounded"` answers relation
+    verdicts on the row's seen boxes instead (`grounded_relation`), where its text parses into as many verdicts as
+    it wrote values."""
+    if rating not in RATINGS:
+        raise ValueError(f"unknown rating {rating!r}; valid: {', '.join(RATINGS)}")
     sep, yes, no = verdict_ids(policy.tokenizer)
     scores: list[float | None] = []
     for lo in range(0, out.input_ids.shape[0], batch_size):
@@ -52,7 +91,21 @@ def verdict_confidence(policy, out, batch_size: int = 32) -> list[float | None]:
                                          pixels)  # (B, T, D)
         logits = policy.base.lm_head(hidden[:, :-1][value]).float()[:, [yes, no]]  # (M, 2)
         p_yes = logits.softmax(-1)[:, 0].cpu()  # (M,)
-        row_of = value.nonzero()[:, 0].cpu()  # (M,)
-        sums = torch.zeros(ids.shape[0]).index_add_(0, row_of, p_yes)  # (B,)
-        scores += [float(s / k) if k else None for s, k in zip(sums, n.tolist())]
+        row_of = value.nonzero()[:, 0].cpu().tolist()  # (M,)
+        per_row: list[list[float]] = [[] for _ in range(ids.shape[0])]
+        for r, p in zip(row_of, p_yes.tolist()):
+            per_row[r].append(p)
+        if rating == "grounded":
+            per_row = [_ground(text, ps) for text, ps in zip(out.texts[rows], per_row)]
+        scores += [sum(ps) / len(ps) if ps else None for ps in per_row]
     return scores
+
+
+def _ground(text: str, p_yes: list[float]) -> list[float]:
+    """A reflection's verdict scores with its relation verdicts answered on its seen boxes (unchanged where the
+    parsed verdicts do not line up one to one with the values written)."""
+    parsed = parse_reflection(text)
+    if len(parsed.verdicts) != len(p_yes):
+        return p_yes
+    grounded = (grounded_relation(v.statement, parsed.seen.objects) for v in parsed.verdicts)
+    return [p if g is None else g for p, g in zip(p_yes, grounded)]

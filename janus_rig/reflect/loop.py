@@ -51,7 +51,7 @@ from janus_rig.reflect.format import (
     parse_edit,
     parse_reflection,
 )
-from janus_rig.reflect.confidence import verdict_confidence, verdict_ids
+from janus_rig.reflect.confidence import RATINGS, verdict_confidence, verdict_ids
 from janus_rig.reflect.prompts import encode_actor, encode_checker
 from janus_rig.reflect.text import TextConfig, TextRollout, sample_text
 from janus_rig.rollout import Rollout, RolloutConfig, edit, sample, token_masks
@@ -89,6 +89,10 @@ class ReflectConfig:
                 "checker saw in the row, the one it scores likeliest right (its mean P(yes) over its verdicts, "
                 "unbiased: janus_rig/reflect/confidence.py; the earlier image on ties), so an edit that the checker "
                 "rates worse than the image it replaced is undone"})
+    rating: str = field(default="verdicts", metadata={
+        "help": "how final=best scores an image: verdicts: the mean of the checker's P(yes) over its verdicts; "
+                "grounded: the same with each relation verdict answered on the boxes the checker wrote for what it "
+                "sees (GenEval's position rule; confidence.grounded_relation)"})
 
     def __post_init__(self):
         if self.rounds < 0:
@@ -97,6 +101,8 @@ class ReflectConfig:
             raise ValueError(f"unknown edit_region {self.edit_region!r}; valid: {', '.join(EDIT_REGIONS)}")
         if self.final not in FINALS:
             raise ValueError(f"unknown final {self.final!r}; valid: {', '.join(FINALS)}")
+        if self.rating not in RATINGS:
+            raise ValueError(f"unknown rating {self.rating!r}; valid: {', '.join(RATINGS)}")
 
 
 # --- the roles -----------------------------------------------------------------------------------------------------
@@ -312,7 +318,7 @@ def _rate(policy, out, images, prompts, plans, codes, config, generator) -> list
     A reflection whose decision cannot be read rates nothing (None)."""
     if config.verdict_bias:
         out = check(policy, images, prompts, plans, config.checker, generator, codes=codes)
-    scores = verdict_confidence(policy, out)
+    scores = verdict_confidence(policy, out, rating=config.rating)
     return [None if parse_reflection(text).decision is None else s for text, s in zip(out.texts, scores)]
 
 

@@ -329,7 +329,7 @@ def test_reflect_generate_with_final_best_writes_the_chosen_image(tiny_policy, w
     entries = [Entry(0, 1, records[0]["metadata"])]
     config = RolloutConfig(group_size=2, max_chain_tokens=3, cfg_weight=3.0)
     checker = Scripted(lambda k, i: reflection("edit" if k == 0 else "keep"))
-    monkeypatch.setattr(loop, "verdict_confidence", lambda policy, out: [0.9 if len(checker.calls) == 1 else 0.1]
+    monkeypatch.setattr(loop, "verdict_confidence", lambda policy, out, **kw: [0.9 if len(checker.calls) == 1 else 0.1]
                         * len(out.texts))
     generate_fn = reflect_generate(ReflectConfig(rounds=2, final="best"), checker=checker,
                                    actor=Scripted(lambda k, i: edit()))

@@ -41,7 +41,8 @@ def test_reflect_command_on_the_random_model(tiny_policy_dir, tmp_path, capsys):
     page = (out / "index.html").read_text()
     assert page.count('class="card"') == 2 and "round 0" in page and "http" not in page
     assert "reflected on 2 images" in capsys.readouterr().out
-    assert summary["final"] == "last" and all(t["final"] and t["checker_score"] is None for t in traces)
+    assert summary["final"] == "last" and summary["rating"] == "verdicts"
+    assert all(t["final"] and t["checker_score"] is None for t in traces)
 
 
 def test_reflect_command_input_errors(tiny_policy_dir, tmp_path, capsys):
@@ -82,7 +83,12 @@ def test_role_sampling_arguments_reach_both_roles():
     assert reflect_config(args).final == "last"
     args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
                               "--final", "best"])
-    assert reflect_config(args).final == "best"
+    assert reflect_config(args).final == "best" and reflect_config(args).rating == "verdicts"
+    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
+                              "--final", "best", "--rating", "grounded"])
+    assert reflect_config(args).rating == "grounded"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--rating", "oracle"])
     assert args.actor == "model"  # the fixed actors of janus_rig/reflect/ablation.py only when asked
     assert parser.parse_args(["--model", "m", "--metadata", "x", "--out", "o", "--actor", "fresh-plan"]).actor == \
         "fresh-plan"

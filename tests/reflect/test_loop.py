@@ -180,7 +180,7 @@ def test_final_best_keeps_the_image_the_checker_rates_highest(tiny_policy, monke
     before scored ones); every round's image after k rounds is the best of rounds 0..k."""
     import janus_rig.reflect.loop as loop
 
-    monkeypatch.setattr(loop, "verdict_confidence", lambda policy, out: [scores[len(checker.calls) - 1]] *
+    monkeypatch.setattr(loop, "verdict_confidence", lambda policy, out, **kw: [scores[len(checker.calls) - 1]] *
                         len(out.texts))
     checker, actor = Scripted(lambda k, i: reflection("edit")), Scripted(lambda k, i: edit())
     best = ReflectConfig(**{**vars(config(rounds=2)), "final": "best"})
@@ -197,6 +197,25 @@ def test_final_best_keeps_the_image_the_checker_rates_highest(tiny_policy, monke
     assert torch.equal(last.final_tokens[0], last.traces[0][-1].image_tokens)
     with pytest.raises(ValueError, match="unknown final"):
         ReflectConfig(final="first")
+    with pytest.raises(ValueError, match="unknown rating"):
+        ReflectConfig(final="best", rating="oracle")
+
+
+def test_final_best_rates_with_the_configured_rating(tiny_policy, monkeypatch):
+    """ReflectConfig.rating reaches the checker's score (`verdict_confidence`) for every round it rates."""
+    import janus_rig.reflect.loop as loop
+
+    ratings = []
+
+    def confidence(policy, out, rating="verdicts"):
+        ratings.append(rating)
+        return [0.5] * len(out.texts)
+
+    monkeypatch.setattr(loop, "verdict_confidence", confidence)
+    grounded = ReflectConfig(**{**vars(config(rounds=1)), "final": "best", "rating": "grounded"})
+    reflect(tiny_policy, PROMPTS[:1], grounded, FAST, seed=1, checker=Scripted(lambda k, i: reflection("edit")),
+            actor=Scripted(lambda k, i: edit()))
+    assert ratings == ["grounded", "grounded"]
 
 
 def test_final_best_under_a_bias_rates_with_an_unbiased_check(tiny_policy, monkeypatch):
@@ -257,3 +276,50 @@ def test_verdict_confidence_is_p_yes_among_yes_and_no(tiny_policy):
     none = score_text(tiny_policy, ids, [tiny_policy.encode_text("fact 0 yes, no verdict")] * 2, pixels, [stop],
                       image_masks=masks)
     assert verdict_confidence(tiny_policy, none) == [None, None]
+    with pytest.raises(ValueError, match="unknown rating"):
+        verdict_confidence(tiny_policy, none, rating="oracle")
+
+
+@pytest.mark.parametrize("statement, expected", [
+    ("red circle left of blue square", 1.0),  # the seen boxes say so
+    ("Red circle  left of blue square.", 1.0),  # names matched as statements are
+    ("blue square left of red circle", 0.0),  # they say the opposite
+    ("red circle above blue square", 0.0),  # side by side: neither above nor below
+    ("red circle left of green square", 0.0),  # the checker sees no green square with a box
+    ("red circle below white triangle", 1.0),  # one of two white triangles is above it
+    ("red circle", None), ("two blue squares", None),  # objects, not relations
+])
+def test_grounded_relation_answers_relations_on_the_seen_boxes(statement, expected):
+    from janus_rig.chain.chain import Box, ChainObject
+    from janus_rig.reflect.confidence import grounded_relation
+
+    seen = [ChainObject("red circle", Box(0, 400, 200, 600)), ChainObject("blue square", Box(600, 400, 800, 600)),
+            ChainObject("white triangle", Box(700, 700, 900, 900)), ChainObject("white triangle", Box(0, 0, 200, 200)),
+            ChainObject("green square", None)]  # a span without a box locates nothing
+    assert grounded_relation(statement, seen) == expected
+
+
+def test_grounded_rating_replaces_relation_verdicts_with_the_seen_boxes(tiny_policy):
+    """rating="grounded": object verdicts keep P(yes); a relation verdict scores 1 or 0 as the boxes the checker
+    wrote for what it sees satisfy the relation, whatever value it wrote for it."""
+    from janus_rig.model.tokens import role_token_ids
+    from janus_rig.reflect.confidence import verdict_confidence
+    from janus_rig.reflect.format import REFLECT_END, Verdict, format_reflection
+    from janus_rig.reflect.prompts import encode_checker
+    from janus_rig.reflect.text import score_text
+
+    images = [Image.new("RGB", (tiny_policy.image_size,) * 2, "red")] * 3
+    ids, masks, pixels = tiny_policy.show_images([encode_checker(tiny_policy, PROMPTS[0], PLAN)] * 3, images)
+    stop = role_token_ids(tiny_policy.tokenizer)[REFLECT_END]
+    seen = ("The image shows a <|obj_start|>red circle<|obj_end|> <|box_start|>(0,400),(200,600)<|box_end|> and a "
+            "<|obj_start|>blue square<|obj_end|> <|box_start|>(600,400),(800,600)<|box_end|>.")
+    texts = [format_reflection(seen, [Verdict("red circle", True), *relation], "edit")
+             for relation in ([Verdict("red circle left of blue square", False)],
+                              [Verdict("red circle right of blue square", True)], [])]
+    out = score_text(tiny_policy, ids, [tiny_policy.encode_text(t) for t in texts], pixels, [stop],
+                     image_masks=masks)
+    own = verdict_confidence(tiny_policy, out)
+    grounded = verdict_confidence(tiny_policy, out, rating="grounded")
+    p_object = own[2]  # the object verdict alone; every row has the same text before it
+    assert grounded == pytest.approx([(p_object + 1) / 2, p_object / 2, p_object], abs=1e-5)
+    assert own[0] != pytest.approx(grounded[0], abs=1e-3)  # the checker's own P(yes) for the relation differs

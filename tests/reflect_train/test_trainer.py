@@ -142,6 +142,19 @@ def test_actor_loss_reads_only_the_reflections_and_edits(tmp_path, world, policy
     assert not any(v for n, v in got.items() if n.startswith("model.generation_head"))  # no image token optimised
 
 
+def test_checker_tokens_verdicts_leaves_the_seen_chain_out_of_the_loss(tmp_path, world, policy_dir):
+    """checker_tokens: verdicts optimises a deciding reflection from its first <|verdict|> on (verdicts and
+    decision), not what it says it sees; the edits are optimised whole."""
+    checker, actor = edit_once()
+    trainer = build_trainer(config(tmp_path, world, policy_dir, checker_tokens="verdicts"), checker=checker,
+                            actor=actor)
+    inputs = first_inputs(trainer)
+    tok = trainer.policy.tokenizer
+    written = [tok.decode(row[m]) for row, m in zip(inputs["input_ids"], inputs["loss_mask"])]
+    full = [reflection(before_yes(i), "edit") for i in range(P * G)]
+    assert written == [text[text.index("<|verdict|>"):] for text in full] + [edit_text()] * (P * G)
+
+
 def test_codes_view_texts_carry_the_codes_they_read(tmp_path, world, policy_dir):
     """A policy whose roles read codes: each optimised text's batch row holds its image's N codes (image_mask), no
     pixels; re-scoring gives the sampled log-probs (ratio 1) and no gradient reaches the vision aligner."""
@@ -322,6 +335,7 @@ def test_editor_rows_are_checked_and_bad_ones_reported(tmp_path, world, policy_d
     (dict(num_generations=1), "at least 2"),
     (dict(actor="nope"), "valid: model, keep-plan, fresh-plan"),
     (dict(actor="fresh-plan", train_checker=False), "nothing would learn"),
+    (dict(checker_tokens="seen"), "valid: all, verdicts"),
 ])
 def test_invalid_settings_say_how_to_fix(tmp_path, world, policy_dir, overrides, message):
     with pytest.raises(ValueError) as err:

@@ -22,6 +22,7 @@ from train.grpo.config import GRPOConfig
 
 PHASES = ("actor", "editor")
 REWARDS = ("intrinsic", "judge")
+CHECKER_TOKENS = ("all", "verdicts")
 REFLECT_FILE = "reflect.jsonl"  # WORLD/reflect.jsonl, written by `janus-rig reflect-data`
 
 
@@ -52,6 +53,10 @@ class ReflectGRPOConfig(GRPOConfig):
     train_checker: bool = _help("actor phase: optimise the reflections that decided (every check except the one "
                                 "that scores the last edit) along with the edits; false: the edits only",
                                 default=True)
+    checker_tokens: str = _help("actor phase, with train_checker: which tokens of a deciding reflection are optimised. "
+                                "all: the whole reflection (what it sees, its verdicts, its decision); verdicts: from "
+                                "its first <|verdict|> on, so what the checker says it sees is left as SFT taught it "
+                                "(the boxes --rating grounded reads relations from)", default="all")
     actor: str = _help("actor phase and bench: who writes the edits. model: the policy's actor (its edits are "
                        "optimised); a fixed actor of janus_rig/reflect/ablation.py (keep-plan, fresh-plan: re-plans "
                        "with this config's chain settings) writes them instead and is not optimised, so only the "
@@ -80,6 +85,8 @@ class ReflectGRPOConfig(GRPOConfig):
         if self.actor != "model" and not self.train_checker:
             raise ValueError(f"actor={self.actor!r} is fixed (not optimised) and train_checker is false: nothing "
                              "would learn; set train_checker: true or actor: model")
+        if self.checker_tokens not in CHECKER_TOKENS:
+            raise ValueError(f"unknown checker_tokens {self.checker_tokens!r}; valid: {', '.join(CHECKER_TOKENS)}")
         if self.malformed_penalty < 0:
             raise ValueError(f"malformed_penalty must be >= 0 (it is subtracted), got {self.malformed_penalty}")
         if self.optimize != "both":

@@ -96,21 +96,23 @@ def deciding_checks(result: LoopResult) -> set[tuple[int, int]]:
     return {(t.row, t.round) for row in result.traces for t in row if len(row) == 1 or t.round < len(row) - 1}
 
 
-def actor_sequences(result: LoopResult, train_checker: bool, train_actor: bool = True) -> list[tuple[int, object, int]]:
-    """(row, TextRollout, index in it) of each optimised text: the deciding reflections (with train_checker), then
-    per round the edits (with train_actor: false where a fixed actor wrote them, which has no log-probs)."""
+def actor_sequences(result: LoopResult, train_checker: bool, train_actor: bool = True
+                    ) -> list[tuple[int, object, int, bool]]:
+    """(row, TextRollout, index in it, is a reflection) of each optimised text: the deciding reflections (with
+    train_checker), then per round the edits (with train_actor: false where a fixed actor wrote them, which has no
+    log-probs)."""
     chosen = deciding_checks(result) if train_checker else set()
     picks = []
     for batch in result.rounds:
-        picks += [(r, batch.checker, j) for j, r in enumerate(batch.rows) if (r, batch.round) in chosen]
+        picks += [(r, batch.checker, j, True) for j, r in enumerate(batch.rows) if (r, batch.round) in chosen]
         if batch.actor is not None and train_actor:
-            picks += [(r, batch.actor, j) for j, r in enumerate(batch.actor_rows)]
+            picks += [(r, batch.actor, j, False) for j, r in enumerate(batch.actor_rows)]
     return picks
 
 
 def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tensor, train_checker: bool,
                 pad_id: int, mask_truncated: bool = False, dtype: torch.dtype | None = None,
-                train_actor: bool = True) -> dict[str, torch.Tensor]:
+                train_actor: bool = True, verdicts_from: int | None = None) -> dict[str, torch.Tensor]:
     """The texts of `actor_sequences`, left-padded into one batch of S sequences, each with its row's advantage:
 
         input_ids, attention_mask, loss_mask (the written tokens), old_logps (as sampled)   (S, T)
@@ -119,16 +121,19 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
 
     With no optimised text (every row kept or was unreadable and train_checker is off), the first reflection is
     the one row, with an empty loss mask (a zero loss). Texts of rows whose reward is not `valid` (R,) carry no
-    loss; `mask_truncated` empties the mask of texts cut off at their token limit too."""
+    loss; `mask_truncated` empties the mask of texts cut off at their token limit too. With `verdicts_from` (the
+    <|verdict|> token's id) a reflection's mask starts at its first verdict: its seen chain is not optimised."""
     picks = actor_sequences(result, train_checker, train_actor)
     empty = not picks
     if empty:
-        picks = [(result.rounds[0].rows[0], result.rounds[0].checker, 0)]
+        picks = [(result.rounds[0].rows[0], result.rounds[0].checker, 0, True)]
     ids, masks, olds, pixels, codes_at, rows = [], [], [], [], [], []
-    for r, out, j in picks:
+    for r, out, j, reflection in picks:
         keep = out.attention_mask[j].bool()  # (T_j,) the sequence without its left padding
         ids.append(out.input_ids[j][keep].tolist())
         mask = out.completion_mask[j][keep].cpu()
+        if reflection and verdicts_from is not None:
+            mask = mask & ((out.input_ids[j][keep].cpu() == verdicts_from).cumsum(0) > 0)
         if empty or not bool(valid[r]) or (mask_truncated and not bool(out.stopped[j])):
             mask = torch.zeros_like(mask)
         masks.append(mask)

@@ -40,9 +40,10 @@ from data_prep.converters.common import RowReport
 from data_prep.vq_cache import encode_images, load_image
 from janus_rig.chain import Box
 from janus_rig.model.policy import JanusPolicy, manifest
+from janus_rig.model.tokens import role_token_ids
 from janus_rig.reflect.data import check_reflect_row, has_actor_target
 from janus_rig.reflect.facts import oracle_verdicts
-from janus_rig.reflect.format import EDIT, parse_reflection
+from janus_rig.reflect.format import EDIT, VERDICT, parse_reflection
 from janus_rig.reflect.loop import ActFn, CheckFn, act, check, reflect
 from janus_rig.reflect.reward import INTRINSIC, checker_accuracy, intrinsic_reward, judge_rewards, oracle_report
 from janus_rig.rollout import edit, sample
@@ -194,8 +195,10 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
         t2 = time.perf_counter()
         valid, adv = self._advantages(rewards)
         dtype = next(policy.base.parameters()).dtype
+        verdicts_from = role_token_ids(policy.tokenizer)[VERDICT] if args.checker_tokens == "verdicts" else None
         batch = actor_batch(result, adv, valid, args.train_checker, policy.tokens.pad,
-                            args.mask_truncated_completions, dtype, train_actor=args.actor == "model")
+                            args.mask_truncated_completions, dtype, train_actor=args.actor == "model",
+                            verdicts_from=verdicts_from)
         chunks = self._to_chunks(batch)
         t3 = time.perf_counter()
 
