@@ -36,7 +36,8 @@ _RELATION = re.compile(r"(.+?) (" + "|".join(RELATIONS) + r") (.+)")
 def grounded_relation(statement: str, seen: Sequence[ChainObject]) -> float | None:
     """A relation statement ("red circle left of blue square") answered on the seen objects' boxes: 1.0 if some
     object named A and some named B (names compared as statements are) satisfy GenEval's rule, else 0.0; None
-    for a statement that is no relation.
+    for a statement that is no relation. Unlike `facts.chain_verdicts` it needs no GenEval metadata (the names are
+    the statement's own), so it works on any prompt the checker wrote verdicts for.
 
     >>> from janus_rig.chain.chain import Box
     >>> seen = [ChainObject("red circle", Box(0, 0, 100, 100)), ChainObject("blue square", Box(500, 0, 600, 100))]
