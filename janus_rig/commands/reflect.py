@@ -90,9 +90,10 @@ def add_edit_arguments(parser) -> None:
     parser.add_argument("--final", choices=("last", "best"), default="last",
                         help="which image a row ends with: the last, or the one the checker rates likeliest right "
                         "(its unbiased P(yes) over its verdicts; ReflectConfig.final)")
-    parser.add_argument("--rating", choices=("verdicts", "grounded"), default="verdicts",
+    parser.add_argument("--rating", choices=("verdicts", "grounded", "plan"), default="verdicts",
                         help="with --final best, how an image is scored: the checker's P(yes) over its verdicts, or "
-                        "with its relation verdicts answered on the boxes it says it sees (ReflectConfig.rating)")
+                        "with its relation verdicts answered on the boxes it says it sees (grounded) or on the boxes "
+                        "of the chain the image was drawn from (plan) (ReflectConfig.rating)")
 
 
 def loop_config(args: argparse.Namespace, rounds: int):

@@ -12,6 +12,12 @@ box it calls A and one it calls B, 0 if it does not or either is missing (`groun
 P(yes). The checker's perception (its seen chain) is its own; the rule is only the definition of the relation
 words. On ShapeWorld its relation verdicts barely follow its own boxes (docs/results.md section 5).
 
+With `rating="plan"` a relation verdict is answered by the same rule on the boxes of the chain the image was drawn
+from (its plan, or the revised chain of the edit that drew it): GoT-R1's reasoning-stage check (does the layout
+satisfy what the prompt states) inside the pick, while the object verdicts still read the image. The checker's
+verdicts say which relations to check; a plan that breaks one rates the image 0 on it, however it looks. After GRPO
+the checker's seen boxes misread more drawings than the plans break relations (docs/results.md section 5).
+
     sep, yes, no = verdict_ids(policy.tokenizer)
     scores = verdict_confidence(policy, check(policy, images, prompts, plans, config, generator))  # [0.93, None, ...]
 """
@@ -24,12 +30,12 @@ from typing import Sequence
 import torch
 
 from data_prep.shapeworld.relations import RELATIONS, holds
-from janus_rig.chain.chain import ChainObject
+from janus_rig.chain.chain import ChainObject, parse_chain
 from janus_rig.model.mixed import mixed_hidden_states
 from janus_rig.reflect.format import NO, VERDICT_SEPARATOR, YES, normalize_statement, parse_reflection
 from janus_rig.rollout.sampler import eval_mode
 
-RATINGS = ("verdicts", "grounded")
+RATINGS = ("verdicts", "grounded", "plan")
 _RELATION = re.compile(r"(.+?) (" + "|".join(RELATIONS) + r") (.+)")
 
 
@@ -66,13 +72,18 @@ def verdict_ids(tokenizer) -> tuple[int, int, int]:
 
 
 @torch.no_grad()
-def verdict_confidence(policy, out, batch_size: int = 32, rating: str = "verdicts") -> list[float | None]:
+def verdict_confidence(policy, out, batch_size: int = 32, rating: str = "verdicts",
+                       plans: Sequence[str] | None = None) -> list[float | None]:
     """Per row of a checker's TextRollout `out`: the mean over its written verdicts of P(yes) / (P(yes) + P(no))
     at temperature 1, no bias; None for a row that wrote no verdict value. `rating="grounded"` answers relation
-    verdicts on the row's seen boxes instead (`grounded_relation`), where its text parses into as many verdicts as
-    it wrote values."""
+    verdicts on the row's seen boxes instead (`grounded_relation`), `rating="plan"` on the boxes of the row's chain
+    in `plans` (one per row: the chain its image was drawn from), where its text parses into as many verdicts as it
+    wrote values."""
     if rating not in RATINGS:
         raise ValueError(f"unknown rating {rating!r}; valid: {', '.join(RATINGS)}")
+    if rating == "plan" and (plans is None or len(plans) != len(out.texts)):
+        raise ValueError(f"rating 'plan' needs one plan per checked row ({len(out.texts)}), got "
+                         f"{'none' if plans is None else len(plans)}")
     sep, yes, no = verdict_ids(policy.tokenizer)
     scores: list[float | None] = []
     for lo in range(0, out.input_ids.shape[0], batch_size):
@@ -98,15 +109,19 @@ def verdict_confidence(policy, out, batch_size: int = 32, rating: str = "verdict
             per_row[r].append(p)
         if rating == "grounded":
             per_row = [_ground(text, ps) for text, ps in zip(out.texts[rows], per_row)]
+        elif rating == "plan":
+            per_row = [_ground(text, ps, parse_chain(plan).objects)
+                       for text, ps, plan in zip(out.texts[rows], per_row, plans[rows])]
         scores += [sum(ps) / len(ps) if ps else None for ps in per_row]
     return scores
 
 
-def _ground(text: str, p_yes: list[float]) -> list[float]:
-    """A reflection's verdict scores with its relation verdicts answered on its seen boxes (unchanged where the
-    parsed verdicts do not line up one to one with the values written)."""
+def _ground(text: str, p_yes: list[float], objects: Sequence[ChainObject] | None = None) -> list[float]:
+    """A reflection's verdict scores with its relation verdicts answered on `objects` (default: its seen boxes);
+    unchanged where the parsed verdicts do not line up one to one with the values written."""
     parsed = parse_reflection(text)
     if len(parsed.verdicts) != len(p_yes):
         return p_yes
-    grounded = (grounded_relation(v.statement, parsed.seen.objects) for v in parsed.verdicts)
+    objects = parsed.seen.objects if objects is None else objects
+    grounded = (grounded_relation(v.statement, objects) for v in parsed.verdicts)
     return [p if g is None else g for p, g in zip(p_yes, grounded)]

@@ -92,7 +92,8 @@ class ReflectConfig:
     rating: str = field(default="verdicts", metadata={
         "help": "how final=best scores an image: verdicts: the mean of the checker's P(yes) over its verdicts; "
                 "grounded: the same with each relation verdict answered on the boxes the checker wrote for what it "
-                "sees (GenEval's position rule; confidence.grounded_relation)"})
+                "sees (GenEval's position rule; confidence.grounded_relation); plan: the same rule on the boxes of the "
+                "chain the image was drawn from (GoT-R1's reasoning check; the object verdicts still read the image)"})
 
     def __post_init__(self):
         if self.rounds < 0:
@@ -318,7 +319,7 @@ def _rate(policy, out, images, prompts, plans, codes, config, generator) -> list
     A reflection whose decision cannot be read rates nothing (None)."""
     if config.verdict_bias:
         out = check(policy, images, prompts, plans, config.checker, generator, codes=codes)
-    scores = verdict_confidence(policy, out, rating=config.rating)
+    scores = verdict_confidence(policy, out, rating=config.rating, plans=plans)
     return [None if parse_reflection(text).decision is None else s for text, s in zip(out.texts, scores)]
 
 

@@ -87,6 +87,9 @@ def test_role_sampling_arguments_reach_both_roles():
     args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
                               "--final", "best", "--rating", "grounded"])
     assert reflect_config(args).rating == "grounded"
+    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
+                              "--final", "best", "--rating", "plan"])
+    assert reflect_config(args).rating == "plan"
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--rating", "oracle"])
     assert args.actor == "model"  # the fixed actors of janus_rig/reflect/ablation.py only when asked

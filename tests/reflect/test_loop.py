@@ -205,17 +205,21 @@ def test_final_best_rates_with_the_configured_rating(tiny_policy, monkeypatch):
     """ReflectConfig.rating reaches the checker's score (`verdict_confidence`) for every round it rates."""
     import janus_rig.reflect.loop as loop
 
-    ratings = []
+    ratings, rated_plans = [], []
 
-    def confidence(policy, out, rating="verdicts"):
+    def confidence(policy, out, rating="verdicts", plans=None):
         ratings.append(rating)
+        rated_plans.append(list(plans))
         return [0.5] * len(out.texts)
 
     monkeypatch.setattr(loop, "verdict_confidence", confidence)
-    grounded = ReflectConfig(**{**vars(config(rounds=1)), "final": "best", "rating": "grounded"})
-    reflect(tiny_policy, PROMPTS[:1], grounded, FAST, seed=1, checker=Scripted(lambda k, i: reflection("edit")),
-            actor=Scripted(lambda k, i: edit()))
-    assert ratings == ["grounded", "grounded"]
+    grounded = ReflectConfig(**{**vars(config(rounds=1)), "final": "best", "rating": "plan"})
+    result = reflect(tiny_policy, PROMPTS[:1], grounded, FAST, seed=1,
+                     checker=Scripted(lambda k, i: reflection("edit")), actor=Scripted(lambda k, i: edit()))
+    assert ratings == ["plan", "plan"]
+    # each round is rated against the chain its image was drawn from: the first plan, then the revised chain
+    assert rated_plans == [[row[k].plan for row in result.traces] for k in range(2)]
+    assert rated_plans[0] != rated_plans[1]
 
 
 def test_final_best_under_a_bias_rates_with_an_unbiased_check(tiny_policy, monkeypatch):
@@ -323,3 +327,13 @@ def test_grounded_rating_replaces_relation_verdicts_with_the_seen_boxes(tiny_pol
     p_object = own[2]  # the object verdict alone; every row has the same text before it
     assert grounded == pytest.approx([(p_object + 1) / 2, p_object / 2, p_object], abs=1e-5)
     assert own[0] != pytest.approx(grounded[0], abs=1e-3)  # the checker's own P(yes) for the relation differs
+    # rating="plan": the same relations answered on the boxes of the chain each image was drawn from, not on the
+    # seen boxes: this plan puts the circle right of the square, the opposite of what the checker says it sees;
+    # the third row (no relation verdict, no parseable plan) is left alone
+    plan = ("a <|obj_start|>blue square<|obj_end|> <|box_start|>(0,400),(200,600)<|box_end|> left of a "
+            "<|obj_start|>red circle<|obj_end|> <|box_start|>(600,400),(800,600)<|box_end|>.")
+    plans = [plan, plan, "not a chain"]
+    planned = verdict_confidence(tiny_policy, out, rating="plan", plans=plans)
+    assert planned == pytest.approx([p_object / 2, (p_object + 1) / 2, p_object], abs=1e-5)
+    with pytest.raises(ValueError, match="one plan per checked row"):
+        verdict_confidence(tiny_policy, out, rating="plan", plans=plans[:2])
