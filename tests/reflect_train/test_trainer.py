@@ -6,6 +6,7 @@ bad settings."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -104,6 +105,41 @@ def test_rewards_are_after_minus_before_and_edits_keep_the_context(policy, world
     assert result.counts["context_changed"] == 0
     # the check after the last edit only scores it: not a deciding check
     assert deciding_checks(result) == {(r, 0) for r in range(2 * G)}
+
+
+def test_final_best_rewards_the_pick_and_trains_every_check(policy, world, monkeypatch):
+    """With final "best" an episode ends with the image its checker rates higher: the reward is that image's score
+    minus the first one's (0 where the pick keeps the first), and the check after the edit is a deciding one."""
+    import janus_rig.reflect.loop as loop
+    from reward_models.judges import make_judge
+
+    # the checker rates the edited image higher in even rows, the first image higher in odd ones
+    calls = []
+
+    def confidence(policy, out, rating="verdicts", plans=None):
+        calls.append(rating)
+        k = len(calls) - 1  # 0: the first images, 1: the edited ones
+        return [0.5 + (0.1 if (r % 2 == 0) == (k == 1) else 0.0) for r in range(len(out.texts))]
+
+    monkeypatch.setattr(loop, "verdict_confidence", confidence)
+    checker, actor = edit_once()
+    prompts = ["a red circle left of a blue square", "a triangle"]
+    rollout = RolloutConfig(group_size=1, max_chain_tokens=6, cfg_weight=3.0)
+    first = sample(policy, prompts, rollout, seed=0)
+    best = replace(config_for_loop(), final="best", rating="plan")
+    result = reflect(policy, prompts, best, rollout, seed=1, initial=repeat_rows(first, G), checker=checker,
+                     actor=actor)
+    assert calls == ["plan", "plan"]
+    assert [result.chosen(r).round for r in range(2 * G)] == [1, 0] * G
+    expected = [1.0 - before_yes(r) / 2 if r % 2 == 0 else 0.0 for r in range(2 * G)]
+    assert episode_rewards(result) == pytest.approx(expected)
+    meta = [{"tag": "position", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": p}
+            for p in result.prompts]
+    by_judge = episode_rewards(result, "shapeworld", make_judge("shapeworld"), meta)
+    oracle = oracle_rewards(result, meta)
+    assert all(by_judge[r] == 0.0 and oracle[r] == 0.0 for r in range(1, 2 * G, 2))  # the pick kept the first
+    # every check rates an image the pick chooses among: all are optimised
+    assert deciding_checks(result) == {(r, k) for r in range(2 * G) for k in (0, 1)}
 
 
 def config_for_loop():
@@ -336,6 +372,8 @@ def test_editor_rows_are_checked_and_bad_ones_reported(tmp_path, world, policy_d
     (dict(actor="nope"), "valid: model, keep-plan, fresh-plan"),
     (dict(actor="fresh-plan", train_checker=False), "nothing would learn"),
     (dict(checker_tokens="seen"), "valid: all, verdicts"),
+    (dict(final="first"), "unknown final"),
+    (dict(final="best", rating="oracle"), "unknown rating"),
 ])
 def test_invalid_settings_say_how_to_fix(tmp_path, world, policy_dir, overrides, message):
     with pytest.raises(ValueError) as err:

@@ -61,6 +61,12 @@ class ReflectGRPOConfig(GRPOConfig):
                        "optimised); a fixed actor of janus_rig/reflect/ablation.py (keep-plan, fresh-plan: re-plans "
                        "with this config's chain settings) writes them instead and is not optimised, so only the "
                        "checker's decisions learn (needs train_checker: true)", default="model")
+    final: str = _help("actor phase and bench: which image an episode ends with (ReflectConfig.final). last: the "
+                       "image after its last edit; best: of the images its checks saw, the one the checker rates "
+                       "likeliest right, so the reward is the score of that pick minus the first image's and every "
+                       "check, the one after the last edit included, is a deciding one (it rates)", default="last")
+    rating: str = _help("with final: best, how the checker rates an image (ReflectConfig.rating: verdicts, "
+                        "grounded, plan)", default="verdicts")
     malformed_penalty: float = _help("subtracted from the reward of an episode whose reflection or edit could not "
                                      "be read (0: none; e.g. 0.5 keeps teaching the formats)", default=0.0)
     # --- GRPO defaults changed for this trainer ---
@@ -87,6 +93,7 @@ class ReflectGRPOConfig(GRPOConfig):
                              "would learn; set train_checker: true or actor: model")
         if self.checker_tokens not in CHECKER_TOKENS:
             raise ValueError(f"unknown checker_tokens {self.checker_tokens!r}; valid: {', '.join(CHECKER_TOKENS)}")
+        self.reflect_config()  # ValueError naming a bad final / rating / edit_region
         if self.malformed_penalty < 0:
             raise ValueError(f"malformed_penalty must be >= 0 (it is subtracted), got {self.malformed_penalty}")
         if self.optimize != "both":
@@ -114,7 +121,8 @@ class ReflectGRPOConfig(GRPOConfig):
 
         return ReflectConfig(rounds=self.rounds if rounds is None else rounds,
                              checker=text(self.max_reflection_tokens), actor=text(self.max_edit_tokens),
-                             paste_back=self.paste_back, edit_region=self.edit_region)
+                             paste_back=self.paste_back, edit_region=self.edit_region, final=self.final,
+                             rating=self.rating)
 
 
 def parse_config(argv: list[str] | None = None) -> ReflectGRPOConfig:

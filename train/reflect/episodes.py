@@ -12,6 +12,11 @@ is RL-RIG's after-minus-before; over an episode of several edits the per-edit re
 wrote and, with `train_checker`, every reflection that decided something: each check but the one after a row's
 last edit, which only scores it (optimising that one would reward the checker for praising edits).
 
+With the loop's final "best" (`ReflectConfig.final`) an episode ends with the image its checker rates likeliest
+right, and the reward is the score of that pick minus the first image's: a flag costs nothing when the pick keeps
+the first image, and every check is optimised, the one after the last edit included, since each rates an image the
+pick chooses among (praising a bad edit now loses reward).
+
 Editor phase (`editor_batch`): a group is G redraws of one fixed edit; the optimised tokens are the redrawn image
 tokens (inside the edit boxes; every other token is fed from the image, never sampled), as the rollout's
 `completion_mask` marks them.
@@ -60,11 +65,13 @@ def oracle_correct(meta: dict, image: Image.Image) -> bool:
 
 def episode_rewards(result: LoopResult, source: str = INTRINSIC, judge=None,
                     metadata: list[dict | None] | None = None) -> list[float | None]:
-    """Per row: score after its last edit minus score of its first image (0 without an edit); None where the judge
-    could not score. source: "intrinsic" (the row's own first and last checks) or any other name with `judge`."""
+    """Per row: score of the image it ends with (after its last edit; final "best": the checker's pick) minus score
+    of its first image (0 without an edit); None where the judge could not score. source: "intrinsic" (the row's
+    own checks of the two) or any other name with `judge`."""
     rows = result.traces
+    ends = [result.chosen(r) for r in range(len(rows))]
     if source == INTRINSIC:
-        return [intrinsic_reward(row[0].reflection, row[-1].reflection) for row in rows]
+        return [intrinsic_reward(row[0].reflection, end.reflection) for row, end in zip(rows, ends)]
     if judge is None:
         raise ValueError(f"episode reward source {source!r} needs a judge")
     rewards: list[float | None] = [0.0] * len(rows)
@@ -72,17 +79,18 @@ def episode_rewards(result: LoopResult, source: str = INTRINSIC, judge=None,
     if edited:
         meta = [metadata[r] for r in edited] if metadata is not None else None
         scores = judge_rewards(judge, [result.prompts[r] for r in edited], [rows[r][0].image for r in edited],
-                               [rows[r][-1].image for r in edited], meta)
+                               [ends[r].image for r in edited], meta)
         for r, score in zip(edited, scores):
             rewards[r] = score
     return rewards
 
 
 def oracle_rewards(result: LoopResult, metadata: list[dict | None]) -> list[float | None]:
-    """Per row: the oracle's `fact_score` of its last image minus its first (None without metadata)."""
+    """Per row: the oracle's `fact_score` of the image it ends with (`LoopResult.chosen`) minus its first (None
+    without metadata)."""
     return [None if meta is None else 0.0 if len(row) == 1 else
-            fact_score(meta, row[-1].image) - fact_score(meta, row[0].image)
-            for row, meta in zip(result.traces, metadata)]
+            fact_score(meta, result.chosen(r).image) - fact_score(meta, row[0].image)
+            for r, (row, meta) in enumerate(zip(result.traces, metadata))]
 
 
 def malformed_rows(result: LoopResult) -> list[bool]:
@@ -92,8 +100,10 @@ def malformed_rows(result: LoopResult) -> list[bool]:
 
 # --- the optimised sequences ----------------------------------------------------------------------------------------
 def deciding_checks(result: LoopResult) -> set[tuple[int, int]]:
-    """(row, round) of every check that decided something: all but the check after a row's last edit."""
-    return {(t.row, t.round) for row in result.traces for t in row if len(row) == 1 or t.round < len(row) - 1}
+    """(row, round) of every check that decided something: all but the check after a row's last edit, which with
+    final "best" decides too (it rates an image the pick chooses among)."""
+    return {(t.row, t.round) for row in result.traces for t in row
+            if len(row) == 1 or t.round < len(row) - 1 or result.final == "best"}
 
 
 def actor_sequences(result: LoopResult, train_checker: bool, train_actor: bool = True

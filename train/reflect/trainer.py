@@ -208,7 +208,8 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
         m["reward/intrinsic"].append(_mean(intrinsic))
         m["reward/oracle"].append(_mean(oracle))
         known = [(row, meta) for row, meta in zip(result.traces, metadata) if meta is not None]
-        m["accuracy"].append(_mean([float(oracle_correct(meta, row[-1].image)) for row, meta in known]))
+        m["accuracy"].append(_mean([float(oracle_correct(meta, result.chosen(row[0].row).image))
+                                    for row, meta in known]))
         if known:
             report = oracle_report(result, metadata)
             for key in ("verdict_accuracy", "verdict_coverage", "decision_accuracy"):
