@@ -5,7 +5,8 @@
 # machine runs the same steps); then 74 Reflection-GRPO steps on its checker with a fixed re-planning actor whose
 # episodes end as the loop with `--final best --rating plan` does: the oracle's score of the checker's pick minus
 # the first image's.
-#   bash scripts/make_grpo_roles_checkpoints.sh [WORK_DIR]   (~12 min on 2 CPU cores, two torch threads)
+#   bash scripts/make_grpo_roles_checkpoints.sh [WORK_DIR]   (~11 min on 2 CPU cores, two torch threads; it
+# reproduced the measured models bit for bit)
 # The models land in WORK_DIR/grpo_roles and WORK_DIR/grpo_roles_rg (not shipped: run this to get them). Then, e.g.:
 #   janus-rig reflect --model WORK_DIR/grpo_roles_rg --prompts P --rounds 2 --num 4 --cfg 3 --role-temperature 0.001 \
 #     --edit-region full --actor fresh-plan --verdict-bias 2 --final best --rating plan --out R
