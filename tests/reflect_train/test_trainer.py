@@ -135,9 +135,15 @@ def test_final_best_rewards_the_pick_and_trains_every_check(policy, world, monke
     assert episode_rewards(result) == pytest.approx(expected)
     meta = [{"tag": "position", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": p}
             for p in result.prompts]
-    by_judge = episode_rewards(result, "shapeworld", make_judge("shapeworld"), meta)
+    judge = make_judge("shapeworld")
+    by_judge = episode_rewards(result, "shapeworld", judge, meta)
     oracle = oracle_rewards(result, meta)
     assert all(by_judge[r] == 0.0 and oracle[r] == 0.0 for r in range(1, 2 * G, 2))  # the pick kept the first
+    even = list(range(0, 2 * G, 2))  # the judge scores the picked edits against their first image, and only those
+    assert [by_judge[r] for r in even] == judge_rewards(judge, [result.prompts[r] for r in even],
+                                                        [result.traces[r][0].image for r in even],
+                                                        [result.traces[r][1].image for r in even],
+                                                        [meta[r] for r in even])
     # every check rates an image the pick chooses among: all are optimised
     assert deciding_checks(result) == {(r, k) for r in range(2 * G) for k in (0, 1)}
 

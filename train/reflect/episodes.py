@@ -75,7 +75,8 @@ def episode_rewards(result: LoopResult, source: str = INTRINSIC, judge=None,
     if judge is None:
         raise ValueError(f"episode reward source {source!r} needs a judge")
     rewards: list[float | None] = [0.0] * len(rows)
-    edited = [r for r, row in enumerate(rows) if len(row) > 1]  # a second check follows only an edit
+    # a second check follows only an edit; where the pick kept the first image there is nothing to score
+    edited = [r for r, row in enumerate(rows) if len(row) > 1 and ends[r] is not row[0]]
     if edited:
         meta = [metadata[r] for r in edited] if metadata is not None else None
         scores = judge_rewards(judge, [result.prompts[r] for r in edited], [rows[r][0].image for r in edited],
@@ -88,9 +89,10 @@ def episode_rewards(result: LoopResult, source: str = INTRINSIC, judge=None,
 def oracle_rewards(result: LoopResult, metadata: list[dict | None]) -> list[float | None]:
     """Per row: the oracle's `fact_score` of the image it ends with (`LoopResult.chosen`) minus its first (None
     without metadata)."""
-    return [None if meta is None else 0.0 if len(row) == 1 else
-            fact_score(meta, result.chosen(r).image) - fact_score(meta, row[0].image)
-            for r, (row, meta) in enumerate(zip(result.traces, metadata))]
+    ends = [result.chosen(r) for r in range(len(result.traces))]
+    return [None if meta is None else 0.0 if end is row[0] else
+            fact_score(meta, end.image) - fact_score(meta, row[0].image)
+            for row, end, meta in zip(result.traces, ends, metadata)]
 
 
 def malformed_rows(result: LoopResult) -> list[bool]:
