@@ -20,6 +20,7 @@ from janus_rig.model.policy import (
     require_dir,
     resolve_dtype,
 )
+from janus_rig.model.loading import strict_from_pretrained
 from janus_rig.model.presets import PRESETS
 from janus_rig.model.tokenizer import add_chain_tokens, add_role_tokens
 from janus_rig.model.tokens import SpecialTokenIds
@@ -69,7 +70,7 @@ def init_policy(
 
     vq = None
     if vq_dir is not None:
-        vq = JanusVQVAE.from_pretrained(require_dir(vq_dir, "VQ", "config.json"))
+        vq = strict_from_pretrained(JanusVQVAE, vq_dir, "VQ")
         image_size, patch_size = _vq_geometry(vq)
         if preset != "tiny":
             raise ValueError("--vq plugs a trained ShapeWorld VQ into the tiny preset; other presets use their own")

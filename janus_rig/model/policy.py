@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoTokenizer,
     GenerationConfig,
@@ -26,6 +27,16 @@ from transformers import (
 )
 from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
+from janus_rig.model.loading import (
+    ADAPTER_CONFIG,
+    LoadError,
+    first_line,
+    layout,
+    name_keys,
+    read_json_file,
+    require_janus_dir,
+    strict_from_pretrained,
+)
 from janus_rig.model.pixels import to_uint8
 from janus_rig.model.prompts import encode_generation_prompt, encode_understanding_prompt, place_codes
 from janus_rig.model.tokenizer import add_chain_tokens, add_role_tokens
@@ -35,7 +46,8 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MANIFEST = "janus_rig.json"  # provenance written next to the weights; never needed to load
-ADAPTERS = "adapter_model.safetensors"  # LoRA checkpoints: the unmerged adapters, what resuming restores
+ADAPTER_DIR = "adapter"  # LoRA saves: the unmerged adapters as a peft adapter directory, what resuming restores
+ADAPTERS = "adapter_model.safetensors"  # peft's weight file inside it
 ROLES_FILE = "roles.json"  # how the reflection roles read an image (`image_view`); absent: "vision"
 # How an understanding context (grounding, checker, actor) shows its image to the language model:
 #   vision  the understanding path: <image_placeholder> tokens take the vision encoder's features (Janus-Pro's
@@ -243,9 +255,11 @@ class JanusPolicy:
         return to_uint8(pixels).cpu()
 
     # --- persistence -------------------------------------------------------------------------------------------
-    def save(self, out_dir: str | Path, manifest: dict | None = None, adapters: bool = False) -> Path:
+    def save(self, out_dir: str | Path, manifest: dict | None = None, adapters: bool = True) -> Path:
         """Save in transformers' format. LoRA adapters are merged into a copy so the directory loads without peft;
-        `adapters` also writes them unmerged (ADAPTERS), which is what `load_weights` restores when resuming."""
+        with `adapters` (the default) they are also written unmerged as a standard peft adapter directory
+        (ADAPTER_DIR: adapter_config.json + adapter_model.safetensors), which `PeftModel.from_pretrained(base,
+        DIR/adapter)` loads on the run's starting model and `load_weights` restores when resuming."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         model = self.model
@@ -253,11 +267,7 @@ class JanusPolicy:
             import copy
 
             if adapters:
-                from peft import get_peft_model_state_dict
-                from safetensors.torch import save_file
-
-                state = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-                save_file(state, out / ADAPTERS)
+                model.save_pretrained(out / ADAPTER_DIR)
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
@@ -270,37 +280,45 @@ class JanusPolicy:
 
     def load_weights(self, path: str | Path) -> None:
         """Restore, in place, the trained state a checkpoint directory holds (resuming a run): the LoRA adapters
-        (ADAPTERS) when this policy has them — its base is the run's starting model, frozen — else every weight of
-        the model (model.safetensors or a sharded index). ValueError naming the directory when a file is missing or
-        its tensors do not match this model."""
-        from safetensors.torch import load_file
-
+        (ADAPTER_DIR) when this policy has them — its base is the run's starting model, frozen — else every weight
+        of the model (model.safetensors or a sharded index). ValueError naming the directory when a file is missing
+        or its tensors do not match this model."""
         path = require_dir(path, "checkpoint")
         if hasattr(self.model, "merge_and_unload"):
             from peft import set_peft_model_state_dict
 
-            if not (path / ADAPTERS).is_file():
-                raise ValueError(f"{path} holds no {ADAPTERS}: this run trains LoRA adapters, and only a LoRA "
-                                 "checkpoint of it can be resumed")
-            result = set_peft_model_state_dict(self.model, load_file(path / ADAPTERS))
+            file = next((f for f in (path / ADAPTER_DIR / ADAPTERS, path / ADAPTERS) if f.is_file()), None)
+            if file is None:
+                raise ValueError(f"{path} holds no {ADAPTER_DIR}/{ADAPTERS}: this run trains LoRA adapters, and only "
+                                 "a LoRA checkpoint of it can be resumed")
+            result = set_peft_model_state_dict(self.model, _load_safetensors(file))
             unexpected = list(getattr(result, "unexpected_keys", []) or [])
             if unexpected:
-                raise ValueError(f"{path / ADAPTERS}: tensors this model has no place for: {unexpected[:5]}")
+                raise ValueError(f"{file}: tensors this model has no place for: {name_keys(unexpected)}")
             return
         index = path / "model.safetensors.index.json"
         if index.is_file():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            weight_map = read_json_file(index, "checkpoint").get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise ValueError(f"{index}: no 'weight_map' object")
+            files = sorted(set(weight_map.values()))
         elif (path / "model.safetensors").is_file():
             files = ["model.safetensors"]
         else:
             raise ValueError(f"{path} holds no model.safetensors (nor a sharded index): not a checkpoint of a policy")
         state = {}
         for name in files:
-            state.update(load_file(path / name))
+            state.update(_load_safetensors(path / name))
+        expected = self.base.state_dict()
+        shapes = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items()
+                  if k in expected and v.shape != expected[k].shape]
+        if shapes:
+            raise ValueError(f"{path}: mis-shaped tensors (checkpoint vs model) {name_keys(shapes)}")
         missing, unexpected = self.base.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: its weights do not fit this model (missing {missing[:5]}, unexpected "
-                             f"{unexpected[:5]}); resume with the run's own model_name_or_path")
+            raise ValueError(f"{path}: its weights do not fit this model (missing {name_keys(missing) or 'none'}, "
+                             f"unexpected {name_keys(unexpected) or 'none'}); resume with the run's own "
+                             "model_name_or_path")
 
     @classmethod
     def load(
@@ -311,19 +329,26 @@ class JanusPolicy:
         trainable: TrainableParts | None = None,
         lora: LoraSettings | None = None,
     ) -> "JanusPolicy":
-        """Load our directories or any transformers-format Janus directory (e.g. deepseek-community/Janus-Pro-1B).
+        """Load our directories, any transformers-format Janus directory (e.g. deepseek-community/Janus-Pro-1B), or a
+        LoRA adapter directory (merged into the local base model its adapter_config.json names).
 
-        Chain and reflection-role tokens are added to the tokenizer when missing, and the embeddings resized only if the tokenizer
-        then outgrows them (Janus-Pro has spare rows: vocab 102400 > tokenizer length).
+        Strict (`janus_rig.model.loading`): a directory of another layout, a corrupt file, or weights that do not
+        fit the config raise a one-line LoadError; nothing is ever initialised at random, except new token rows:
+        chain and reflection-role tokens are added to the tokenizer when missing, and the embeddings resized (the
+        new rows logged) only if the tokenizer then outgrows them (Janus-Pro has spare rows: vocab 102400 >
+        tokenizer length).
         """
-        path = require_dir(path, "model", "config.json")
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        path = Path(path)
+        if layout(path) == "adapter":
+            return cls._load_adapter(path, dtype, device, trainable, lora)
+        path = require_janus_dir(path)
+        tokenizer = _load_tokenizer(path)
         added = add_chain_tokens(tokenizer) + add_role_tokens(tokenizer)
-        model = JanusForConditionalGeneration.from_pretrained(path, dtype=resolve_dtype(dtype) or "auto")
+        model = strict_from_pretrained(JanusForConditionalGeneration, path, "Janus model",
+                                       dtype=resolve_dtype(dtype) or "auto")
         if added:
             log.info("added %d chain / role tokens to the tokenizer of %s", added, path)
-            if len(tokenizer) > model.config.text_config.vocab_size:
-                model.resize_token_embeddings(len(tokenizer))
+            grow_vocabulary(model, len(tokenizer), path)
         image_processor = _load_image_processor(path, model)
         if device is not None:
             model.to(device)
@@ -331,6 +356,52 @@ class JanusPolicy:
         if lora is not None:
             model = apply_lora(model, lora)
         return cls(model, tokenizer, image_processor, read_image_view(path))
+
+    @classmethod
+    def _load_adapter(cls, path: Path, dtype, device, trainable, lora) -> "JanusPolicy":
+        """A peft adapter directory: its base (adapter_config.json's base_model_name_or_path, a local directory)
+        loaded strictly, the adapters merged in. The tokenizer and roles come from the base."""
+        from peft import PeftModel
+
+        if lora is not None:
+            raise LoadError(f"{path} is a LoRA adapter directory: train new adapters on its base, or on a merged save")
+        base_dir = read_json_file(path / ADAPTER_CONFIG, "adapter").get("base_model_name_or_path")
+        if not isinstance(base_dir, str) or not Path(base_dir).is_dir():
+            raise LoadError(f"{path / ADAPTER_CONFIG}: base_model_name_or_path {base_dir!r} is not a local directory; "
+                            "set it to the model the adapters were trained on")
+        base = cls.load(base_dir, dtype=dtype, device=device)
+        try:
+            merged = PeftModel.from_pretrained(base.model, path).merge_and_unload()
+        except (ValueError, KeyError, RuntimeError, OSError, SafetensorError) as err:
+            raise LoadError(f"{path}: the adapters do not load on {base_dir}: {first_line(err)}") from None
+        set_trainable(merged, trainable or TrainableParts())
+        return cls(merged, base.tokenizer, base.image_processor, base.image_view)
+
+
+def grow_vocabulary(model: JanusForConditionalGeneration, size: int, path) -> None:
+    """Resize the text embeddings and lm_head to `size` rows when the tokenizer outgrew them; the only weights a
+    load ever initialises, and logged as such."""
+    rows = model.config.text_config.vocab_size
+    if size > rows:
+        model.resize_token_embeddings(size)
+        log.warning("%s: initialised %d new token rows (ids %d..%d) in the embeddings and lm_head for the added "
+                    "tokens", path, size - rows, rows, size - 1)
+
+
+def _load_tokenizer(path: Path):
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise LoadError(f"{path}: cannot load its tokenizer: {first_line(err)}") from None
+
+
+def _load_safetensors(file: Path) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(file)
+    except (SafetensorError, OSError) as err:
+        raise LoadError(f"{file}: corrupt or truncated safetensors ({err})") from None
 
 
 def check_image_view(view: str) -> str:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from janus_rig.chain import Box
 from janus_rig.eval.sg_iou import SceneGraph
+from janus_rig.model.loading import require_config, strict_from_pretrained
 from reward_models.judges.base import JUDGES, GraphRequest, GroundRequest, Judge, PairRequest, RubricRequest
 from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score
 from reward_models.judges.prompts import question
@@ -79,10 +80,13 @@ class HFJudge(Judge):
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
         self.batch_size, self.max_new_tokens, self.coords, self.device = batch_size, max_new_tokens, coords, device
+        require_config(model, "judge model")  # named before the processor is read
         self.processor = load_processor(model)
         self.processor.tokenizer.padding_side = "left"  # batched generation continues every row at the end
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-        self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(device).eval()
+        # Strict: a directory whose weights do not fit its config is refused, never half random-init.
+        self.model = strict_from_pretrained(AutoModelForImageTextToText, model, "judge model",
+                                            dtype=torch_dtype).to(device).eval()
         self._lock = threading.Lock()  # one generate at a time when served to many threads
 
     # --- the interface ---------------------------------------------------------------------------------------

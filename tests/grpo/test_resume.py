@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from janus_rig.model.policy import ADAPTERS
+from janus_rig.model.policy import ADAPTER_DIR, ADAPTERS
 from train.grpo.trainer import run_grpo
 from tests.grpo.test_trainer import grpo_config
 
@@ -35,7 +35,9 @@ def test_resumed_run_ends_where_the_straight_run_does(tmp_path, world, policy_di
     resumed.mkdir()
     shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
     if lora:
-        assert (resumed / "checkpoint-2" / ADAPTERS).is_file()
+        # a standard peft adapter directory: what resuming restores
+        assert (resumed / "checkpoint-2" / ADAPTER_DIR / ADAPTERS).is_file()
+        assert (resumed / "checkpoint-2" / ADAPTER_DIR / "adapter_config.json").is_file()
     summary = run_grpo(grpo_config(tmp_path, world, policy_dir, output_dir=str(resumed),
                                    resume_from_checkpoint="true", **common))
     assert summary["steps"] == 4
@@ -63,6 +65,6 @@ def test_lora_run_refuses_a_full_checkpoint(tmp_path, world, policy_dir):
     full = tmp_path / "full"
     run_grpo(grpo_config(tmp_path, world, policy_dir, output_dir=str(full), max_steps=1, save_strategy="steps",
                          save_steps=1, gallery_every=0))
-    with pytest.raises(ValueError, match=f"no {ADAPTERS}"):
+    with pytest.raises(ValueError, match=f"no {ADAPTER_DIR}/{ADAPTERS}"):
         run_grpo(grpo_config(tmp_path, world, policy_dir, output_dir=str(tmp_path / "lora"), max_steps=2,
                              resume_from_checkpoint=str(full / "checkpoint-1"), gallery_every=0, **LORA))
