@@ -13,284 +13,351 @@ asks the judge, and answers with
     comparison:  {"better": 1 | 2 | "tie", "preference": <the exact preference for the first, in [0, 1]>}
 
 Any other request goes to the judge's free-form `chat` (VLM judges); the oracle answers those with a 400.
-Bad requests (body too large, malformed JSON, missing fields, bad base64, undecodable image) get a 4xx JSON
-error {"error": {"message", "type", "code"}} and the server stays up. ThreadingHTTPServer: one thread per
-connection; judges guard their own state.
+Reading a body into a judge request, and its bounds, is reward_models/server_requests.py.
+
+Transport. One asyncio event loop reads every connection, so an idle or half-sent connection costs a socket and a
+small buffer, never a thread; a complete request goes to a pool of `workers` threads that ask the judge (judges
+guard their own state). Limits (ServerConfig): request line + headers within MAX_HEADER_BYTES (431) and within
+`idle_timeout` of the connection going quiet; the body within `max_body` (413), flowing (no gap over
+`idle_timeout`) and complete within `request_timeout` (408); request bodies held at once within
+`max_pending_bytes` (503 with Retry-After); at most `max_connections` open (503). With `api_key` set every request
+needs `Authorization: Bearer <key>` (401), checked before the body is read. Errors are JSON
+{"error": {"message", "type", "code"}} and the server stays up.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
+import hmac
+import http.client
 import io
+import ipaddress
 import json
 import logging
+import os
+import re
+import socket
 import threading
-import time
-import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from PIL import Image
-
-from janus_rig.eval.sg_iou import Vocabulary
-from reward_models.judges.base import (
-    COMPARE_TASK,
-    GRAPH_TASK,
-    GROUND_TASK,
-    PAIR_KINDS,
-    RUBRIC_TASKS,
-    GraphRequest,
-    GroundRequest,
-    Judge,
-    PairRequest,
-    RubricRequest,
-)
-from reward_models.judges.http import STRUCTURED_RE, Request
+from reward_models.judges.base import Judge
+from reward_models.server_requests import error_payload, respond
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 32 * 2**20  # a few full-size PNGs; anything larger is refused before it is read
-MAX_IMAGES = 8
-MAX_IMAGE_PIXELS = 4096 * 4096  # PIL's decompression-bomb guard is only a warning below 2x its limit
-UNPROCESSABLE = HTTPStatus.UNPROCESSABLE_ENTITY  # well-formed, but the judge could not answer it
-DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,", "data:image/jpg;base64,", "data:image/webp;base64,")
+MAX_HEADER_BYTES = 16 * 2**10  # request line + headers (nginx's default buffer for large headers is 8 KiB)
+LISTEN_BACKLOG = 1024  # connections the kernel queues before the loop accepts them (a burst of clients)
+LINGER_SECONDS = 2.0  # after refusing a request whose body is unread, read and drop it this long, so the client
+#                       gets the reply instead of a connection reset
+API_KEY_ENV = "JANUS_RIG_JUDGE_API_KEY"
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+MODELS_PATHS = ("/v1/models", "/models")
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
-        super().__init__(message)
-        self.status = status
+@dataclass
+class ServerConfig:
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "address to bind (default: loopback only; any other address without an api key logs a warning)"})
+    port: int = field(default=8000, metadata={"help": "port (0: any free port; the URL is printed)"})
+    max_body: int = field(default=32 * 2**20, metadata={
+        "help": "largest request body accepted, in bytes (413 above it, refused before it is read)"})
+    max_pending_bytes: int = field(default=128 * 2**20, metadata={
+        "help": "request bodies held at once over all connections, in bytes; a request that would pass it gets "
+                "503 with Retry-After (the http judge retries it)"})
+    workers: int = field(default=8, metadata={
+        "help": "threads that ask the judge; further complete requests wait their turn (memory stays near "
+                "max_pending_bytes + workers x one request's images)"})
+    max_connections: int = field(default=2048, metadata={
+        "help": "open connections at once; one more gets 503 (each costs a file descriptor: see `ulimit -n`)"})
+    idle_timeout: float = field(default=10.0, metadata={
+        "help": "seconds a connection may wait for a request's headers, or stall mid-body or mid-reply, "
+                "before it is dropped"})
+    request_timeout: float = field(default=60.0, metadata={
+        "help": "seconds for one whole body to arrive (408 after), so a client trickling bytes cannot hold it"})
+    api_key: str | None = field(default=None, metadata={
+        "help": f"require `Authorization: Bearer <key>` on every request (401 without); default ${API_KEY_ENV}"})
+
+    def __post_init__(self):
+        for name in ("max_body", "max_pending_bytes", "workers", "max_connections"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("idle_timeout", "request_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_pending_bytes < self.max_body:
+            raise ValueError(f"max_pending_bytes ({self.max_pending_bytes}) must be at least max_body "
+                             f"({self.max_body}), or no body of the largest size could ever be read")
+        if self.api_key == "":
+            raise ValueError("an empty api key would accept `Bearer ` alone; give a key or none")
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
 
 
-def decode_image(url: str) -> Image.Image:
-    if not isinstance(url, str) or not url.startswith(DATA_URL_PREFIXES):
-        raise BadRequest("image_url.url must be a base64 data URL (data:image/png;base64,...); remote URLs are not fetched")
-    payload = url.split(",", 1)[1]
+def is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
     try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise BadRequest(f"image_url is not valid base64: {err}") from None
-    try:
-        image = Image.open(io.BytesIO(raw))
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise BadRequest(f"image of {image.width}x{image.height} exceeds {MAX_IMAGE_PIXELS} pixels")
-        return image.convert("RGB")
-    except BadRequest:
-        raise
-    except Exception as err:  # noqa: BLE001 — any decoder error is the client's bad image
-        raise BadRequest(f"image_url does not decode as an image: {type(err).__name__}: {err}") from None
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
-def read_message(body) -> tuple[str, list[Image.Image]]:
-    """(all text of the last user message, its images) from a chat-completions body; BadRequest when malformed."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty list")
-    user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not user:
-        raise BadRequest("no message with role 'user'")
-    content = user[-1].get("content")
-    if isinstance(content, str):
-        return content, []
-    if not isinstance(content, list) or not content:
-        raise BadRequest("the user message's 'content' must be a string or a non-empty list of parts")
-    texts, images = [], []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "image_url" and isinstance(part.get("image_url"), dict):
-            if len(images) >= MAX_IMAGES:
-                raise BadRequest(f"at most {MAX_IMAGES} images per request")
-            images.append(decode_image(part["image_url"].get("url")))
-        else:
-            raise BadRequest(
-                f"content part {str(part)[:80]} is neither {{type: text, text}} nor {{type: image_url, image_url: {{url}}}}"
-            )
-    return "\n".join(texts), images
-
-
-def structured_request(text: str, images: list[Image.Image]) -> Request | None:
-    """The structured question in a message, None when there is none; BadRequest when it is malformed."""
-    match = STRUCTURED_RE.search(text)
-    if match is None:
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning to log when a server is reachable beyond this machine with no key; None when it is not."""
+    if api_key or is_loopback(host):
         return None
-    try:
-        fields = json.loads(match.group(1))
-    except ValueError as err:
-        raise BadRequest(f"the janus-rig-request block is not JSON: {err}") from None
-    if not isinstance(fields, dict):
-        raise BadRequest("the janus-rig-request block must be a JSON object")
-    task = fields.get("task")
-    image = images[0] if images else None
-    if task == GROUND_TASK:
-        if image is None or not isinstance(fields.get("name"), str):
-            raise BadRequest("a ground request needs an image and a string 'name'")
-        return GroundRequest(image, fields["name"])
-    if task == GRAPH_TASK:
-        if image is None:
-            raise BadRequest("a scene_graph request needs an image")
-        try:
-            return GraphRequest(image, Vocabulary.from_json(fields.get("vocabulary")))
-        except ValueError as err:
-            raise BadRequest(f"a scene_graph request needs a 'vocabulary': {err}") from None
-    if task == COMPARE_TASK:
-        return _pair_request(fields, images)
-    if task not in RUBRIC_TASKS:
-        valid = (*RUBRIC_TASKS, GROUND_TASK, GRAPH_TASK, COMPARE_TASK)
-        raise BadRequest(f"unknown task {task!r}; valid: {', '.join(valid)}")
-    prompt, chain, metadata = fields.get("prompt"), fields.get("chain", ""), fields.get("metadata")
-    if not isinstance(prompt, str) or not isinstance(chain, str) or not (metadata is None or isinstance(metadata, dict)):
-        raise BadRequest("a rubric request needs a string 'prompt', a string 'chain' and an object (or null) 'metadata'")
-    if task in ("spatial", "prompt_image") and image is None:
-        raise BadRequest(f"a {task} request needs an image")
-    return RubricRequest(task, prompt, chain=chain, image=image, metadata=metadata)
+    return (f"judge server bound to {host} without an api key: anyone who can reach this port can use the judge "
+            f"(set --api-key or ${API_KEY_ENV}, or bind 127.0.0.1)")
 
 
-def _pair_request(fields: dict, images: list[Image.Image]) -> PairRequest:
-    kind, prompt, metadata = fields.get("kind"), fields.get("prompt"), fields.get("metadata")
-    if kind not in PAIR_KINDS or not isinstance(prompt, str) or not (metadata is None or isinstance(metadata, dict)):
-        raise BadRequest(f"a compare request needs 'kind' ({' or '.join(PAIR_KINDS)}), a string 'prompt' and an "
-                         "object (or null) 'metadata'")
-    if kind == "image":
-        if len(images) != 2:
-            raise BadRequest(f"an image compare request needs exactly 2 images, got {len(images)}")
-        first, second = images
-    else:
-        first, second = fields.get("first"), fields.get("second")
-        if not (isinstance(first, str) and isinstance(second, str)):
-            raise BadRequest("a chain compare request needs string 'first' and 'second' chains")
-    return PairRequest(kind, prompt, first, second, metadata=metadata)
+class _Refused(Exception):
+    """A reply sent before the request was read in full: the connection closes after it (see _refuse)."""
+
+    def __init__(self, status: HTTPStatus, message: str, headers: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.status, self.headers = status, headers
 
 
-def answer(judge: Judge, request: Request) -> str:
-    """The reply text for a structured question (see the module docstring)."""
-    if isinstance(request, GroundRequest):
-        boxes = judge.ground([request])[0]
-        if boxes is None:
-            raise BadRequest("the judge could not ground this request (see the server log)", UNPROCESSABLE)
-        width, height = request.image.size
-        return json.dumps([{"bbox_2d": list(b.to_pixels(width, height)), "label": request.name} for b in boxes])
-    if isinstance(request, GraphRequest):
-        graph = judge.extract_graphs([request])[0]
-        if graph is None:
-            raise BadRequest("the judge could not extract this scene graph (see the server log)", UNPROCESSABLE)
-        found = graph.to_json()
-        return json.dumps({"objects": found["entities"], "relations": found["triples"]})
-    if isinstance(request, PairRequest):
-        preference = judge.compare([request])[0]
-        if preference is None:
-            raise BadRequest("the judge could not compare this pair (see the server log)", UNPROCESSABLE)
-        better = 1 if preference > 0.5 else 2 if preference < 0.5 else "tie"
-        return json.dumps({"better": better, "preference": preference})
-    score = judge.score([request])[0]
-    if score is None:
-        raise BadRequest("the judge could not score this request (see the server log)", UNPROCESSABLE)
-    return json.dumps({"score": 10 * score, "reward": score})
+class JudgeServer:
+    """A judge behind HTTP. `serve_forever()` runs it (on any thread); `shutdown()` from another thread stops it
+    and returns once it has stopped; `server_close()` releases the port."""
 
+    def __init__(self, judge: Judge, config: ServerConfig | None = None):
+        self.judge, self.config = judge, config or ServerConfig()
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        self.socket = socket.create_server((self.config.host, self.config.port), family=family,
+                                           backlog=LISTEN_BACKLOG)
+        warning = exposure_warning(self.config.host, self.config.api_key)
+        if warning:
+            logger.warning(warning)
+        self._lock = threading.Lock()
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Future | None = None
+        self._stopped = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._pending = 0  # body bytes held now (read or being read); only the loop thread touches it
 
-def make_handler(judge: Judge, max_body: int):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "janus-rig-judge/1"
-
-        def log_message(self, format, *args):  # noqa: A002 — BaseHTTPRequestHandler's signature
-            logger.debug("%s %s", self.address_string(), format % args)
-
-        def send_json(self, status: int, payload) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def send_error_json(self, status: HTTPStatus, message: str) -> None:
-            kind = "invalid_request_error" if status < 500 else "server_error"
-            self.send_json(status, {"error": {"message": message, "type": kind, "code": int(status)}})
-
-        def do_GET(self):
-            if self.path.rstrip("/") in ("/v1/models", "/models"):
-                model = {"id": judge.name, "object": "model", "created": 0, "owned_by": "janus-rig",
-                         "structured_requests": judge.structured}
-                self.send_json(HTTPStatus.OK, {"object": "list", "data": [model]})
-            else:
-                self.send_error_json(HTTPStatus.NOT_FOUND, f"no route GET {self.path}; try /v1/models")
-
-        def do_POST(self):
-            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-                self.send_error_json(HTTPStatus.NOT_FOUND, f"no route POST {self.path}; try /v1/chat/completions")
-                return
-            try:
-                body = self.read_body()
-                text, images = read_message(body)
-                request = structured_request(text, images)
-                if request is not None:
-                    reply = answer(judge, request)
-                else:
-                    try:
-                        reply = judge.chat(text, images)
-                    except NotImplementedError as err:
-                        raise BadRequest(str(err)) from None
-            except BadRequest as err:
-                self.send_error_json(err.status, str(err))
-                return
-            except Exception as err:  # noqa: BLE001 — a judge crash answers 500; the server stays up
-                logger.exception("judge %s failed", judge.name)
-                self.send_error_json(HTTPStatus.INTERNAL_SERVER_ERROR, f"judge failed: {type(err).__name__}: {err}")
-                return
-            self.send_json(HTTPStatus.OK, {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": str(body.get("model") or judge.name),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            })
-
-        def read_body(self):
-            length = self.headers.get("Content-Length")
-            if length is None:
-                raise BadRequest("Content-Length is required", HTTPStatus.LENGTH_REQUIRED)
-            try:
-                size = int(length)
-            except ValueError:
-                raise BadRequest(f"bad Content-Length {length!r}") from None
-            if size < 0:
-                raise BadRequest(f"bad Content-Length {length!r}")
-            if size > max_body:
-                self.close_connection = True  # the unread body must not be taken for the next request
-                too_large = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-                raise BadRequest(f"body of {size} bytes exceeds the limit of {max_body}", too_large)
-            raw = self.rfile.read(size)
-            try:
-                return json.loads(raw)
-            except (ValueError, RecursionError) as err:
-                raise BadRequest(f"the body is not JSON: {err}") from None
-
-    return Handler
-
-
-class JudgeServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the load test opens many connections at once
-
-    def __init__(self, judge: Judge, host: str = "127.0.0.1", port: int = 8000, max_body: int = MAX_BODY_BYTES):
-        super().__init__((host, port), make_handler(judge, max_body))
-        self.judge = judge
+    @property
+    def server_address(self) -> tuple[str, int]:
+        return self.socket.getsockname()[:2]
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        host, port = self.server_address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+
+    def serve_forever(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closing = True
+            loop, stopping = self._loop, self._stopping
+        if loop is None:  # not serving (yet): serve_forever sees _closing and returns at once
+            return
+        try:
+            loop.call_soon_threadsafe(lambda: stopping.done() or stopping.set_result(None))
+        except RuntimeError:  # the loop has already closed
+            pass
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closing:
+                return
+            self._loop, self._stopping = loop, loop.create_future()
+        self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="judge-worker")
+        server = await asyncio.start_server(self._connection, sock=self.socket, limit=MAX_HEADER_BYTES,
+                                            backlog=LISTEN_BACKLOG)  # it listens again: 100 by default
+        try:
+            await self._stopping
+        finally:
+            server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # a judge call in progress finishes on its own
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        try:
+            if len(self._connections) > self.config.max_connections:
+                raise _Refused(HTTPStatus.SERVICE_UNAVAILABLE,
+                               f"too many open connections (max_connections={self.config.max_connections})",
+                               ("Retry-After: 1",))
+            while await self._one_request(reader, writer):
+                pass
+        except _Refused as refused:
+            await self._refuse(reader, writer, refused.status, error_payload(refused.status, str(refused)),
+                               refused.headers)
+        except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            pass  # the client went away or stalled: there is no one to answer
+        except asyncio.CancelledError:
+            pass  # shutting down; ending normally spares asyncio's connection callback a traceback (Python 3.11)
+        except Exception:  # noqa: BLE001 — a bug on one connection must not stop the server
+            logger.exception("judge server: connection handler failed")
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read, answer and log one request; whether the connection stays open for another."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.config.idle_timeout)
+        except asyncio.IncompleteReadError:
+            return False  # closed between requests, or half-way through the headers
+        except asyncio.LimitOverrunError:
+            raise _Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                           f"request line and headers exceed {MAX_HEADER_BYTES} bytes") from None
+        method, path, version, headers = _parse_head(head)
+        keep_alive = version == "HTTP/1.1" and "close" not in headers.get("Connection", "").lower()
+        if self.config.api_key is not None and not _authorized(headers.get("Authorization"), self.config.api_key):
+            raise _Refused(HTTPStatus.UNAUTHORIZED, "missing or wrong api key: send `Authorization: Bearer <key>`",
+                           ('WWW-Authenticate: Bearer realm="janus-rig-judge"',))
+        chat = method == "POST" and path in CHAT_PATHS
+        if chat:
+            status, payload = await self._chat(reader, writer, headers)
+        elif method not in ("GET", "POST"):
+            raise _Refused(HTTPStatus.METHOD_NOT_ALLOWED, f"method {method[:20]} is not served; use GET or POST",
+                           ("Allow: GET, POST",))
+        elif method == "GET" and path in MODELS_PATHS:
+            model = {"id": self.judge.name, "object": "model", "created": 0, "owned_by": "janus-rig",
+                     "structured_requests": self.judge.structured}
+            status, payload = HTTPStatus.OK, {"object": "list", "data": [model]}
+        else:
+            route = "/v1/models" if method == "GET" else "/v1/chat/completions"
+            status = HTTPStatus.NOT_FOUND
+            payload = error_payload(status, f"no route {method} {path[:100]}; try {route}")
+        if not chat and _has_body(headers):  # a body no route reads: answer, then drop it and close
+            await self._refuse(reader, writer, status, payload)
+            return False
+        logger.debug("%s %s %s -> %d", writer.get_extra_info("peername"), method, path[:100], status)
+        await self._send(writer, status, payload, keep_alive)
+        return keep_alive
+
+    async def _chat(self, reader, writer, headers) -> tuple[HTTPStatus, dict]:
+        """Read the body (holding its bytes against max_pending_bytes) and have a worker answer it."""
+        if headers.get("Transfer-Encoding") is not None:
+            raise _Refused(HTTPStatus.LENGTH_REQUIRED, "Transfer-Encoding is not accepted; send a Content-Length")
+        size = _content_length(headers, self.config.max_body)
+        if self._pending + size > self.config.max_pending_bytes:
+            raise _Refused(HTTPStatus.SERVICE_UNAVAILABLE, f"busy: request bodies held now would pass "
+                           f"max_pending_bytes={self.config.max_pending_bytes}; retry shortly", ("Retry-After: 1",))
+        self._pending += size
+        try:
+            if headers.get("Expect", "").lower() == "100-continue":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = await self._read_body(reader, size)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, respond, self.judge, body)
+        finally:
+            self._pending -= size
+
+    async def _read_body(self, reader: asyncio.StreamReader, size: int) -> bytearray:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_timeout
+        body = bytearray()
+        while len(body) < size:
+            left = deadline - loop.time()
+            try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                chunk = await asyncio.wait_for(reader.read(size - len(body)), min(left, self.config.idle_timeout))
+            except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
+                raise _Refused(HTTPStatus.REQUEST_TIMEOUT, f"the body stalled or took over "
+                               f"{self.config.request_timeout:g} s ({len(body)} of {size} bytes came)") from None
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(body[:100]), size)
+            body += chunk
+        return body
+
+    async def _send(self, writer, status: HTTPStatus, payload: dict, keep_alive: bool,
+                    extra: tuple[str, ...] = ()) -> None:
+        data = json.dumps(payload).encode()
+        head = [f"HTTP/1.1 {int(status)} {status.phrase}", "Server: janus-rig-judge/1",
+                "Content-Type: application/json", f"Content-Length: {len(data)}",
+                f"Connection: {'keep-alive' if keep_alive else 'close'}", *extra]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+        await asyncio.wait_for(writer.drain(), self.config.idle_timeout)
+
+    async def _refuse(self, reader, writer, status: HTTPStatus, payload: dict, headers: tuple[str, ...] = ()) -> None:
+        """Reply, close our side, then drop what the client still sends (its unread body) for a moment: closing
+        a socket with unread data resets it, and the client would see the reset instead of the reply."""
+        try:
+            await self._send(writer, status, payload, False, headers)
+            if writer.can_write_eof():
+                writer.write_eof()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LINGER_SECONDS
+            while (left := deadline - loop.time()) > 0 and await asyncio.wait_for(reader.read(2**16), left):
+                pass
+        except (ConnectionError, asyncio.TimeoutError, OSError):
+            pass
 
 
-def start_in_thread(judge: Judge, host: str = "127.0.0.1", port: int = 0, **kwargs) -> tuple[JudgeServer, threading.Thread]:
-    """A running server on a background thread (port 0: a free port; see server.url). Stop: server.shutdown()."""
-    server = JudgeServer(judge, host, port, **kwargs)
+def _parse_head(head: bytes) -> tuple[str, str, str, http.client.HTTPMessage]:
+    """(method, path without query or trailing slash, version, headers) of a request head; _Refused when bad."""
+    request_line, _, rest = head.partition(b"\r\n")
+    parts = request_line.decode("latin-1").split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _Refused(HTTPStatus.BAD_REQUEST, f"bad request line {request_line[:100]!r}")
+    try:
+        headers = http.client.parse_headers(io.BytesIO(rest))
+    except http.client.HTTPException as err:  # too many headers, a line too long
+        raise _Refused(HTTPStatus.BAD_REQUEST, f"bad headers: {str(err)[:100]}") from None
+    method, target, version = parts
+    return method, target.split("?", 1)[0].rstrip("/"), version, headers
+
+
+def _has_body(headers) -> bool:
+    return headers.get("Transfer-Encoding") is not None or headers.get("Content-Length", "0").strip() != "0"
+
+
+def _content_length(headers, max_body: int) -> int:
+    values = {v.strip() for v in headers.get_all("Content-Length") or []}
+    if not values:
+        raise _Refused(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+    value = ", ".join(sorted(values))
+    if len(values) > 1 or not re.fullmatch(r"[0-9]+", value):
+        raise _Refused(HTTPStatus.BAD_REQUEST, f"bad Content-Length {value[:60]!r}")
+    size = int(value) if len(value) <= 15 else max_body + 1  # int() of a 5,000-digit string raises
+    if size > max_body:
+        raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                       f"body of {value[:20]} bytes exceeds the limit of {max_body}")
+    return size
+
+
+def _authorized(header: str | None, api_key: str) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    # parse_headers decoded the header as latin-1, so this gives back the bytes sent; compare_digest takes the
+    # same time however much of a guessed key is right
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("latin-1"), api_key.encode())
+
+
+def api_key_from_env() -> str | None:
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def start_in_thread(judge: Judge, host: str = "127.0.0.1", port: int = 0, **settings) -> tuple[JudgeServer, threading.Thread]:
+    """A running server on a background thread (port 0: a free port; see server.url). Stop: server.shutdown().
+
+    `settings` are ServerConfig fields (max_body, workers, idle_timeout, api_key, ...).
+    """
+    server = JudgeServer(judge, ServerConfig(host=host, port=port, **settings))
     thread = threading.Thread(target=server.serve_forever, name="judge-server", daemon=True)
     thread.start()
     return server, thread

@@ -51,7 +51,8 @@ def _checked(values: Sequence[float | None], judge: Judge) -> list[float | None]
     """None for anything that is not a finite number in [0, 1] (counted as the judge's out_of_range failure)."""
     out = []
     for value in values:
-        ok = value is not None and not isinstance(value, bool) and math.isfinite(value) and 0.0 <= value <= 1.0
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)  # a judge may answer anything
+        ok = number and math.isfinite(value) and 0.0 <= value <= 1.0
         if value is not None and not ok:
             judge.stats.fail("out_of_range", f"judge answered {value!r}, not a score in [0, 1]")
         out.append(float(value) if ok else None)

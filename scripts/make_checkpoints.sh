@@ -14,13 +14,13 @@ JR="$PY -m janus_rig.cli"
 OUT=${OUT:-checkpoints/shapeworld}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 stage() { printf '\n== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-SFT="$JR sft --config train/recipes/shapeworld_sft.yaml"
+SFT="$JR sft --config train/recipes/shapeworld_sft.yaml --overwrite_output_dir true"  # a rerun redoes WORK afresh
 
-stage "world (the quickstart's: same seed and sizes) + reflection rows"
-$JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32
+stage "world (the quickstart's: same seed and sizes, no held-out split: the shipped models predate it) + reflection rows"
+$JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --heldout-per-tag 0 --overwrite
 $JR reflect-data --world "$WORK/world" --n 4000 --quiet
 stage "vq train (train/recipes/shapeworld_vq.yaml)"
-$JR vq train --config train/recipes/shapeworld_vq.yaml --world "$WORK/world" --out "$WORK/vq"
+$JR vq train --config train/recipes/shapeworld_vq.yaml --world "$WORK/world" --out "$WORK/vq" --overwrite
 stage "sft 1/4: the chain recipe run to 1,000 steps without a time budget (~32 min)"
 $SFT --world "$WORK/world" --vq "$WORK/vq" --output_dir "$WORK/sft1" --max_steps 1000 --max_train_seconds 0 --save_steps 500
 stage "sft 2/4: continued at lr 5e-4, cosine over 1,500 steps, stopped after 45 min (1,308 steps when shipped)"
@@ -30,7 +30,7 @@ stage "sft 3/4: + reflection (0.5) and grounding (0.25) rows at lr 3e-4, cosine 
 $SFT --world "$WORK/world" --init_preset "" --vq "" --model_name_or_path "$WORK/sft2" --output_dir "$WORK/sft3" --learning_rate 3e-4 \
   --warmup_steps 10 --reflect_ratio 0.5 --grounding_ratio 0.25 --max_steps 600 --max_train_seconds 2400 --save_steps 200
 stage "sft 4/4: the same scenes with prompt-style chains, from leg 3, lr 3e-4, cosine over 1,200 steps (~38 min)"
-$JR world --out "$WORK/world_prompt" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --chains prompt
+$JR world --out "$WORK/world_prompt" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --heldout-per-tag 0 --chains prompt --overwrite
 $SFT --world "$WORK/world_prompt" --init_preset "" --vq "" --model_name_or_path "$WORK/sft3" --output_dir "$WORK/sft" \
   --learning_rate 3e-4 --warmup_steps 10 --max_steps 1200 --max_train_seconds 2400 --save_steps 400
 stage "copy into $OUT (weights, configs, tokenizer, metrics and curves; no Trainer checkpoints)"

@@ -20,13 +20,14 @@ stage() { printf '\n== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 stage "world (the quickstart's, prompt-style chains)"
 [ -f "$WORK/world/train.jsonl" ] || \
-  $JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --chains prompt
+  $JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --heldout-per-tag 0 --chains prompt
 stage "GRPO from the roles model, lr 3e-5, 120 steps"
 $JR grpo --config train/recipes/shapeworld_grpo.yaml --world "$WORK/world" --model_name_or_path "$ROLES_OWN" \
-  --learning_rate 3e-5 --max_train_seconds 3600 --eval_every 0 --output_dir "$WORK/grpo_roles"
+  --learning_rate 3e-5 --max_train_seconds 3600 --eval_every 0 --output_dir "$WORK/grpo_roles" \
+  --overwrite_output_dir true
 stage "Reflection-GRPO on its checker: episodes end with the checker's pick (final best, plan rating), 74 steps"
 $JR reflect-grpo --config train/recipes/shapeworld_reflect_actor.yaml --world "$WORK/world" \
   --model_name_or_path "$WORK/grpo_roles" --reward judge --judge shapeworld --edit_region full --actor fresh-plan \
   --learning_rate 1e-5 --max_steps 74 --max_train_seconds 3600 --eval_every 0 --checker_tokens verdicts \
-  --final best --rating plan --output_dir "$WORK/grpo_roles_rg"
+  --final best --rating plan --output_dir "$WORK/grpo_roles_rg" --overwrite_output_dir true
 du -sh "$WORK/grpo_roles" "$WORK/grpo_roles_rg"

@@ -16,13 +16,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 stage() { printf '\n== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 stage "world (the quickstart's, prompt-style chains) + 10,000 reflection rows, half the moves plan errors"
-$JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --chains prompt
+$JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --heldout-per-tag 0 --chains prompt --overwrite
 $JR reflect-data --world "$WORK/world" --n 10000 --plan-errors 0.5 --quiet
 stage "roles leg: codes view, reflection and grounding rows at half the batch each, lr 5e-4 over 2,700 steps"
 $JR sft --config train/recipes/shapeworld_sft.yaml --world "$WORK/world" --init_preset "" --vq "" \
   --model_name_or_path "$SFT_CKPT" --image_view codes --reflect_ratio 0.5 --grounding_ratio 0.5 \
   --learning_rate 5e-4 --warmup_steps 10 --max_steps 2700 --max_train_seconds 6000 --save_steps 500 \
-  --output_dir "$WORK/roles"
+  --output_dir "$WORK/roles" --overwrite_output_dir true
 stage "copy into $OUT (weights, configs, tokenizer, metrics and curves; no Trainer checkpoints)"
 rm -rf "$OUT" && mkdir -p "$OUT"
 find "$WORK/roles" -maxdepth 1 -type f ! -name 'bad_rows.jsonl' -exec cp {} "$OUT/" \;

@@ -21,10 +21,10 @@ stage() { printf '\n== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 stage "world (the quickstart's, prompt-style chains; its position and complex prompts are the episodes)"
 [ -f "$WORK/world/train.jsonl" ] || \
-  $JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --chains prompt
+  $JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --heldout-per-tag 0 --chains prompt
 stage "Reflection-GRPO, checker only (fixed re-planning actor), 74 steps of 4 prompts x G 4"
 $JR reflect-grpo --config train/recipes/shapeworld_reflect_actor.yaml --world "$WORK/world" \
   --model_name_or_path "$ROLES_OWN" --reward judge --judge shapeworld --edit_region full --actor fresh-plan \
   --learning_rate 1e-5 --max_steps 74 --max_train_seconds 3600 --eval_every 0 \
-  --checker_tokens "$CHECKER_TOKENS" --output_dir "$WORK/roles_rg"
+  --checker_tokens "$CHECKER_TOKENS" --output_dir "$WORK/roles_rg" --overwrite_output_dir true
 du -sh "$WORK/roles_rg"

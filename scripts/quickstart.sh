@@ -20,13 +20,19 @@ GRPO_SECONDS=${GRPO_SECONDS:-330}
 REFLECT_SECONDS=${REFLECT_SECONDS:-150}
 SECONDS=0
 mkdir -p "$RUN"
+# A rerun into the same RUN starts every stage afresh: each command that would refuse a used folder is told to empty
+# it first (--overwrite; the trainers' --overwrite_output_dir), so no stage mixes its files with an earlier run's.
 stage() { printf '\n== [%s, %dm%02ds in] %s\n' "$(date +%H:%M:%S)" $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 stage "1/8 world: 20,000 train / 1,000 val records at 32 px + the bench (64 prompts per tag), prompt-style chains"
-$JR world --out "$RUN/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --chains prompt
+# --heldout-per-tag 0: the records the shipped SFT model was trained on (a held-out split changes which prompts train
+# holds); the shipped models predate the split.
+$JR world --out "$RUN/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --chains prompt --heldout-per-tag 0 \
+  --overwrite
 
 if [ "$FROM_SCRATCH" = 1 ]; then
   stage "2/8 vq train: the tiny VQ on the world's images (recipe: train/recipes/shapeworld_vq.yaml)"
+  rm -rf "$RUN/vq" "$RUN/sft"  # (they may be copies of the shipped checkpoints, which --overwrite would not empty)
   $JR vq train --config train/recipes/shapeworld_vq.yaml --world "$RUN/world" --out "$RUN/vq"
   stage "3/8 sft: prompt -> reasoning chain -> image tokens, + reflection rows (recipe: shapeworld_sft.yaml)"
   $JR reflect-data --world "$RUN/world" --n 4000 --quiet
@@ -44,7 +50,7 @@ fi
 
 stage "4/8 grpo: GoT-R1's dual-stage rewards from the shapeworld judge (recipe: train/recipes/shapeworld_grpo.yaml)"
 $JR grpo --config train/recipes/shapeworld_grpo.yaml --world "$RUN/world" --model_name_or_path "$RUN/sft" \
-  --output_dir "$RUN/grpo" --max_train_seconds "$GRPO_SECONDS"
+  --output_dir "$RUN/grpo" --max_train_seconds "$GRPO_SECONDS" --overwrite_output_dir true
 
 [ -f "$RUN/world/reflect.jsonl" ] || {
   stage "5/8 reflect-data: perturbed scenes with the checker's and the actor's targets (the editor phase's edits)"
@@ -52,9 +58,11 @@ $JR grpo --config train/recipes/shapeworld_grpo.yaml --world "$RUN/world" --mode
 }
 stage "6/8 reflect-grpo: phase actor (reflections + edits, intrinsic reward), then phase editor (region-locked redraws)"
 $JR reflect-grpo --config train/recipes/shapeworld_reflect_actor.yaml --world "$RUN/world" \
-  --model_name_or_path "$RUN/grpo" --output_dir "$RUN/reflect_actor" --max_train_seconds "$REFLECT_SECONDS"
+  --model_name_or_path "$RUN/grpo" --output_dir "$RUN/reflect_actor" --max_train_seconds "$REFLECT_SECONDS" \
+  --overwrite_output_dir true
 $JR reflect-grpo --config train/recipes/shapeworld_reflect_editor.yaml --world "$RUN/world" \
-  --model_name_or_path "$RUN/reflect_actor" --output_dir "$RUN/reflect" --max_train_seconds "$REFLECT_SECONDS"
+  --model_name_or_path "$RUN/reflect_actor" --output_dir "$RUN/reflect" --max_train_seconds "$REFLECT_SECONDS" \
+  --overwrite_output_dir true
 
 stage "7/8 eval: bench (448 prompts) + SG-IoU (128 val records) per model; spatial prompts after 0/1/2 reflection rounds"
 for model in sft grpo reflect; do
@@ -72,7 +80,7 @@ done
 stage "8/8 report: $RUN/report.html ($RUN/report.json)"
 last_strip=$(ls "$RUN/grpo/gallery/"*.png 2>/dev/null | tail -n 1 || true)
 reflect_strip=$(ls "$RUN/reflect_actor/gallery/"*.png 2>/dev/null | tail -n 1 || true)
-$JR eval report "$RUN/eval/sft" "$RUN/eval/grpo" "$RUN/eval/reflect" --out "$RUN" \
+$JR eval report "$RUN/eval/sft" "$RUN/eval/grpo" "$RUN/eval/reflect" --out "$RUN" --overwrite \
   --title "janus-rig quickstart: ShapeWorld SFT -> GRPO -> Reflection-GRPO" \
   --figure "$RUN/grpo/reward_curve.png=GRPO: reward and bench accuracy per step" \
   --figure "$RUN/sft/loss_curve.png=SFT: text and image NLL per step" \

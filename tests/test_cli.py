@@ -24,6 +24,28 @@ def test_every_command_has_help(capsys):
         assert "usage: janus-rig " + " ".join(words) in out
 
 
+# `ablate --out` is a resumable folder of runs it manages itself (a foreign or differently-trained folder is refused,
+# --force redoes one): it reuses its own folder by design
+RESUMES_ITS_FOLDER = {"ablate"}
+
+
+def test_every_command_that_writes_has_an_overwrite_flag():
+    """A command with an output (--out, --output_dir) refuses a used one unless told (janus_rig/outputs.py): so it
+    has the flag that tells it."""
+    parser = build_parser()
+    writers = []
+    for module in _command_modules():
+        words = module.NAME.split()
+        sub = parser._subparsers._group_actions[0].choices[words[0]]
+        if len(words) == 2:
+            sub = sub._subparsers._group_actions[0].choices[words[1]]
+        flags = {f for action in sub._actions for f in action.option_strings}
+        if {"--out", "--output_dir"} & flags and module.NAME not in RESUMES_ITS_FOLDER:
+            writers.append(module.NAME)
+            assert {"--overwrite", "--overwrite_output_dir"} & flags, f"`janus-rig {module.NAME}` has no --overwrite"
+    assert {"generate", "sft", "grpo", "reflect-grpo", "eval sg-iou", "convert got", "reward"} <= set(writers)
+
+
 def test_console_script_entry_point():
     out = subprocess.run([sys.executable, "-m", "janus_rig.cli", "--help"], capture_output=True, text=True, check=True)
     assert "init" in out.stdout

@@ -139,3 +139,26 @@ def test_missing_model_dir_is_one_line(tmp_path, capsys):
     code = main(["generate", "--model", str(tmp_path / "nope"), "--prompt", "a circle", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "nope" in err and "Traceback" not in err
+
+
+def test_a_used_folder_is_refused_and_overwrite_leaves_no_stale_file(tiny_policy_dir, tmp_path, capsys):
+    """`--num 2` then `--num 1` into one folder once left a one-line traces.jsonl next to the first run's
+    0000_01.png: now the second run is refused in one line, and with --overwrite the folder holds only its files."""
+    out = tmp_path / "G"
+    first = run_cli(tiny_policy_dir, out, "--prompt", PROMPTS[0], num=2)
+    files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert len(first) == 2 and (out / "images" / "0000_01.png").is_file()
+    capsys.readouterr()
+
+    code = main(["generate", "--model", str(tiny_policy_dir), "--prompt", PROMPTS[0], "--num", "1",
+                 "--out", str(out), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--out {out} is not empty" in err and "--overwrite" in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files and len(read_traces(out)) == 2  # untouched
+
+    second = run_cli(tiny_policy_dir, out, "--prompt", PROMPTS[0], num=1, extra=["--overwrite"])
+    assert len(second) == 1
+    assert not (out / "images" / "0000_01.png").exists() and not (out / "overlays" / "0000_01.png").exists()
+    written = {second[0]["image"], second[0]["overlay"], "traces.jsonl", "index.html"}
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == written

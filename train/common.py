@@ -1,5 +1,6 @@
-"""What every trainer shares: the policy fields of a config (PolicyArgs), parsing a YAML recipe + flags into a
-config, the Trainer callbacks, and the training-curve plot."""
+"""What every trainer shares: the policy fields of a config (PolicyArgs), the run folder's rules (OutputArgs),
+parsing a YAML recipe + flags into a config, the Trainer callbacks, and the training-curve plot. Checkpoint saving and
+resuming: train/checkpoints.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import TypeVar
 from transformers import TrainerCallback
 
 from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
+from janus_rig.outputs import overlap, prepare_out_dir
+from train.checkpoints import resuming
 
 C = TypeVar("C")
 DEFAULT_PARTS = [f.name for f in fields(TrainableParts) if f.default]
@@ -77,20 +80,52 @@ class PolicyArgs:
                             modules_to_save=tuple(self.lora_modules_to_save))
 
 
+@dataclass
+class OutputArgs:
+    """The run folder's rules, a mixin of the trainers' configs listed before TrainingArguments (transformers 5 has
+    no overwrite_output_dir). The config's __post_init__ calls validate_output_args(); run_* calls
+    prepare_output_dir() before its first write. Folder rules: janus_rig/outputs.py; checkpoints:
+    train/checkpoints.py."""
+
+    overwrite_output_dir: bool = help_field(
+        "write into a non-empty output_dir: its contents (an earlier run's checkpoints, model and logs) are deleted "
+        "first. Without it a non-empty output_dir is refused unless resuming (--resume_from_checkpoint)",
+        default=False)
+
+    def validate_output_args(self, model_dirs: dict[str, str | None]) -> None:
+        """Parse-time checks: contradicting flags, and output_dir against the model directories the run reads (a
+        run saves its checkpoints and final model in output_dir: never into, around or inside a model it reads)."""
+        if self.overwrite_output_dir and resuming(self.resume_from_checkpoint):
+            raise ValueError("overwrite_output_dir would delete the checkpoints resume_from_checkpoint resumes from: "
+                             "set one of them")
+        for name, path in model_dirs.items():
+            relation = path and overlap(self.output_dir, path)
+            if relation:
+                raise ValueError(f"output_dir {self.output_dir} {relation} the {name} {path}: the run's checkpoints "
+                                 "and final model would mix with the model it reads; pick another output_dir")
+
+    def prepare_output_dir(self, inputs: dict[str, str | None] | None = None, keep: tuple[str, ...] = ()) -> Path:
+        """Before the run's first write: a fresh run gets an empty output_dir (a non-empty one is refused, or emptied
+        with overwrite_output_dir); a resumed run goes on in its own. `inputs`: other paths the run reads (world,
+        prompts), which output_dir may not be or hold; `keep`: entries an orchestrator put there (`janus-rig
+        ablate`'s record). The main process does it while the others wait."""
+        out = Path(self.output_dir)
+        with self.main_process_first(local=False, desc="preparing output_dir"):
+            if self.process_index == 0:
+                if not resuming(self.resume_from_checkpoint):
+                    prepare_out_dir(out, self.overwrite_output_dir, what="output_dir",
+                                    flag="--overwrite_output_dir true", inputs=inputs, keep=keep,
+                                    hint=", resume it with --resume_from_checkpoint true")
+                out.mkdir(parents=True, exist_ok=True)
+        return out
+
+
 def parse_recipe(config_cls: type[C], argv: list[str] | None = None) -> C:
     """`--config recipe.yaml` then flags, trl's way (YAML values become defaults; flags override them)."""
     from trl import TrlParser
 
     (config,) = TrlParser(config_cls).parse_args_and_config(argv)
     return config
-
-
-def resume_arg(value):
-    """--resume_from_checkpoint as Trainer.train takes it: "true" -> True (the output dir's last checkpoint-N), a
-    path as given, empty -> None."""
-    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
-        return True
-    return value or None
 
 
 class TimeBudget(TrainerCallback):

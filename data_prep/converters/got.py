@@ -53,14 +53,17 @@ from tqdm import tqdm
 from data_prep.converters.common import (
     BAD_ROWS_FILE,
     MISSING,
+    QWEN_ALIASES,
+    SPAN_TOKENS,
     RowError,
     RowReport,
     RowSource,
     check_fields_present,
+    check_prompt,
     default_id,
     get_field,
 )
-from janus_rig.chain import CHAIN_TOKENS, COORD_MAX, OBJ_END, OBJ_START, Box, ChainObject, format_chain, parse_chain
+from janus_rig.chain import COORD_MAX, Box, ChainObject, format_chain, parse_chain
 
 # --- the field mapping -------------------------------------------------------------------------------------------
 FIELDS = {  # canonical name -> what the mapped source field holds
@@ -87,14 +90,15 @@ JPEG_QUALITY = 95
 PAD_COLOR = (127, 127, 127)  # mid grey, the background Janus' own image processor pads with
 IMAGE_DIR = "images"
 BATCH_ROWS = 256  # rows handed to the worker pool at a time (bounds memory on multi-million-row inputs)
-# Qwen2-VL writes grounded names with its own tokens around the same box span; they are read as GoT spans.
-QWEN_ALIASES = {"<|object_ref_start|>": OBJ_START, "<|object_ref_end|>": OBJ_END}
 SPAN_PROBLEM_REASONS = {"out_of_range": "box_out_of_range", "inverted_box": "box_inverted",
                         "malformed_box": "box_malformed", "non_numeric": "box_malformed"}
 BAD_ROW_REASONS = (
     "not_json",  # a jsonl line (or a JSON list entry) that is not an object
+    "not_utf8",  # a jsonl line that is not UTF-8 text
+    "nested_too_deep",  # a row nested deeper than Python's JSON reader goes (about a thousand levels)
     "missing_field",  # a mapped field absent, null or empty (the detail names the field and its source name)
-    "bad_field",  # a field of the wrong type (prompt not a string, boxes not a list, ...)
+    "bad_field",  # a field of the wrong type (prompt not a string, boxes not a list, width not a finite number, ...)
+    "chain_token_in_prompt",  # a prompt holding a chain token (<|obj_start|>, ...): prompts must not carry them
     "duplicate_id",  # an id an earlier row already has
     "bad_chain",  # span problems other than boxes (unclosed span, missing box, ...), or spans plus a boxes field
     "no_objects",  # a chain without any object span and no boxes
@@ -219,6 +223,7 @@ def _text(data: dict, fields: dict[str, str], name: str) -> str:
 def plan_row(data: dict, fields: dict[str, str], box_space: str = "grid", box_format: str = "xyxy") -> Plan:
     """Read one row's prompt, chain and objects (RowError on the first problem). Pure: no file is opened."""
     prompt = _text(data, fields, "prompt").strip()
+    check_prompt(prompt, f"prompt (source field {fields['prompt']!r})")
     chain = _text(data, fields, "chain")
     image = _value(data, fields, "image")
     size = None
@@ -233,9 +238,23 @@ def plan_row(data: dict, fields: dict[str, str], box_space: str = "grid", box_fo
 
 
 def _positive(value: Any, name: str, fields: dict[str, str]) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise RowError("bad_field", f"{name} (source field {fields[name]!r}) must be a positive number, got {value!r}")
-    return float(value)
+    number = finite_number(value)
+    if number is None or number <= 0:
+        raise RowError("bad_field", f"{name} (source field {fields[name]!r}) must be a positive number, got "
+                                    f"{_short(value)}")
+    return number
+
+
+def finite_number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else: bools, text, NaN, infinities, and ints too large for
+    a float (10**400 is a valid JSON number; float() of it raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _spans(chain: str) -> tuple[list[str], list[str], list[Coords]]:
@@ -287,7 +306,7 @@ def _boxes_field(data: dict, fields: dict[str, str], box_format: str) -> tuple[l
         raise RowError("no_objects", f"boxes (source field {fields['boxes']!r}) is empty")
     names, coords = [], []
     for i, (name, box) in enumerate(entries):
-        if not isinstance(name, str) or not name.strip() or any(t in name for t in (*CHAIN_TOKENS, *QWEN_ALIASES)):
+        if not isinstance(name, str) or not name.strip() or any(t in name for t in SPAN_TOKENS):
             raise RowError("box_malformed", f"box {i} has no usable name: {_short(name)}")
         names.append(" ".join(name.split()))
         coords.append(_coords(box, i, names[-1], box_format))
@@ -295,12 +314,11 @@ def _boxes_field(data: dict, fields: dict[str, str], box_format: str) -> tuple[l
 
 
 def _coords(box: Any, i: int, name: str, box_format: str) -> Coords:
-    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box
-    ):
+    numbers = [finite_number(v) for v in box] if isinstance(box, (list, tuple)) and len(box) == 4 else [None]
+    if None in numbers:
         raise RowError("box_malformed", f"box {i} ({name!r}) is {_short(box)}, not four finite numbers")
-    a, b, c, d = (float(v) for v in box)
-    if box_format == "xywh":
+    a, b, c, d = numbers
+    if box_format == "xywh":  # a + c may still overflow to inf: check_box reports that as out of range
         if c <= 0 or d <= 0:
             raise RowError("box_inverted", f"box {i} ({name!r}) {list(box)} has a non-positive width or height")
         return (a, b, a + c, b + d)
@@ -314,7 +332,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _place_in_text(chain: str, names: list[str], coords: list[Coords]) -> tuple[list[str], list[str], list[Coords]]:
     """Turn each object's first free whole-word mention into its span; objects come out in text order."""
-    if any(t in chain for t in (*CHAIN_TOKENS, *QWEN_ALIASES)):
+    if any(t in chain for t in SPAN_TOKENS):
         raise RowError("bad_chain", "the chain already holds spans but a boxes field is mapped too: map one of them")
     claimed: list[tuple[int, int, int]] = []  # (start, end, object index)
     for i, name in enumerate(names):

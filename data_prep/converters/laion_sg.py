@@ -37,17 +37,28 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.converters.common import BAD_ROWS_FILE, RowError, RowReport, RowSource, SourceRow, default_id
+from data_prep.converters.common import (
+    BAD_ROWS_FILE,
+    RowError,
+    RowReport,
+    RowSource,
+    SourceRow,
+    check_prompt,
+    default_id,
+)
 from janus_rig.eval.sg_iou import reference_graph
 
 TAG = "laion_sg"
 REQUIRED_FIELDS = ("img_id", "caption_ori", "items", "relations")
 BAD_ROW_REASONS = (
     "not_json",  # a jsonl line (or a JSON list entry) that is not an object
+    "not_utf8",  # a jsonl line that is not UTF-8 text
+    "nested_too_deep",  # a row nested deeper than Python's JSON reader goes (about a thousand levels)
     "missing_field",  # img_id, caption_ori, items or relations absent / empty (relations may be an empty list)
     "bad_field",  # caption_ori that is not text
+    "chain_token_in_prompt",  # caption_ori holding a chain token (<|obj_start|>, ...): prompts must not carry them
     "duplicate_id",  # an img_id an earlier row already has
-    "bad_scene_graph",  # an item without a label, a repeated item_id, a relation naming no item, ... (detail says)
+    "bad_scene_graph",  # an item without a label, a repeated item_id, a relation end that is no item id, ...
     "missing_image",  # with an image root: the row's image file is not there
 )
 
@@ -61,6 +72,7 @@ def convert_row(data: dict, row_id: str, file: str, index: int, image_root: Path
     prompt = data["caption_ori"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise RowError("bad_field", f"caption_ori must be text, got {prompt!r}")
+    check_prompt(prompt, "caption_ori")
     try:
         reference, vocabulary = reference_graph(data["items"], data["relations"])
     except ValueError as err:

@@ -31,6 +31,13 @@ from janus_rig.chain import Box, ChainObject
 
 _ARTICLES = {"a", "an", "the"}
 
+# Bounds on a metadata record, checked before any work: the rules make one slot per required object and match
+# each against the chain's objects, so an unbounded `count` (10**9) would allocate without limit. A ShapeWorld
+# scene holds at most MAX_OBJECTS (4) objects and GenEval's counts stop at 4 (exclude: 5); these leave ample room.
+MAX_CLAUSES = 16  # include + exclude clauses in one record
+MAX_COUNT = 64  # any clause's count
+MAX_REQUIRED_OBJECTS = 64  # the include clauses' counts summed
+
 describe = detect  # what the checker role sees: the objects in an image
 
 
@@ -56,37 +63,60 @@ def parse_name(name: str) -> tuple[str | None, str] | None:
     return None
 
 
+def _show(value) -> str:
+    """A value for an error message, cut short: metadata comes from clients and files, and may be huge."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate_metadata(metadata: dict) -> None:
-    """Raise ValueError naming the first thing wrong with a ShapeWorld metadata record."""
+    """Raise ValueError naming the first thing wrong with a ShapeWorld metadata record.
+
+    Every field the oracle reads is checked for type first and then against the bounds above, so a record that
+    passes costs the rules only a few small loops (the judge server relies on this before doing any work).
+    """
     if not isinstance(metadata, dict):
         raise ValueError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     include = metadata.get("include")
     if not isinstance(include, list) or not include:
-        raise ValueError("metadata needs a non-empty 'include' list")
+        raise ValueError(f"metadata needs a non-empty 'include' list, got {_show(include)}")
     exclude = metadata.get("exclude", [])
     if not isinstance(exclude, list):
-        raise ValueError("metadata 'exclude' must be a list")
+        raise ValueError(f"metadata 'exclude' must be a list, got {_show(exclude)}")
+    if len(include) + len(exclude) > MAX_CLAUSES:
+        raise ValueError(f"metadata has {len(include) + len(exclude)} include/exclude clauses; at most {MAX_CLAUSES}")
     for part, clauses in (("include", include), ("exclude", exclude)):
         for i, clause in enumerate(clauses):
             where = f"{part}[{i}]"
             if not isinstance(clause, dict):
-                raise ValueError(f"{where} must be an object, got {clause!r}")
-            if clause.get("class") not in SHAPES:
-                raise ValueError(f"{where}: class {clause.get('class')!r} is not a ShapeWorld shape ({', '.join(SHAPES)})")
+                raise ValueError(f"{where} must be an object, got {_show(clause)}")
+            shape = clause.get("class")
+            if not isinstance(shape, str) or shape not in SHAPES:
+                raise ValueError(f"{where}: class {_show(shape)} is not a ShapeWorld shape ({', '.join(SHAPES)})")
             count = clause.get("count")
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ValueError(f"{where}: count must be a positive integer, got {count!r}")
-            if "color" in clause and clause["color"] not in COLORS:
-                raise ValueError(f"{where}: colour {clause['color']!r} is not in the palette ({', '.join(COLORS)})")
+            if not _is_int(count) or not 1 <= count <= MAX_COUNT:
+                raise ValueError(f"{where}: count must be an integer in 1..{MAX_COUNT}, got {_show(count)}")
+            color = clause.get("color")
+            if "color" in clause and (not isinstance(color, str) or color not in COLORS):
+                raise ValueError(f"{where}: colour {_show(color)} is not in the palette ({', '.join(COLORS)})")
             if "position" in clause:
                 position = clause["position"]
                 if part == "exclude":
                     raise ValueError(f"{where}: exclude clauses take no position")
-                if not (isinstance(position, list) and len(position) == 2 and position[0] in RELATIONS):
-                    raise ValueError(f"{where}: position must be [relation, index] with a relation in {RELATIONS}")
+                if not (isinstance(position, list) and len(position) == 2 and isinstance(position[0], str)
+                        and position[0] in RELATIONS):
+                    raise ValueError(f"{where}: position must be [relation, index] with a relation in {RELATIONS}, "
+                                     f"got {_show(position)}")
                 target = position[1]
-                if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < i:
-                    raise ValueError(f"{where}: position target {target!r} must index an earlier include clause")
+                if not _is_int(target) or not 0 <= target < i:
+                    raise ValueError(f"{where}: position target {_show(target)} must index an earlier include clause")
+    required = sum(clause["count"] for clause in include)
+    if required > MAX_REQUIRED_OBJECTS:
+        raise ValueError(f"metadata asks for {required} objects in all; at most {MAX_REQUIRED_OBJECTS}")
 
 
 def _clause_name(clause: dict) -> str:

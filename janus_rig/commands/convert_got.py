@@ -10,6 +10,7 @@ import argparse
 import json
 
 from data_prep.converters.got import BOX_FORMATS, BOX_SPACES, FIELDS, FITS, IMAGE_FORMATS
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "convert got"
 HELP = "convert GoT-style rows (prompt, reasoning chain with boxes, image) into SFT records + resized images"
@@ -19,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "field names for --fields:\n" + "\n".join(f"  {k:<11} {v}" for k, v in FIELDS.items())
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".json, .jsonl or .parquet files")
-    parser.add_argument("--out", required=True, help="output directory (train/val/grounding.jsonl, images/, ...)")
+    parser.add_argument("--out", required=True, help="output directory (train/val/grounding.jsonl, images/, ...); a "
+                        "used one is refused without --overwrite")
+    add_overwrite_argument(parser)
     parser.add_argument("--fields", default="", metavar="NAME=FIELD,...",
                         help="which source field holds what, e.g. prompt=caption,chain=cot,image=image_path,"
                              "boxes=bboxes (default: prompt, chain, image); a.b reaches nested fields")
@@ -43,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from data_prep.converters.common import exit_status
     from data_prep.converters.got import GotConfig, convert_got
 
     config = GotConfig(
@@ -51,12 +55,15 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction, tag=args.tag, limit=args.limit, workers=args.workers,
         progress=not args.quiet,
     )
+    prepare_out_dir(args.out, args.overwrite, inputs={"INPUT": args.inputs, "--image-root": args.image_root})
     summary = convert_got(config)
     print(json.dumps({k: summary[k] for k in ("counts", "bad_by_reason", "seconds")}))
     counts = summary["counts"]
     print(f"kept {counts['train']} train + {counts['val']} val rows, {counts['bad']} bad rows "
           f"({summary['paths']['bad_rows']}); records in {args.out}")
-    if counts["train"] + counts["val"] == 0:
+    code = exit_status(counts["train"] + counts["val"], counts["bad"])
+    if code == 1:
         print("no row was converted: see the bad-row reasons above")
-        return 1
-    return 0
+    elif code:
+        print(f"{counts['bad']} bad rows left out: exit status {code}")
+    return code

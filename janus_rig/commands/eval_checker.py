@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
+
 NAME = "eval checker"
 HELP = "the checker (verdicts, decision, objects found) and grounding on ShapeWorld images vs the truth"
 
@@ -43,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="batch b is sampled with seed + b")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: as saved)")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     records = (read_rows(world.root / "val.jsonl", args.grounding_limit, check=missing_fields("image", "scene"))
                if args.grounding_limit else [])
     config = role_text_config(args, args.max_reflection_tokens)
+    prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--world": args.world})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)
     if ensure_role_tokens(policy):

@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
+
 NAME = "eval editor"
 HELP = "the editor alone: redraws of images whose plan is right, region-locked and whole, scored by the oracle"
 
@@ -33,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="redraw s (of --seeds) of batch b is sampled with seed + 1000 * s + b")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: as saved)")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
 
 
 def _regions(text: str) -> list[str]:
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not cases:
         raise ValueError(f"{rows_path}: no row has a right plan ({counts}); nothing for the editor to redraw")
     config = RolloutConfig(group_size=1, cfg_weight=args.cfg, image_temperature=args.image_temperature)
+    prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--world": args.world})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)
 

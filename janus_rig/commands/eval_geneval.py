@@ -17,6 +17,7 @@ import argparse
 import time
 
 from janus_rig.commands.reflect import add_edit_arguments, add_role_sampling_arguments, loop_config
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "eval geneval"
 HELP = ("generate K images per GenEval metadata line into GenEval's layout (+ chains, gallery, summary.json); "
@@ -39,7 +40,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, samples: int) -> Non
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
     parser.add_argument("--display-size", type=int, default=256,
                         help="pixel size of overlays and of images in the gallery (nearest-neighbour upscale)")
-    parser.add_argument("--out", required=True, help="output directory (must not hold an earlier run)")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: as saved)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -116,7 +118,6 @@ def reflect_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from janus_rig.eval.geneval_run import (
-        check_fresh,
         choose_oracle,
         read_geneval_metadata,
         run_geneval,
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     oracle = choose_oracle(entries, args.oracle, args.metadata)
     config = rollout_config(args)
     reflecting = reflect_config(args)
-    check_fresh(args.out)
+    prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--metadata": args.metadata})
     print(f"{len(entries)} metadata lines x {args.samples} samples; oracle {oracle.why}")
     policy, device = load_policy(args)
     generate = {}

@@ -21,6 +21,7 @@ from janus_rig.commands.eval_sg_iou import (
     load_policy,
     rollout_config,
 )
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "eval judge"
 HELP = "judge a model's images with the R_PI rubric (score distribution), or --versus another model (pairwise)"
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --versus: compare the images or the reasoning chains")
     parser.add_argument("--samples", type=int, default=1, help="images per prompt (per model)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
     add_judge_arguments(parser)
     add_generation_arguments(parser)
 
@@ -52,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--compare chain needs --versus DIR2 (a single model is scored on its images)")
     config = rollout_config(args, args.samples)
     records = read_prompt_records(args.prompts)[: args.limit]
+    prepare_out_dir(args.out, args.overwrite,
+                    inputs={"--model": args.model, "--versus": args.versus, "--prompts": args.prompts})
     judge = make_judge(args.judge, model=args.judge_model, **dict(args.judge_option))
     common = dict(seed=args.seed, batch_size=args.batch_size, judge_batch_size=args.judge_batch_size,
                   display_size=args.display_size, header=generation_header(args, config, judge))

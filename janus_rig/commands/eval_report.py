@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
+
 NAME = "eval report"
 HELP = "tabulate evaluated runs (their summary.json files) as report.md / report.html / report.json with thumbnails"
 
@@ -23,11 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an extra picture to show below the table (a loss or reward curve, a gallery strip); "
                         "copied into OUT/figures/; repeatable")
     parser.add_argument("--title", default="janus-rig evaluation report", help="the report's heading")
+    add_overwrite_argument(parser, text="replace an earlier report in --out: its report.*, thumbnails/ and figures/ "
+                           "are deleted first, the rest of --out stays (without it an earlier report is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from janus_rig.eval.report import parse_figure, write_report
+    from janus_rig.eval.report import (FIGURES_DIR, REPORT_HTML, REPORT_JSON, REPORT_MD, THUMBNAILS_DIR,
+                                       build_table, parse_figure, write_report)
 
+    build_table(args.runs)  # a run without summaries is named before an earlier report goes
+    # --out may be a run's own folder (the quickstart writes RUN/report.html): only the report's entries count
+    prepare_out_dir(args.out, args.overwrite, only=(REPORT_MD, REPORT_HTML, REPORT_JSON, THUMBNAILS_DIR, FIGURES_DIR))
     paths = write_report(args.runs, args.out, [parse_figure(spec) for spec in args.figure], args.title)
     print(f"report over {len(args.runs)} runs: {paths['md']}, {paths['html']} (table: {paths['json']})")
     return 0

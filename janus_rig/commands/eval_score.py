@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from janus_rig.outputs import add_overwrite_argument, prepare_out_file
 
 NAME = "eval score"
 HELP = "score a GenEval-layout folder (<DIR>/<index>/metadata.jsonl + samples/*.png) with the ShapeWorld oracle"
@@ -11,11 +14,14 @@ HELP = "score a GenEval-layout folder (<DIR>/<index>/metadata.jsonl + samples/*.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="GenEval output folder")
     parser.add_argument("--out", default=None, help="results file (default: DIR/results.jsonl)")
+    add_overwrite_argument(parser, text="replace an existing results file (without it one is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from janus_rig.eval.score import score_geneval_dir
+    from janus_rig.eval.score import RESULTS_FILE, score_geneval_dir
 
+    prepare_out_file(args.out or Path(args.dir) / RESULTS_FILE, args.overwrite,
+                     what="--out" if args.out else "the results file")
     summary = score_geneval_dir(args.dir, args.out)
     print(f"{'tag':<16}{'accuracy':>10}{'correct':>10}{'images':>8}")
     for tag, (correct, total) in summary.per_tag.items():

@@ -15,6 +15,7 @@ import argparse
 import time
 
 from janus_rig.commands.reward import _key_value
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "eval sg-iou"
 HELP = "generate images for scene-graph records; a judge reads their graphs; SG-IoU, Entity-IoU, Relation-IoU"
@@ -88,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference attributes: all (LAION-SG), stated (only those the prompt names), auto "
                         "(stated for ShapeWorld records, all otherwise)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N records")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
     add_judge_arguments(parser)
     add_generation_arguments(parser)
 
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     config = rollout_config(args, args.samples)
     records = read_records(args.records, args.attributes, args.limit)  # cheap checks before anything loads
+    prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--records": args.records})
     judge = make_judge(args.judge, model=args.judge_model, **dict(args.judge_option))
     try:
         policy = load_policy(args.model, args)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from janus_rig.commands.eval_geneval import add_sampling_arguments, header, load_policy, rollout_config
+from janus_rig.outputs import prepare_out_dir
 
 NAME = "eval t2i-compbench"
 HELP = "generate K images per T2I-CompBench prompt into <out>/samples/{prompt}_{index:06d}.png (+ chains, gallery)"
@@ -68,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     from janus_rig.eval.summary import write_summary
     from janus_rig.eval.t2i_compbench_layout import (
         CATEGORIES,
-        check_fresh,
         read_prompt_file,
         score_commands,
         write_t2i_compbench,
@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
     jobs = []
     for name, path, category in found:
         out = Path(args.out) if len(found) == 1 else Path(args.out) / name
-        check_fresh(out)
         jobs.append((out, path, category, read_prompt_file(path, args.limit)))
+    for out, path, _, _ in jobs:
+        prepare_out_dir(out, args.overwrite, inputs={"--model": args.model, "prompt file": path})
     policy, device = load_policy(args)
     for out, path, category, prompts in jobs:
         began = time.perf_counter()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
+
 NAME = "generate"
 HELP = "sample images (with their reasoning chains) for prompts; write PNGs, box overlays, traces.jsonl, index.html"
 
@@ -28,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="chain (text) sampling temperature")
     parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     parser.add_argument("--seed", type=int, default=0, help="batch b is drawn with seed + b")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
     parser.add_argument("--no-chain", action="store_true", help="no reasoning chain: the image follows the prompt")
     parser.add_argument("--max-chain-tokens", type=int, default=600,
                         help="chain tokens before <begin_of_image> is forced (the sample is flagged truncated)")
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     config = RolloutConfig(group_size=args.num, chain=not args.no_chain, max_chain_tokens=args.max_chain_tokens,
                            text_temperature=args.temperature, cfg_weight=args.cfg,
                            image_temperature=args.image_temperature)
+    prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--prompts": args.prompts})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)
     traces = generate(policy, prompts, args.out, config, seed=args.seed, batch_size=args.batch_size,

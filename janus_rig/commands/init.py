@@ -6,6 +6,7 @@ import argparse
 
 from janus_rig.model.policy import DTYPES
 from janus_rig.model.presets import list_presets
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "init"
 HELP = "write a random-init model directory (weights, config, tokenizer, image processor, generation config)"
@@ -13,7 +14,8 @@ HELP = "write a random-init model directory (weights, config, tokenizer, image p
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", required=True, choices=list_presets(), help="architecture")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
     parser.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the ShapeWorld word tokenizer)")
     parser.add_argument("--vq", default=None, help="a trained VQ directory (`janus-rig vq train`) for the tiny preset")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weight dtype")
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from janus_rig.model.init import init_policy
 
+    prepare_out_dir(args.out, args.overwrite, inputs={"--tokenizer": args.tokenizer, "--vq": args.vq})
     policy = init_policy(args.preset, args.out, args.tokenizer, args.vq, args.dtype, args.seed, args.cfg)
     n = sum(p.numel() for p in policy.base.parameters())
     print(f"wrote {args.preset} ({n / 1e6:.1f} M parameters, {policy.num_image_tokens} image tokens) to {args.out}")

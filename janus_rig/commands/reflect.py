@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
+
 NAME = "reflect"
 HELP = "generate, then check and edit with the model's own reflection for up to K rounds; traces and a gallery"
 
@@ -28,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "per line (GenEval metadata lines give the oracle its truth)")
     parser.add_argument("--rounds", type=int, default=2, help="K: edits per image at most")
     parser.add_argument("--num", type=int, default=1, help="samples per prompt")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
+    add_overwrite_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole loop")
     parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight (generation and edits)")
     parser.add_argument("--temperature", type=float, default=1.0, help="chain sampling temperature")
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     config = loop_config(args, args.rounds)
     rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=args.cfg,
                             text_temperature=args.temperature, image_temperature=args.image_temperature)
+    prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--prompts": args.prompts})
     judge = None
     if args.reward != INTRINSIC:
         from reward_models.judges import make_judge

@@ -4,8 +4,11 @@
     janus-rig reward --records val.jsonl --judge http://127.0.0.1:8000/v1 --terms R_sem R_PI --combine sum
 
 Records: {"id", "prompt", "chain", "image" (path relative to the records file), "metadata"}. Out:
-{"id", "reward", "terms": {"R_sem", "R_spa", "R_RI", "R_PI", "R_PR", ...}}; a record that cannot be read gets
-{"id", "reward": null, "terms": {}, "error": "..."} and a line on stderr, not a traceback.
+{"id", "reward", "terms": {"R_sem", "R_spa", "R_RI", "R_PI", "R_PR", ...}}. A judge failure (timeout, a bad reply)
+is a null term and reward, counted in the summary with its reason. A bad row (not UTF-8 or not JSON, a missing
+field, an unreadable image, metadata the judge refuses, a term that raised on it) gets {"id", "reward": null,
+"terms", "error"}, a line on stderr and a line {"id", "line", "reason"} in OUT's bad-rows file (rewards.jsonl ->
+rewards.bad_rows.jsonl, written on every run); the other rows are scored. Exit status 0, or 3 when rows were bad.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import math
 import sys
 from pathlib import Path
 
+from janus_rig.outputs import add_overwrite_argument, prepare_out_file
 from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
 
 NAME = "reward"
 HELP = "score records (prompt, chain, image, metadata) with the reward terms and a judge"
+EXIT_BAD_ROWS = 3  # some rows could not be scored; the others were written
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -46,12 +51,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--term-option", action="append", type=_key_value, default=[], metavar="TERM.KEY=VALUE",
                         help="term keyword argument, repeatable (R_spa.canvas=448, aesthetic.model_dir=DIR)")
     parser.add_argument("--batch-size", type=int, default=32, help="records per judge batch")
-    parser.add_argument("--out", required=True, help="output JSONL: id, reward, terms")
+    parser.add_argument("--out", required=True,
+                        help="output JSONL: id, reward, terms; bad rows go beside it (rewards.bad_rows.jsonl)")
+    add_overwrite_argument(parser, text="replace an existing --out file (without it one is refused)")
+    parser.epilog = (f"exit status: 0 when every row was read and scored (a judge failure is a null reward, counted "
+                     f"in the summary), {EXIT_BAD_ROWS} when some rows were bad (listed with their reasons in the "
+                     "bad-rows file; the good rows are written), 2 for a bad argument or records file")
 
 
-def _load(record: dict, root: Path):
+def bad_rows_path(out: str | Path) -> Path:
+    """Where the bad rows of `--out` go: rewards.jsonl -> rewards.bad_rows.jsonl (beside it, named after it, so
+    two outputs in one folder keep their own)."""
+    out = Path(out)
+    return out.with_name(out.stem + ".bad_rows.jsonl")
+
+
+def _load(record: dict, root: Path, judge):
     """(prompt, chain, image, metadata) of a record; ValueError saying what is wrong."""
     from PIL import Image
+
+    from reward_models.judges import RubricRequest
 
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
@@ -61,6 +80,7 @@ def _load(record: dict, root: Path):
     metadata = record.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError("'metadata' must be an object")
+    judge.check(RubricRequest("semantic", record["prompt"], chain=record["chain"], metadata=metadata))  # the oracle's
     path = root / record["image"]
     try:
         with Image.open(path) as image:
@@ -90,52 +110,69 @@ def run(args: argparse.Namespace) -> int:
         judge_options=dict(args.judge_option), term_options=term_options,
     )
     records_path = Path(args.records)
-    lines = records_path.read_text().splitlines()
+    lines = records_path.read_bytes().split(b"\n")  # decoded one by one: a line of bad UTF-8 is one bad row
+    prepare_out_file(args.out, args.overwrite)
     judge = config.make_judge()
-    good, bad, totals = 0, 0, []
+    rows_read, totals, bad_rows = 0, [], []
+
+    def bad(record_id, number: int, reason: str) -> None:
+        print(f"janus-rig reward: record {record_id} (line {number}): {reason}", file=sys.stderr)
+        bad_rows.append({"id": record_id, "line": number, "reason": reason})
+
     try:
         with open(args.out, "w") as out:
-            pending: list[tuple[str, tuple | None, str]] = []  # (id, loaded record or None, error), in input order
+            pending: list[tuple] = []  # (id, line number, loaded record or None, error), in input order
 
             def flush():
-                loaded = [entry[1] for entry in pending if entry[1] is not None]
+                loaded = [entry[2] for entry in pending if entry[2] is not None]
                 result = None
                 if loaded:
                     prompts, chains, images, metadata = (list(x) for x in zip(*loaded))
                     result = compute_rewards(prompts, chains, images, metadata, judge, config)
-                scores = iter([] if result is None else zip(result.totals, result.terms))
-                for record_id, record, error in pending:
-                    if record is None:
-                        row = {"id": record_id, "reward": None, "terms": {}, "error": error}
-                    else:
-                        total, terms = next(scores)
-                        totals.append(total)
-                        row = {"id": record_id, "reward": total, "terms": {k: _clean(v) for k, v in terms.items()}}
-                    out.write(json.dumps(row) + "\n")
+                scores = iter([] if result is None else zip(result.totals, result.terms, result.errors))
+                for record_id, number, record, error in pending:
+                    terms = {}
+                    if record is not None:
+                        total, terms, error = next(scores)
+                        terms = {k: _clean(v) for k, v in terms.items()}
+                        if error is None:
+                            totals.append(total)
+                            out.write(json.dumps({"id": record_id, "reward": total, "terms": terms}) + "\n")
+                            continue
+                        bad(record_id, number, error)  # a term raised on this row: its reward is unknown
+                    out.write(json.dumps({"id": record_id, "reward": None, "terms": terms, "error": error}) + "\n")
                 pending.clear()
 
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
+                rows_read += 1
                 record_id = f"line {number}"
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line)  # bytes: bad UTF-8 is a UnicodeDecodeError, a ValueError
                     record_id = record.get("id", record_id) if isinstance(record, dict) else record_id
-                    pending.append((record_id, _load(record, records_path.parent), ""))
-                    good += 1
-                except ValueError as err:
-                    bad += 1
-                    print(f"janus-rig reward: record {record_id}: {err}", file=sys.stderr)
-                    pending.append((record_id, None, str(err)))
+                    pending.append((record_id, number, _load(record, records_path.parent, judge), None))
+                except (ValueError, RecursionError) as err:  # RecursionError: JSON nested too deep to decode
+                    reason = str(err) if isinstance(err, ValueError) else f"not JSON ({err})"
+                    bad(record_id, number, reason)
+                    pending.append((record_id, number, None, reason))
                 if len(pending) >= args.batch_size:
                     flush()
             flush()
     finally:
         judge.close()
+    bad_path = bad_rows_path(args.out)
+    bad_path.write_text("".join(json.dumps(row) + "\n" for row in bad_rows))
     scored = [t for t in totals if t is not None]
     summary = {
-        "records": good + bad, "bad_records": bad, "scored": len(scored), "reward_none": len(totals) - len(scored),
-        "mean_reward": sum(scored) / len(scored) if scored else None, "judge": judge.stats.snapshot(),
+        "records": rows_read, "bad_rows": len(bad_rows), "bad_rows_file": str(bad_path), "scored": len(scored),
+        "reward_none": rows_read - len(bad_rows) - len(scored),
+        "mean_reward": sum(scored) / len(scored) if scored else None,
+        "judge": judge.stats.snapshot(), "judge_failure_reasons": judge.stats.reasons(),
     }
     print(json.dumps(summary))
+    if bad_rows:
+        print(f"janus-rig reward: {len(bad_rows)} of {rows_read} rows were bad ({bad_path}); exit status "
+              f"{EXIT_BAD_ROWS}", file=sys.stderr)
+        return EXIT_BAD_ROWS
     return 0

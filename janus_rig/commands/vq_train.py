@@ -24,9 +24,11 @@ def _bool(text: str) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML recipe of VQTrainConfig fields; flags override it")
     for f in fields(VQTrainConfig):
-        kind = _bool if f.type in (bool, "bool") else type(f.default)
+        boolean = f.type in (bool, "bool")
         default = f.default if f.default is not MISSING else None
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
+        # a bare boolean flag means true (`--overwrite`), as in the other commands; `--hflip false` still works
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_bool if boolean else type(f.default),
+                            default=None, nargs="?" if boolean else None, const=True if boolean else None,
                             help=f"{f.metadata['help']} (default: {default!r})")
 
 
@@ -47,11 +49,13 @@ def config_from_args(args: argparse.Namespace) -> VQTrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from janus_rig.outputs import prepare_out_dir
     from train.vq.trainer import train_vq
 
     config = config_from_args(args)
     if not config.world or not config.out:
         raise ValueError("both --world DIR and --out DIR are required")
+    prepare_out_dir(config.out, config.overwrite, inputs={"--world": config.world})
     metrics = train_vq(config)
     keys = ("steps", "train_time_s", "wall_time_s", "train_mse", "val_mse", "codes_alive", "codes_used_val",
             "same_verdict", "same_objects")

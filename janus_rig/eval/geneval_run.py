@@ -55,7 +55,6 @@ from janus_rig.eval.geneval_layout import (
     SAMPLES_DIR,
     overlay_path,
     prompt_dir,
-    prompt_dirs,
     sample_path,
     write_prompt_dir,
 )
@@ -63,6 +62,7 @@ from janus_rig.eval.score import ScoreSummary, chain_split, score_geneval_dir
 from janus_rig.eval.summary import MAX_THUMBNAILS, write_summary
 from janus_rig.gallery import write_gallery
 from janus_rig.lines import json_object, read_lines
+from janus_rig.outputs import prepare_out_dir
 from janus_rig.rollout.config import RolloutConfig
 from janus_rig.rollout.sampler import sample
 
@@ -230,13 +230,9 @@ class GenevalRun:
 
 
 def check_fresh(out_dir: str | Path) -> None:
-    """A run writes into a folder without prompt folders: mixing runs would score both (ValueError otherwise)."""
-    out = Path(out_dir)
-    if out.is_dir() and prompt_dirs(out):
-        raise ValueError(f"{out} already holds GenEval prompt folders ({prompt_dirs(out)[0].name}, ...); "
-                         "use an empty --out")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
+    """A run writes into a new or empty folder: GenEval's scorer reads every prompt folder there, so a second run
+    would be scored with the first (ValueError otherwise; `eval geneval --overwrite` empties it first)."""
+    prepare_out_dir(out_dir, overwrite=False)
 
 
 def run_geneval(policy, entries: list[Entry], out_dir: str | Path, config: RolloutConfig, *, seed: int = 0,

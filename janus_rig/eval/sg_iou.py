@@ -236,8 +236,9 @@ def reference_graph(items, relations, keep_attribute=None) -> tuple[SceneGraph, 
         if not isinstance(predicate, str) or not normalize(predicate):
             raise ValueError(f"scene graph {where}.relation must be a non-empty string")
         for end in ("item1", "item2"):
-            if relation.get(end) not in names:
-                raise ValueError(f"scene graph {where}.{end} {relation.get(end)!r} is no item_id of 'items'")
+            end_id = relation.get(end)  # checked like item_id: a list or dict is unhashable, True would be 1
+            if isinstance(end_id, bool) or not isinstance(end_id, (int, str)) or end_id not in names:
+                raise ValueError(f"scene graph {where}.{end} {end_id!r:.80} is no item_id of 'items'")
         triples.append((names[relation["item1"]], predicate, names[relation["item2"]]))
         predicates.append(predicate)
     return SceneGraph.build(names.values(), triples), Vocabulary(tuple(labels), tuple(attributes), tuple(predicates))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from janus_rig.eval.geneval_run import GenerateFn, draw_samples, sample_once, save_draw
+from janus_rig.outputs import prepare_out_dir
 from janus_rig.rollout.config import RolloutConfig
 
 SAMPLES_DIR, OVERLAYS_DIR, CHAINS_FILE = "samples", "overlays", "chains.jsonl"
@@ -149,10 +150,9 @@ def score_commands(out_dir: str | Path, category: str | None) -> list[str]:
 
 # --- writing a run ----------------------------------------------------------------------------------------------
 def check_fresh(out_dir: str | Path) -> None:
-    """The running index starts at 0 in an empty samples/ (the scorers would mix in anything already there)."""
-    samples = Path(out_dir) / SAMPLES_DIR
-    if samples.is_dir() and any(samples.iterdir()):
-        raise ValueError(f"{samples} is not empty: T2I-CompBench scores every file there; use an empty --out")
+    """A run writes into a new or empty folder: the running index starts at 0, and the scorers read every file in
+    samples/ (ValueError otherwise; `eval t2i-compbench --overwrite` empties it first)."""
+    prepare_out_dir(out_dir, overwrite=False)
 
 
 def write_t2i_compbench(policy, prompts: list[str], out_dir: str | Path, config: RolloutConfig, *, seed: int = 0,

@@ -107,11 +107,12 @@ class PairRequest:
 
 
 class JudgeStats:
-    """Thread-safe counters: requests, and failures by kind (FAILURE_KINDS)."""
+    """Thread-safe counters: requests, and failures by kind (FAILURE_KINDS), with the latest reason of each kind."""
 
     def __init__(self, judge_name: str):
         self.judge_name = judge_name
         self._counts: Counter = Counter()
+        self._reasons: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def count(self, key: str, n: int = 1) -> None:
@@ -125,6 +126,7 @@ class JudgeStats:
             self._counts["failures"] += 1
             self._counts[f"failures/{kind}"] += 1
             seen = self._counts[f"failures/{kind}"]
+            self._reasons[kind] = detail[:300]
         level = logging.WARNING if seen <= FAILURES_LOGGED_PER_KIND else logging.DEBUG
         logger.log(level, "judge %s: %s (%d so far): %s", self.judge_name, kind, seen, detail[:300])
 
@@ -136,6 +138,11 @@ class JudgeStats:
         out.update({f"failures/{k}": counts.get(f"failures/{k}", 0) for k in FAILURE_KINDS})
         out.update({k: v for k, v in counts.items() if k not in out})
         return out
+
+    def reasons(self) -> dict[str, str]:
+        """The latest reason of each failure kind seen, e.g. {"http_error": "POST ...: not an HTTP reply ..."}."""
+        with self._lock:
+            return dict(self._reasons)
 
     def log(self) -> None:
         logger.info("judge %s: %s", self.judge_name, self.snapshot())
@@ -168,6 +175,10 @@ class Judge:
     def compare(self, requests: list[PairRequest]) -> list[float | None]:
         """Per request the preference for the first candidate (1.0, 0.5 for a tie, 0.0), or None."""
         raise NotImplementedError(f"judge {self.name!r} does not compare pairs")
+
+    def check(self, request) -> None:
+        """Raise ValueError naming what is malformed in a request this judge reads (e.g. the oracle's metadata),
+        before any work; `judge serve` answers it with a 400 and the reason. The default reads nothing extra."""
 
     def chat(self, text: str, images: list[Image.Image]) -> str:
         """A free-form reply to a user message (what `judge serve` answers to an unstructured request)."""

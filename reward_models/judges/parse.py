@@ -57,20 +57,26 @@ PREFERENCE_KEYS = ("better", "winner", "choice", "answer", "preferred", "prefere
 EXACT_PREFERENCE_KEY = "preference"  # janus-rig's extension: the exact preference for the first, in [0, 1]
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# Every pattern here runs in linear time on any reply (tests/rewards/test_parse.py times a megabyte of hostile text):
+# no two adjacent parts may match the same run of characters (`\s*#?\s*` is written `\s*(?:#\s*)?`), and a search
+# that starts with a number does not start again inside the digits of one it has just tried.
+_NO_DIGIT_BEFORE_DIGIT = r"(?!(?<=\d)\d)"  # a match of _RATIO_RE starting there would also start a digit earlier
 _FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _SCORE_RE = re.compile(rf"(?i)\b(?:score|rating)\b[\"'\s:=*]*?({_NUMBER})(?:\s*(?:/|out\s+of)\s*({_NUMBER}))?")
-_RATIO_RE = re.compile(rf"(?i)({_NUMBER})\s*(?:/|out\s+of)\s*(10|100)\b")
+_RATIO_RE = re.compile(rf"(?i){_NO_DIGIT_BEFORE_DIGIT}({_NUMBER})\s*(?:/|out\s+of)\s*(10|100)\b")
 _BRACKET_BOX_RE = re.compile(rf"\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]")
-_TRIPLE_PART = r"\s*([^()\[\],\n]{1,80}?)\s*"
+# A part: 1..80 characters between the delimiters, without the whitespace around them (first and last not blank).
+_TRIPLE_PART = r"\s*([^()\[\],\s](?:[^()\[\],\n]{0,78}[^()\[\],\s])?)\s*"
 _TRIPLE_RE = re.compile(rf"[(\[]{_TRIPLE_PART},{_TRIPLE_PART},{_TRIPLE_PART}[)\]]")
-_OBJECTS_LINE_RE = re.compile(r"(?im)^[\W_]*objects?[\W_]*:\s*(.+)$")
+_OBJECTS_LINE_RE = re.compile(r"(?im)^(?:[^\w\n]|_)*objects?[\W_]*:\s*(.+)$")  # the lead-in stays on its line
 _CANDIDATE = r"(?:image|chain|candidate|option|picture)"
 _BETTER_RE = re.compile(
-    rf"(?i)\b{_CANDIDATE}\s*#?\s*([12])\b\s+(?:is|looks|matches|fits|seems)\s+(?:\w+\s+){{0,2}}better"
+    rf"(?i)\b{_CANDIDATE}\s*(?:#\s*)?([12])\b\s+(?:is|looks|matches|fits|seems)\s+(?:\w+\s+){{0,2}}better"
     rf"|\b(?:better|winner|answer|choice|verdict|prefer(?:red|ence)?)\b\W{{0,6}}(?:(?:is|:|=)\W{{0,4}})?"
-    rf"(?:{_CANDIDATE}\s*#?\s*)?([12]|tie)\b"
+    rf"(?:{_CANDIDATE}\s*(?:#\s*)?)?([12]|tie)\b"
 )
-_PAIR_BOX_RE = re.compile(rf"\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)\s*,?\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)")
+_PAIR_BOX_RE = re.compile(
+    rf"\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)\s*(?:,\s*)?\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)")
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,20 @@
 - pairs: the candidate with the higher `image_score` (images) or chain score (mean of the semantic and layout
   scores) is preferred; equal scores are a tie.
 
-Rubric and pair requests need `metadata` (the record's GenEval metadata); one without it fails as "bad_request".
+Rubric and pair requests need `metadata` (the record's GenEval metadata); one without it, or with metadata that
+`validate_metadata` refuses (a wrong type, a count over its bound), fails as "bad_request" before any work.
 """
 
 from __future__ import annotations
 
 from data_prep.shapeworld.detect import detect
-from data_prep.shapeworld.oracle import chain_layout_score, chain_semantic_score, ground, score_metadata
+from data_prep.shapeworld.oracle import (
+    chain_layout_score,
+    chain_semantic_score,
+    ground,
+    score_metadata,
+    validate_metadata,
+)
 from janus_rig.chain import Box, parse_chain
 from janus_rig.eval.scene_graph import shapeworld_graph
 from janus_rig.eval.sg_iou import SceneGraph
@@ -67,6 +74,12 @@ class ShapeWorldJudge(Judge):
 
     def compare(self, requests: list[PairRequest]) -> list[float | None]:
         return [self._answer(self._compare_one, r) for r in requests]
+
+    def check(self, request) -> None:
+        """The metadata's types and bounds (oracle.validate_metadata), when the request carries metadata."""
+        metadata = getattr(request, "metadata", None)
+        if metadata is not None:
+            validate_metadata(metadata)
 
     def _answer(self, fn, request):
         self.stats.count("requests")

@@ -23,6 +23,7 @@ from janus_rig.chain import (
     format_span,
     parse_chain,
 )
+from tests.timing import fastest_run
 
 EXAMPLE = (
     "A <|obj_start|>red circle<|obj_end|> <|box_start|>(31,47),(312,328)<|box_end|> sits left of a "
@@ -139,6 +140,76 @@ def test_random_strings_never_raise(text):
 def test_text_without_tokens_is_one_text():
     parsed = parse_chain("no spans here (1,2),(3,4) <begin_of_image>")
     assert parsed.ok and parsed.objects == [] and parsed.texts == ["no spans here (1,2),(3,4) <begin_of_image>"]
+
+
+# --- linear time on hostile input (issue 28) ---------------------------------------------------------------------
+
+def plain_join_dropping_tokens(pieces):
+    """The reference: the joined text with tokens deleted pass after pass until none is left (quadratic)."""
+    text = "".join(pieces)
+    while "|>" in text and chain_module._TOKEN_RE.search(text):
+        text = chain_module._TOKEN_RE.sub("", text)
+    return text
+
+
+# Fragments that join into tokens, nested ("<|obj_<|obj_" + "start|>start|>") or across several pieces.
+FRAGMENTS = [*CHAIN_TOKENS, "<|", "<", "|", ">", "|>", "obj_", "box_", "start", "end", "start|>", "end|>", "<|obj_",
+             "<|box_", "<|obj_start", "_", "x", " ", "é"]
+
+
+def joined_pieces(rng):
+    return ["".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 6))) for _ in range(rng.randint(0, 6))]
+
+
+def test_dropping_tokens_equals_the_plain_version():
+    rng = random.Random(28)
+    for _ in range(3000):
+        pieces = joined_pieces(rng)
+        assert chain_module._join_dropping_tokens(pieces) == plain_join_dropping_tokens(pieces), pieces
+
+
+def test_parse_chain_equals_the_plain_version(monkeypatch):
+    rng = random.Random(29)
+    texts = fuzz_strings(500) + ["".join(rng.choice(FRAGMENTS + ["(1,2),(3,4)", "cat"]) for _ in range(30))
+                                 for _ in range(1000)]
+    fast = [(parse_chain(t), strict_outcome(t)) for t in texts]
+    monkeypatch.setattr(chain_module, "_join_dropping_tokens", plain_join_dropping_tokens)
+    assert fast == [(parse_chain(t), strict_outcome(t)) for t in texts]
+
+
+def strict_outcome(text):
+    try:
+        return parse_chain(text, strict=True)
+    except ChainFormatError as err:
+        return (err.kind, err.position)
+
+
+MB = 1_000_000
+
+
+def fill(unit):
+    return unit * (MB // len(unit))
+
+
+HOSTILE_CHAINS = {
+    "nested partial tokens": "<|obj_" * (MB // 13) + "start|>" * (MB // 13),  # the audit's shape, 1 MB
+    "nested partial box tokens": "<|box_" * (MB // 13) + "end|>" * (MB // 13),
+    "many spans": fill(span("a", "(1,2),(3,4)")),
+    "many broken spans": fill(span("a", "(1,x),(3,4)") + BOX_END + OBJ_START),
+    "many openers": fill(OBJ_START),
+    "a long coordinate": span("a", f"({'1' * MB},2),(3,4)"),
+    "a long whitespace box": span("a", " " * MB),
+    "long whitespace": " " * MB,
+    "token ends": fill("|>"),
+    "nested brackets": "(" * (MB // 2) + ")" * (MB // 2),
+}
+
+
+@pytest.mark.parametrize("shape", HOSTILE_CHAINS)
+def test_a_megabyte_of_hostile_input_parses_in_under_a_second(shape):
+    text = HOSTILE_CHAINS[shape]
+    assert fastest_run(parse_chain, text) < 1.0  # linear; the quadratic reader took minutes on 1 MB
+    assert all(no_token(t) for t in parse_chain(text).texts)
 
 
 # --- reading valid chains ---------------------------------------------------------------------------------------

@@ -27,13 +27,37 @@ def test_convert_got_run(tmp_path, image_dir, capsys):
     out = tmp_path / "out"
     code = main(["convert", "got", str(source), "--out", str(out), "--fields", "id=uid,prompt=caption,chain=cot,"
                  "image=file", "--image-size", "16", "--quiet"])
-    assert code == 0
+    assert code == 3  # some rows were bad: a script sees it (issue 28)
     printed = capsys.readouterr().out
     assert json.loads(printed.splitlines()[0])["counts"] == {"train": 1, "val": 0, "bad": 1}
-    assert "kept 1 train + 0 val rows, 1 bad rows" in printed
+    assert "kept 1 train + 0 val rows, 1 bad rows" in printed and "1 bad rows left out: exit status 3" in printed
     assert read_jsonl(out / "train.jsonl")[0]["chain"] == chain.replace(
         "<|object_ref_start|>", "<|obj_start|>").replace("<|object_ref_end|>", "<|obj_end|> ")
     assert read_jsonl(out / "bad_rows.jsonl")[0]["id"] == "r1"
+    rows[1]["file"] = "imgs/wide.jpg"
+    write_jsonl(source, rows)
+    assert main(["convert", "got", str(source), "--out", str(tmp_path / "all"), "--fields",
+                 "id=uid,prompt=caption,chain=cot,image=file", "--image-size", "16", "--quiet"]) == 0
+    assert "kept 2 train + 0 val rows, 0 bad rows" in capsys.readouterr().out
+
+
+def test_convert_got_rows_the_audit_crashed_on_are_counted(tmp_path, image_dir, capsys):
+    """Issue 28: the audit's rows (10**400, deep nesting, bytes that are not UTF-8) end in bad_rows.jsonl, and the
+    exit status and summary say so."""
+    good = {"caption": "a red cup", "file": "imgs/wide.jpg", "cot": "A red cup on a table.",
+            "objects": [{"name": "red cup", "bbox": [0, 0, 500, 500]}]}
+    lines = [json.dumps(good), json.dumps({**good, "objects": [{"name": "red cup", "bbox": [0, 0, 10**400, 5]}]}),
+             '{"caption": ' + "[" * 50_000 + "]" * 50_000 + "}"]
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes("\n".join(lines).encode() + b'\n{"caption": "\xff"}\n')
+    code = main(["convert", "got", str(source), "--out", str(tmp_path / "out"), "--fields",
+                 "prompt=caption,chain=cot,image=file,boxes=objects", "--image-size", "16", "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 3 and json.loads(printed.splitlines()[0])["bad_by_reason"] == {
+        "box_malformed": 1, "nested_too_deep": 1, "not_utf8": 1}
+    assert "kept 1 train + 0 val rows, 3 bad rows" in printed
+    assert sorted(b["id"] for b in read_jsonl(tmp_path / "out" / "bad_rows.jsonl")) == [
+        "rows-000001", "rows-000002", "rows-000003"]
 
 
 def test_convert_got_input_errors_are_one_line(tmp_path, capsys):
@@ -55,8 +79,22 @@ def test_convert_got_with_nothing_kept_exits_1(tmp_path, capsys):
 def test_convert_laion_sg_run(tmp_path, capsys):
     source = tmp_path / "test.json"
     source.write_text(json.dumps(ROWS))
-    assert main(["convert", "laion-sg", str(source), "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[0])["kept"] == {"test.jsonl": 2}
+    assert main(["convert", "laion-sg", str(source), "--out", str(tmp_path / "out"), "--quiet"]) == 3  # 5 bad rows
+    printed = capsys.readouterr().out
+    assert json.loads(printed.splitlines()[0])["kept"] == {"test.jsonl": 2}
+    assert "kept 2 rows, 5 bad rows" in printed and "5 bad rows left out: exit status 3" in printed
+    assert len(read_jsonl(tmp_path / "out" / "test.jsonl")) == 2
+    source.write_text(json.dumps(ROWS[:2]))
+    assert main(["convert", "laion-sg", str(source), "--out", str(tmp_path / "all"), "--quiet"]) == 0
+
+
+def test_convert_laion_sg_json_with_a_deep_row(tmp_path, capsys):
+    """Issue 28: in a .json file (LAION-SG's own format) a row nested 50,000 deep is one bad row, not a crash."""
+    source = tmp_path / "test.json"
+    source.write_text("[" + json.dumps(ROWS[0]) + ", " + "[" * 50_000 + "]" * 50_000 + ", " + json.dumps(ROWS[1]) + "]")
+    assert main(["convert", "laion-sg", str(source), "--out", str(tmp_path / "out"), "--quiet"]) == 3
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["bad_by_reason"] == {"nested_too_deep": 1}
+    assert [b["id"] for b in read_jsonl(tmp_path / "out" / "bad_rows.jsonl")] == ["test-000001"]
     assert len(read_jsonl(tmp_path / "out" / "test.jsonl")) == 2
 
 

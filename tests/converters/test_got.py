@@ -187,10 +187,45 @@ def test_bad_rows_reported_by_id_counted_and_written(tmp_path, image_dir):
     assert sorted(p.name for p in (out / "images").iterdir()) == ["good.png"]
 
 
+def test_rows_that_crashed_the_converter_are_bad_rows(tmp_path, image_dir):
+    """Issue 28: numbers too large for a float, deep nesting, bytes that are not UTF-8 and chain tokens in a prompt
+    each reject their row only; the rows around them are converted."""
+    def row(uid, **change):
+        return {"uid": uid, "caption": "a cat on a sofa", "cot": COT, "path": "wide.jpg", "w": 320, "h": 240,
+                "objects": [{"name": "grey cat", "bbox": CAT}, {"name": "red sofa", "bbox": SOFA}], **change}
+
+    lines = [json.dumps(r) for r in [
+        row("good"),
+        row("huge-coordinate", objects=[{"name": "grey cat", "bbox": [10**400, 30, 200, 180]}]),
+        row("huge-width", w=10**400),
+        row("huge-float", objects=[{"name": "grey cat", "bbox": [1e308, 0, 1e308, 10]}]),
+        row("token-prompt", caption="a cat <|obj_start|>cat<|obj_end|> on a sofa"),
+        row("qwen-token-prompt", caption="a <|object_ref_start|>cat"),
+    ]]
+    lines.insert(3, '{"uid": "deep", "caption": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes("\n".join(lines).encode() + b'\n{"uid": "latin-1", "caption": "caf\xe9"}\n'
+                       + json.dumps(row("good-too")).encode() + b"\n")
+    out, summary = convert(tmp_path, [source], fields="id=uid,prompt=caption,chain=cot,image=path,boxes=objects,"
+                           "width=w,height=h", box_space="pixel", image_root=str(image_dir))
+    bad = {b["id"]: (b["reason"], b["detail"]) for b in read_jsonl(out / "bad_rows.jsonl")}
+    assert {k: reason for k, (reason, _) in bad.items()} == {
+        "huge-coordinate": "box_malformed", "huge-width": "bad_field", "rows-000003": "nested_too_deep",
+        "huge-float": "box_out_of_range", "token-prompt": "chain_token_in_prompt",
+        "qwen-token-prompt": "chain_token_in_prompt", "rows-000007": "not_utf8",
+    }
+    assert "not four finite numbers" in bad["huge-coordinate"][1] and "width (source field 'w')" in bad["huge-width"][1]
+    assert bad["rows-000003"][1].startswith("line 4 is nested too deeply")
+    assert "<|obj_start|>" in bad["token-prompt"][1] and bad["rows-000007"][1].startswith("line 8:")
+    assert [r["id"] for r in read_jsonl(out / "train.jsonl")] == ["good", "good-too"]
+    assert summary["counts"] == {"train": 2, "val": 0, "bad": 7}
+
+
 @pytest.mark.parametrize("boxes, reason, words", [
     ([{"name": "grey cat", "bbox": [40, 30, 330, 180]}], "box_out_of_range", "0..320 x 0..240"),
     ([{"name": "grey cat", "bbox": [40, 190, 200, 180]}], "box_inverted", "x1 < x2 and y1 < y2"),
     ([{"name": "grey cat", "bbox": [40, 30, 200]}], "box_malformed", "not four finite numbers"),
+    ([{"name": "grey cat", "bbox": [10**400, 30, 200, 180]}], "box_malformed", "not four finite numbers"),  # no float
     ([{"label": "grey cat", "bbox": CAT}], "box_malformed", "no 'name' key"),
     ([{"name": "black dog", "bbox": CAT}], "object_not_in_chain", "'black dog' is not mentioned"),
     ([{"name": "cat", "bbox": CAT}, {"name": "cat", "bbox": SOFA}], "object_not_in_chain", "object 1 'cat'"),
@@ -203,6 +238,21 @@ def test_boxes_field_problems(boxes, reason, words):
         plan = plan_row(row, fields, "pixel")
         for i, (name, coords) in enumerate(zip(plan.names, plan.coords)):  # range checks need the 320x240 size
             check_box(coords, (320, 240), i, name)
+    assert info.value.reason == reason and words in info.value.detail
+
+
+@pytest.mark.parametrize("change, reason, words", [
+    ({"caption": "a <|obj_start|>cat<|obj_end|> on a sofa"}, "chain_token_in_prompt", "chain token <|obj_start|>"),
+    ({"caption": "a cat <|box_end|>"}, "chain_token_in_prompt", "prompt (source field 'caption')"),
+    ({"caption": "a <|object_ref_start|>cat"}, "chain_token_in_prompt", "<|object_ref_start|>"),
+    ({"w": 10**400}, "bad_field", "width (source field 'w') must be a positive number"),
+    ({"h": float("inf")}, "bad_field", "height (source field 'h') must be a positive number"),
+])
+def test_prompt_and_size_problems(change, reason, words):
+    fields = parse_fields("prompt=caption,chain=cot,image=path,width=w,height=h")
+    row = {"caption": "a cat on a sofa", "cot": CANONICAL_B, "path": "x.png", "w": 320, "h": 240, **change}
+    with pytest.raises(RowError) as info:
+        plan_row(row, fields)
     assert info.value.reason == reason and words in info.value.detail
 
 
@@ -278,6 +328,7 @@ def test_image_file_names_are_safe_and_unique():
 def test_sft_and_reward_read_the_converted_directory(tmp_path):
     """The output directory is a world for `janus-rig sft` (every row kept) and records for `janus-rig reward`."""
     from janus_rig.commands.reward import _load
+    from reward_models.judges import make_judge
     from tests.sft.test_data import make_policy, sft_config
     from train.sft.data import RowReport, build_datasets
 
@@ -297,5 +348,5 @@ def test_sft_and_reward_read_the_converted_directory(tmp_path):
     train, _ = build_datasets(make_policy(), sft_config(tmp_path, out, eval_strategy="no"), report)
     assert len(train) == 2 and report.bad == []
     for record in read_jsonl(out / "train.jsonl"):
-        prompt, chain, image, metadata = _load(record, out)
+        prompt, chain, image, metadata = _load(record, out, make_judge("shapeworld"))
         assert image.size == (64, 64) and chain == record["chain"] and metadata is None

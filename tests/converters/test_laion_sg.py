@@ -96,6 +96,36 @@ def test_bad_rows_and_vocabulary_file(tmp_path):
     assert vocab["entities"]["cat"] == 1 and "leafless slender trees" in vocab["entities"]
 
 
+def test_rows_that_crashed_the_converter_are_bad_rows(tmp_path):
+    """Issue 28: relation ends that are lists or objects, deep nesting, bytes that are not UTF-8 and chain tokens in
+    a caption each reject their row only."""
+    def row(img_id, **change):
+        return {"img_id": img_id, "name": f"{img_id}.jpg", "caption_ori": "a dog on a mat", "score": "6", "url": "u",
+                "items": [item(0, "dog"), item(1, "mat")], "relations": [relation(0, 0, "on", 1)], **change}
+
+    lines = [json.dumps(r) for r in [
+        row("good"),
+        row("list-end", relations=[relation(0, [0], "on", 1)]),
+        row("dict-end", relations=[relation(0, 0, "on", {"id": 1})]),
+        row("bool-end", relations=[relation(0, True, "on", 0)]),
+        row("token", caption_ori="a dog <|box_start|>(1,2),(3,4)<|box_end|>"),
+    ]]
+    lines.append('{"img_id": "deep", "items": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes("\n".join(lines).encode() + b'\n{"img_id": "x", "caption_ori": "\xff"}\n'
+                       + json.dumps(row("good-too")).encode() + b"\n")
+    out, summary = convert(tmp_path, source)
+    bad = {b["id"]: (b["reason"], b["detail"]) for b in read_jsonl(out / "bad_rows.jsonl")}
+    assert {k: reason for k, (reason, _) in bad.items()} == {
+        "list-end": "bad_scene_graph", "dict-end": "bad_scene_graph", "bool-end": "bad_scene_graph",
+        "token": "chain_token_in_prompt", "rows-000005": "nested_too_deep", "rows-000006": "not_utf8",
+    }
+    assert "relations[0].item1 [0] is no item_id" in bad["list-end"][1]
+    assert "relations[0].item2 {'id': 1} is no item_id" in bad["dict-end"][1]
+    assert [r["id"] for r in read_jsonl(out / "rows.jsonl")] == ["good", "good-too"]
+    assert summary["kept"] == {"rows.jsonl": 2} and summary["bad"] == 6
+
+
 def test_jsonl_and_parquet_give_the_same_records(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "test.json").write_text(json.dumps(ROWS))

@@ -184,7 +184,7 @@ def test_refuses_a_used_folder(tmp_path, world):
     _, records = world
     entries = [Entry(0, 1, records[0]["metadata"])]
     run_geneval(None, entries, tmp_path, RolloutConfig(group_size=1), generate_fn=truth_fn(records), progress=False)
-    with pytest.raises(ValueError, match="already holds GenEval prompt folders"):
+    with pytest.raises(ValueError, match="is not empty"):
         run_geneval(None, entries, tmp_path, RolloutConfig(group_size=1), generate_fn=truth_fn(records), progress=False)
 
 
@@ -224,7 +224,7 @@ def test_cli_shapeworld_bench(tiny_policy_dir, world, tmp_path, capsys, monkeypa
     # the same folder again: refused in one line, before the model loads
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "already holds GenEval prompt folders" in err and len(err.strip().splitlines()) == 1
+    assert "is not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_real_prompts_are_not_scored(tiny_policy_dir, tmp_path, capsys):

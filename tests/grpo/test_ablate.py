@@ -148,9 +148,9 @@ def test_tiny_ablation_writes_every_output_resumes_and_keeps_failures(tmp_path, 
     trained = []
     real_run_grpo = trainer.run_grpo
 
-    def counting_run_grpo(config):
+    def counting_run_grpo(config, **options):
         trained.append(config.output_dir)
-        return real_run_grpo(config)
+        return real_run_grpo(config, **options)
 
     monkeypatch.setattr(trainer, "run_grpo", counting_run_grpo)
     out = tmp_path / "ablate"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +12,9 @@ from hypothesis import strategies as st
 
 from janus_rig.chain import Box
 from janus_rig.eval.sg_iou import SceneGraph, Vocabulary
+import reward_models.judges.parse as parse_module
 from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score
+from tests.timing import fastest_run
 
 VOCABULARY = Vocabulary(labels=("circle", "square"), attributes=("red", "blue"), predicates=("left of", "above"))
 RED_LEFT_OF_BLUE = {("red circle", "left of", "blue square")}
@@ -244,3 +248,113 @@ def test_a_thousand_malformed_replies_parse_without_an_exception(reply):
     assert preference.failure in (None, "unparseable", "out_of_range")
     if preference.ok:
         assert 0.0 <= preference.value <= 1.0
+
+
+# --- linear time on hostile replies (issue 28) ---------------------------------------------------------------------
+
+NUMBER = parse_module._NUMBER
+CANDIDATE = parse_module._CANDIDATE
+# The patterns as they were before issue 28, kept as the reference: same matches, but quadratic on some input.
+PLAIN_PATTERNS = {
+    "_RATIO_RE": re.compile(rf"(?i)({NUMBER})\s*(?:/|out\s+of)\s*(10|100)\b"),
+    "_TRIPLE_RE": re.compile(r"[(\[]{0},{0},{0}[)\]]".format(r"\s*([^()\[\],\n]{1,80}?)\s*")),
+    "_OBJECTS_LINE_RE": re.compile(r"(?im)^[\W_]*objects?[\W_]*:\s*(.+)$"),
+    "_BETTER_RE": re.compile(
+        rf"(?i)\b{CANDIDATE}\s*#?\s*([12])\b\s+(?:is|looks|matches|fits|seems)\s+(?:\w+\s+){{0,2}}better"
+        rf"|\b(?:better|winner|answer|choice|verdict|prefer(?:red|ence)?)\b\W{{0,6}}(?:(?:is|:|=)\W{{0,4}})?"
+        rf"(?:{CANDIDATE}\s*#?\s*)?([12]|tie)\b"),
+    "_PAIR_BOX_RE": re.compile(rf"\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)\s*,?\s*\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)"),
+}
+ATOMS = ["1", "12", "0", "7", ".", "5", "e", "E", "-", "+", "/", " / ", " out of ", "10", "100", "score", "Score:",
+         "rating", ":", "=", "*", "#", "image", "Image 2", "candidate ", " is better", " looks much better", "tie",
+         "better", "answer", "(", ")", "[", "]", ",", "\n", " ", "  ", "\t", "_", "objects", "Objects:", "object",
+         "red circle", "blue square", "left of", "a", "é", "٣", '"', "{", "}", "x" * 85]
+# Near-misses of each form the patterns read, from the pieces they are made of.
+SPACES = ["", " ", "  ", "\n", " \n ", "\t"]
+NUMBERS = ["1", "8", "12", "7.5", ".5", "1.", "1e3", "-2", "+3", "1.2.3", "99999", ""]
+WORDS = ["red circle", "left of", "a", " ", "7", "x" * 79, "x" * 81, "a\nb", "a b", "_", "é"]
+TEMPLATES = [
+    "{n}{s}/{s}{d}", "{n}{s}out of{s}{d}", "score{s}:{s}{n}{s}/{s}{n}",
+    "({n}{s},{s}{n}){s}{c}{s}({n},{s}{n})", "[{n},{s}{n},{n},{s}{n}]",
+    "({w}{s},{s}{w},{s}{w})", "[{s}{w},{w}{s},{w}]", "{lead}objects{lead}:{s}{w}, {w}",
+    "{cand}{s}{hash}{s}{k} is better", "{cand}{s}{k} looks much better", "answer{s}:{s}{cand}{s}{hash}{k}",
+]
+
+
+def hostile_corpus(n=3000, seed=28):
+    """Atom soup and near-misses of every form, joined: what the patterns see in replies, and some they never do."""
+    rng = random.Random(seed)
+    fill = {"n": NUMBERS, "s": SPACES, "d": ["10", "100", "1", "1000"], "c": [",", "", ";"], "w": WORDS,
+            "lead": ["", "\n", "- ", "_", "\n\n", "**"], "cand": ["image", "Image", "option", "candidate", "x"],
+            "hash": ["", "#", "# "], "k": ["1", "2", "3", "tie"]}
+
+    def segment():
+        if rng.random() < 0.4:
+            return "".join(rng.choice(ATOMS) for _ in range(rng.randint(0, 12)))
+        template = rng.choice(TEMPLATES)
+        return re.sub(r"{(\w+)}", lambda m: rng.choice(fill[m.group(1)]), template)
+
+    return ["".join(segment() for _ in range(rng.randint(0, 4))) for _ in range(n)]
+
+
+def triples(pattern, text):
+    """What parse_scene_graph keeps of a triple pattern's matches (each part must hold a letter)."""
+    return [m.groups() for m in pattern.finditer(text) if all(re.search("[^\\W\\d_]", g) for g in m.groups())]
+
+
+def test_patterns_match_what_the_plain_ones_matched():
+    for text in hostile_corpus():
+        for name in ("_RATIO_RE", "_BETTER_RE", "_PAIR_BOX_RE"):
+            fast, plain = getattr(parse_module, name), PLAIN_PATTERNS[name]
+            assert [m.groups() for m in fast.finditer(text)] == [m.groups() for m in plain.finditer(text)], (name, text)
+        # the objects line may now start on a later line of the same lead-in: the names it reads are the same
+        assert ([m.group(1) for m in parse_module._OBJECTS_LINE_RE.finditer(text)]
+                == [m.group(1) for m in PLAIN_PATTERNS["_OBJECTS_LINE_RE"].finditer(text)]), text
+        assert triples(parse_module._TRIPLE_RE, text) == triples(PLAIN_PATTERNS["_TRIPLE_RE"], text), text
+
+
+def test_parsers_answer_what_they_answered_with_the_plain_patterns(monkeypatch):
+    corpus = hostile_corpus(1500, seed=29)
+
+    def answers():
+        return [(parse_score(t), parse_boxes(t, 100, 100), parse_scene_graph(t, VOCABULARY), parse_preference(t))
+                for t in corpus]
+
+    fast = answers()
+    for name, pattern in PLAIN_PATTERNS.items():
+        monkeypatch.setattr(parse_module, name, pattern)
+    assert fast == answers()
+
+
+MB = 1_000_000
+
+
+def fill(unit):
+    return unit * (MB // len(unit))
+
+
+HOSTILE_REPLIES = {
+    "digits": "1" * MB,  # the audit's shape: a ratio search restarted inside every digit run
+    "digit runs and slashes": fill("1" * 50 + "/"),
+    "nested brackets": "[" * MB,
+    "nested objects": fill('{"score":'),
+    "many boxes": fill("[1, 2, 3, 4] (1,2),(3,4) "),
+    "many triples": fill("(red circle, left of, blue square) "),
+    "long whitespace": " " * MB,
+    "blank lines": "\n" * MB,
+    "a candidate then whitespace": "image" + " " * MB,
+    "a pair then whitespace": "(1,2)" + " " * MB,
+    "an open triple then whitespace": "(a,b," + " " * MB,
+    "fences": fill("```json\n{"),
+}
+
+
+@pytest.mark.parametrize("shape", HOSTILE_REPLIES)
+def test_a_megabyte_of_hostile_reply_parses_in_under_a_second(shape):
+    reply = HOSTILE_REPLIES[shape]
+    for parse in (parse_score, lambda r: parse_boxes(r, 100, 100), lambda r: parse_scene_graph(r, VOCABULARY),
+                  parse_preference):
+        assert fastest_run(parse, reply) < 1.0  # linear; the quadratic patterns took seconds to minutes here
+        assert parse(reply).failure in (None, "unparseable", "out_of_range")
+
+

@@ -4,6 +4,7 @@ pixel_values), resume from a checkpoint, the time budget, and the config's YAML/
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -24,18 +25,22 @@ def world(tmp_path_factory):
     return make_world(tmp_path_factory.mktemp("world"), train=8, val=2)
 
 
-def test_few_steps_then_resume(tmp_path, world):
+def _train_logs(out) -> dict[int, dict]:
+    return {line["step"]: line for line in read_jsonl(out / "train_log.jsonl") if "text_nll" in line}
+
+
+def test_few_steps_then_resume_ends_where_the_straight_run_does(tmp_path, world):
     # grounding_ratio 1: as many grounding rows as train rows; the aligner trains, so it changes only if the
     # grounding images reached the model through pixel_values.
     parts = ["language_model", "lm_head", "generation_embeddings", "generation_aligner", "generation_head", "aligner"]
-    config = sft_config(tmp_path, world, max_steps=2, grounding_ratio=1.0, trainable_parts=parts, **FAST)
-    summary = run_sft(config)
+    common = dict(max_steps=3, grounding_ratio=1.0, trainable_parts=parts, **FAST)
     out = tmp_path / "out"
+    summary = run_sft(sft_config(tmp_path, world, **common))
 
-    assert summary["steps"] == 2 and summary["rows"]["kept"] == {"train.jsonl": 8, "grounding.jsonl": 8}
-    logs = read_jsonl(out / "train_log.jsonl")
-    train_logs = [line for line in logs if "text_nll" in line]
-    assert len(train_logs) == 2 and all(line["loss"] > 0 and line["image_nll"] > 0 for line in train_logs)
+    assert summary["steps"] == 3 and summary["rows"]["kept"] == {"train.jsonl": 8, "grounding.jsonl": 8}
+    train_logs = _train_logs(out)
+    assert sorted(train_logs) == [1, 2, 3]
+    assert all(line["loss"] > 0 and line["image_nll"] > 0 for line in train_logs.values())
     assert (out / "loss_curve.png").stat().st_size > 0 and (out / "bad_rows.jsonl").read_text() == ""
 
     before, after = load_file(out / "init" / "model.safetensors"), load_file(out / "model.safetensors")
@@ -47,13 +52,22 @@ def test_few_steps_then_resume(tmp_path, world):
     model = JanusForConditionalGeneration.from_pretrained(out)  # plain transformers
     assert isinstance(model, JanusForConditionalGeneration)
     assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not list(out.glob("tmp-*"))  # the staging folder of each checkpoint is gone once it is renamed
 
-    # resume from the checkpoint, encoding images on the fly this time
-    resumed = run_sft(sft_config(tmp_path, world, max_steps=3, vq_cache=False, resume_from_checkpoint="true",
-                                 grounding_ratio=1.0, trainable_parts=parts, **FAST))
-    assert resumed["steps"] == 3
-    steps = [line["step"] for line in read_jsonl(out / "train_log.jsonl") if "text_nll" in line]
-    assert steps == [1, 2, 3]  # the resumed run went on from step 2
+    # a second run from the first one's checkpoint-2 ends with the same weights and logs the same step 3: the
+    # checkpoint restored the weights, optimizer, scheduler, RNG (condition dropout) and data order
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(out / "checkpoint-2", resumed / "checkpoint-2")
+    again = run_sft(sft_config(tmp_path, world, output_dir=str(resumed), resume_from_checkpoint="true", **common))
+    assert again["steps"] == 3
+    assert sorted(_train_logs(resumed)) == [3]  # the resumed run went on from step 2
+    for key in ("loss", "text_nll", "image_nll", "learning_rate", "grad_norm"):
+        assert _train_logs(resumed)[3][key] == train_logs[3][key], key
+    a, b = load_file(out / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resuming"
 
 
 def test_reflection_mix_trains(tmp_path, world):

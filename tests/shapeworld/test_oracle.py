@@ -117,7 +117,7 @@ def test_detections_and_images_score_alike():
 @pytest.mark.parametrize("bad, message", [
     ({"include": []}, "non-empty"),
     ({"include": [{"class": "dog", "count": 1}]}, "not a ShapeWorld shape"),
-    ({"include": [{"class": "circle", "count": 0}]}, "positive integer"),
+    ({"include": [{"class": "circle", "count": 0}]}, r"count must be an integer in 1\.\.64"),
     ({"include": [{"class": "circle", "count": 1, "color": "orange"}]}, "palette"),
     ({"include": [{"class": "circle", "count": 1, "position": ["left of", 0]}]}, "earlier include"),
     ({"include": [{"class": "circle", "count": 1}, {"class": "square", "count": 1, "position": ["near", 0]}]}, "relation"),
@@ -127,6 +127,66 @@ def test_malformed_metadata_is_rejected(bad, message):
         validate_metadata(bad)
     with pytest.raises(ValueError, match=message):
         score_metadata(bad, [])
+
+
+def _clause(**fields):
+    return {"include": [{"class": "circle", "count": 1, **fields}]}
+
+
+# Every field the oracle reads, with a wrong type or past its bound: a ValueError naming the field, never a
+# TypeError (a list colour used to raise one: `in COLORS` hashes it) and never work in proportion to a count.
+MALFORMED = {
+    "colour a list": (_clause(color=["red"]), r"include\[0\]: colour \['red'\]"),
+    "colour a dict": (_clause(color={"r": 1}), r"include\[0\]: colour"),
+    "colour a number": (_clause(color=3), r"include\[0\]: colour 3"),
+    "class a list": ({"include": [{"class": ["circle"], "count": 1}]}, r"include\[0\]: class"),
+    "class a dict": ({"include": [{"class": {"circle": 1}, "count": 1}]}, r"include\[0\]: class"),
+    "count a string": (_clause(count="1"), "count must be an integer"),
+    "count a float": (_clause(count=1.0), "count must be an integer"),
+    "count a bool": (_clause(count=True), "count must be an integer"),
+    "count negative": (_clause(count=-3), "count must be an integer"),
+    "count 3,000,000": (_clause(count=3_000_000), r"count must be an integer in 1\.\.64, got 3000000"),
+    "count 10**9": (_clause(count=10**9), "count must be an integer"),
+    "count 10**400": (_clause(count=10**400), r"count must be an integer in 1\.\.64, got 1000"),
+    "exclude count huge": ({"include": [{"class": "circle", "count": 1}],
+                            "exclude": [{"class": "circle", "count": 10**9}]}, r"exclude\[0\]: count"),
+    "include not a list": ({"include": {"class": "circle", "count": 1}}, "non-empty 'include' list"),
+    "include a string": ({"include": "circle"}, "non-empty 'include' list"),
+    "exclude not a list": ({"include": [{"class": "circle", "count": 1}], "exclude": "x"}, "'exclude' must be a list"),
+    "entry not an object": ({"include": [["circle", 1]]}, r"include\[0\] must be an object"),
+    "entry a number": ({"include": [7]}, r"include\[0\] must be an object"),
+    "metadata a list": ([{"class": "circle", "count": 1}], "metadata must be a JSON object"),
+    "position a dict": ({"include": [{"class": "circle", "count": 1},
+                                     {"class": "square", "count": 1, "position": {"left of": 0}}]}, "position must be"),
+    "relation a list": ({"include": [{"class": "circle", "count": 1},
+                                     {"class": "square", "count": 1, "position": [["left of"], 0]}]}, "position must be"),
+    "target a float": ({"include": [{"class": "circle", "count": 1},
+                                    {"class": "square", "count": 1, "position": ["left of", 0.0]}]}, "position target"),
+    "too many clauses": ({"include": [{"class": "circle", "count": 1}] * 17}, r"17 include/exclude clauses; at most 16"),
+    "too many objects in all": ({"include": [{"class": "circle", "count": 60}, {"class": "square", "count": 60}]},
+                                r"asks for 120 objects in all; at most 64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_fields_are_a_value_error_naming_the_field(case):
+    bad, message = MALFORMED[case]
+    objects = [ChainObject("red circle", Box(100, 100, 400, 400))]
+    for check in (validate_metadata, lambda m: score_metadata(m, []), lambda m: chain_semantic_score(objects, m),
+                  lambda m: chain_layout_score(objects, m), lambda m: check_chain(objects, m)):
+        with pytest.raises(ValueError, match=message):
+            check(bad)
+
+
+def test_a_huge_value_is_shown_cut_short_in_the_message():
+    with pytest.raises(ValueError) as err:
+        validate_metadata(_clause(color="x" * 1_000_000))
+    assert len(str(err.value)) < 200
+
+
+def test_records_at_the_bounds_are_accepted():
+    validate_metadata({"include": [{"class": "circle", "count": 64}],
+                       "exclude": [{"class": "circle", "count": 64}] + [{"class": "square", "count": 1}] * 14})
 
 
 def test_ground_and_parse_name():

@@ -46,6 +46,7 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -511,8 +512,8 @@ def run_ablation(config: AblationConfig, log: Callable[[str], None] = print) -> 
         info = {"name": s.name, "label": s.label, "terms": list(s.terms), "combine": s.combine, "spec": s.spec}
         record = {"run_key": run_key(plan, s), "setting": info,
                   "command": shlex.join(["janus-rig", "grpo", *plan.argvs[s.name]])}
-        rows.append({**info, **_one(folder, step, lambda c=plan.configs[s.name]: run_grpo(c), folder, plan, config,
-                                    record)})
+        train = partial(run_grpo, plan.configs[s.name], keep=(RUN_FILE,))  # the folder holds our record already
+        rows.append({**info, **_one(folder, step, train, folder, plan, config, record)})
         _log_row(log, rows[-1], rows[0])
     return write_outputs(config, plan, rows)
 

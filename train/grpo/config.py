@@ -22,7 +22,7 @@ from transformers import TrainingArguments
 from reward_models.config import RewardConfig
 from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
 from train.grpo.algos import LOSS_TYPES, SCALE_REWARDS
-from train.common import PolicyArgs, parse_recipe
+from train.common import OutputArgs, PolicyArgs, parse_recipe
 from train.common import help_field as _help
 
 IMAGE_LOGPROBS = ("cond", "cfg")
@@ -45,8 +45,8 @@ def _json_dict(name: str, value) -> dict:
 
 
 @dataclass
-class GRPOConfig(PolicyArgs, TrainingArguments):
-    # model_dtype, trainable_parts and the lora_* fields: PolicyArgs (train/common.py)
+class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
+    # model_dtype, trainable_parts and the lora_* fields: PolicyArgs; overwrite_output_dir: OutputArgs (train/common.py)
     # --- prompts ---
     world: str | None = _help("a `janus-rig world` directory: prompts come from its train.jsonl records (their "
                               "metadata goes to the rewards) unless `prompts` is given; eval_every reads its bench",
@@ -151,6 +151,7 @@ class GRPOConfig(PolicyArgs, TrainingArguments):
         self._check_rollout()
         self._check_loss()
         self.validate_policy_args()
+        self.validate_output_args({"model_name_or_path": self.model_name_or_path})
         self.reward_weights = _json_dict("reward_weights", self.reward_weights)
         self.judge_options = _json_dict("judge_options", self.judge_options)
         self.term_options = _json_dict("term_options", self.term_options)

@@ -34,7 +34,8 @@ from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
 from train.grpo.algos import group_advantages, policy_loss
 from train.grpo.config import GRPOConfig
-from train.common import JsonlLog, TimeBudget, plot_curves, resume_arg
+from train.checkpoints import AtomicCheckpoints, resume_checkpoint
+from train.common import JsonlLog, TimeBudget, plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class LogprobModel(torch.nn.Module):
 
 
 # --- the trainer ------------------------------------------------------------------------------------------------------
-class GRPOTrainer(Trainer):
+class GRPOTrainer(AtomicCheckpoints, Trainer):  # checkpoints appear whole or not at all (train/checkpoints.py)
     def __init__(self, policy: JanusPolicy, args: GRPOConfig, train_dataset: list[dict], judge, callbacks=None):
         cfg = args.cfg_weight if args.image_logprob == "cfg" else None
         model = LogprobModel(policy.model, args.temperature, args.image_temperature, cfg)
@@ -296,8 +297,9 @@ class GRPOTrainer(Trainer):
         m["rewards_none"].append(float((~valid).sum()))
         for key, value in adv_metrics.items():
             m[f"adv/{key}"].append(value)
-        for key, value in result.metrics.items():  # this process's samples: mean/<term>, none/<term>, judge/...
-            if key.startswith(("mean/", "none/")) and not (isinstance(value, float) and math.isnan(value)):
+        logged = ("mean/", "none/", "errors/", "failures/")  # this process's samples: per term, and judge failures
+        for key, value in result.metrics.items():
+            if key.startswith(logged) and not (isinstance(value, float) and math.isnan(value)):
                 m[f"reward/{key}"].append(value)
         chain_lengths = (rollout.completion_mask & ~rollout.image_mask).sum(-1).float()  # (R,)
         m["chain_length"].append(float(chain_lengths.mean()))
@@ -480,13 +482,13 @@ def gallery_strip(images, chains: list[str], prompts: list[str], rewards: list, 
 
 
 # --- orchestration -----------------------------------------------------------------------------------------------
-def build_trainer(config: GRPOConfig) -> GRPOTrainer:
+def build_trainer(config: GRPOConfig, keep: tuple[str, ...] = ()) -> GRPOTrainer:
+    """`keep`: entries already in output_dir that are not an earlier run (`OutputArgs.prepare_output_dir`)."""
     records = load_prompts(config.world, config.tags, config.max_train_records, prompts=config.prompts,
                            needs_metadata=judge_needs_metadata(config.judge))  # cheap checks before the model loads
+    out = config.prepare_output_dir(inputs={"world": config.world, "prompts": config.prompts}, keep=keep)
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
                               lora=config.lora())
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
     return GRPOTrainer(policy, config, records, config.reward_config().make_judge(), callbacks=callbacks)
 
@@ -498,12 +500,14 @@ def judge_needs_metadata(judge: str) -> bool:
     return not is_url(judge) and getattr(JUDGES.get(judge), "structured", False)
 
 
-def run_grpo(config: GRPOConfig) -> dict:
-    """Train, save the final policy in config.output_dir, and return a summary (also in grpo_summary.json)."""
-    trainer = build_trainer(config)
+def run_grpo(config: GRPOConfig, keep: tuple[str, ...] = ()) -> dict:
+    """Train, save the final policy in config.output_dir, and return a summary (also in grpo_summary.json).
+    `keep`: see build_trainer."""
+    resume = resume_checkpoint(config.resume_from_checkpoint, config.output_dir)
+    trainer = build_trainer(config, keep)
     budget = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget))
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_arg(config.resume_from_checkpoint))
+    trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
     out = Path(config.output_dir)
     steps = trainer.state.global_step

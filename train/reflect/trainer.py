@@ -47,7 +47,8 @@ from janus_rig.reflect.format import EDIT, VERDICT, parse_reflection
 from janus_rig.reflect.loop import ActFn, CheckFn, act, check, reflect
 from janus_rig.reflect.reward import INTRINSIC, checker_accuracy, intrinsic_reward, judge_rewards, oracle_report
 from janus_rig.rollout import edit, sample
-from train.common import JsonlLog, TimeBudget, plot_curves, resume_arg
+from train.checkpoints import resume_checkpoint
+from train.common import JsonlLog, TimeBudget, plot_curves
 from train.grpo.algos import group_advantages
 from train.grpo.trainer import (
     GRPOTrainer,
@@ -388,16 +389,16 @@ def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: Ac
     from janus_rig.reflect.ablation import actor_for
 
     actor = actor or actor_for(config.actor, config.rollout_config(1))
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    report = RowReport()
     if config.phase == "editor":
-        report = RowReport()
         records = load_edit_rows(config.world, config.tags, config.max_train_records, report)
-        report.write(out / BAD_ROWS_FILE)
-        report.log(out / BAD_ROWS_FILE)
     else:
         records = load_prompts(config.world, config.tags, config.max_train_records, prompts=config.prompts,
                                needs_metadata=config.reward == "judge" and judge_needs_metadata(config.judge))
+    out = config.prepare_output_dir(inputs={"world": config.world, "prompts": config.prompts})
+    if config.phase == "editor":
+        report.write(out / BAD_ROWS_FILE)
+        report.log(out / BAD_ROWS_FILE)
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
                               lora=config.lora())
     judge = config.reward_config().make_judge() if config.reward == "judge" else None
@@ -409,10 +410,11 @@ def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: Ac
 def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn | None = None) -> dict:
     """Train one phase, save the final policy in config.output_dir, and return a summary (also in
     reflect_grpo_summary.json)."""
+    resume = resume_checkpoint(config.resume_from_checkpoint, config.output_dir)
     trainer = build_trainer(config, checker, actor)
     budget = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget))
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_arg(config.resume_from_checkpoint))
+    trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
     out = Path(config.output_dir)
     steps = trainer.state.global_step

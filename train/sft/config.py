@@ -12,13 +12,13 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from janus_rig.model.policy import IMAGE_VIEWS
-from train.common import PolicyArgs, parse_recipe
+from train.common import OutputArgs, PolicyArgs, parse_recipe
 from train.common import help_field as _help
 
 
 @dataclass
-class SFTConfig(PolicyArgs, TrainingArguments):
-    # model_dtype, trainable_parts and the lora_* fields: PolicyArgs (train/common.py)
+class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
+    # model_dtype, trainable_parts and the lora_* fields: PolicyArgs; overwrite_output_dir: OutputArgs (train/common.py)
     # --- data ---
     world: str | None = _help("a `janus-rig world` directory (train.jsonl, val.jsonl, grounding.jsonl, world.json)",
                               default=None)
@@ -76,6 +76,9 @@ class SFTConfig(PolicyArgs, TrainingArguments):
         if not self.world:
             raise ValueError("world is required: --world DIR, a directory written by `janus-rig world` "
                              "(chain and no-chain training both read its train.jsonl)")
+        from train.sft.data import WorldInfo
+
+        WorldInfo.read(self.world)  # a missing world fails here, before output_dir is touched
         if bool(self.model_name_or_path) == bool(self.init_preset):
             which = "both" if self.model_name_or_path else "neither"
             raise ValueError(f"{which} of model_name_or_path and init_preset given: set exactly one "
@@ -104,6 +107,8 @@ class SFTConfig(PolicyArgs, TrainingArguments):
             raise ValueError(f"text_weight={self.text_weight}, image_weight={self.image_weight}: both must be "
                              ">= 0 and at least one > 0")
         self.validate_policy_args()
+        self.validate_output_args({"model_name_or_path": self.model_name_or_path, "vq": self.vq,
+                                   "tokenizer": self.tokenizer})
         if self.max_train_seconds < 0:
             raise ValueError(f"max_train_seconds must be >= 0 (0: no limit), got {self.max_train_seconds}")
         if self.remove_unused_columns:

@@ -20,7 +20,8 @@ from transformers import Trainer
 from data_prep.vq_cache import encode_images
 from janus_rig.model.mixed import drop_conditions, sft_loss
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
-from train.common import JsonlLog, TimeBudget, plot_curves, resume_arg
+from train.checkpoints import AtomicCheckpoints, resume_checkpoint
+from train.common import JsonlLog, TimeBudget, plot_curves
 from train.sft.config import SFTConfig
 from train.sft.data import BAD_ROWS_FILE, RowReport, SFTCollator, WorldInfo, build_datasets, fill_codes
 
@@ -31,8 +32,9 @@ CURVE_FILE = "loss_curve.png"
 SUMMARY_FILE = "sft_summary.json"
 
 
-class SFTTrainer(Trainer):
-    """A Trainer whose loss is `janus_rig.model.mixed.sft_loss` (text and image NLL logged separately)."""
+class SFTTrainer(AtomicCheckpoints, Trainer):
+    """A Trainer whose loss is `janus_rig.model.mixed.sft_loss` (text and image NLL logged separately); checkpoints
+    appear whole or not at all (train/checkpoints.py)."""
 
     def __init__(self, *args, text_weight: float = 1.0, image_weight: float = 1.0, cond_dropout: float = 0.0,
                  tokens=None, **kwargs):
@@ -101,8 +103,8 @@ def load_policy(config: SFTConfig) -> JanusPolicy:
 def run_sft(config: SFTConfig) -> dict:
     """Train, save the final policy in config.output_dir, and return a summary (also in sft_summary.json)."""
     started = time.perf_counter()
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    resume = resume_checkpoint(config.resume_from_checkpoint, config.output_dir)  # before anything is written
+    out = config.prepare_output_dir(inputs={"world": config.world})
     policy = load_policy(config)
     policy.image_view = config.image_view or policy.image_view
 
@@ -128,7 +130,7 @@ def run_sft(config: SFTConfig) -> dict:
         tokens=policy.tokens,
     )
     train_started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_arg(config.resume_from_checkpoint))
+    result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - train_started
 
     policy.save(out, manifest(stage="sft", chain=config.chain, world=str(config.world),

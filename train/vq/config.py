@@ -13,6 +13,8 @@ CODEBOOK_UPDATES = ("ema", "grad")
 class VQTrainConfig:
     world: str = _help("ShapeWorld directory (world.json, train.jsonl, val.jsonl, images/)", default="")
     out: str = _help("output directory: the VQ (save_pretrained), metrics.json, recon/<record id>.png", default="")
+    overwrite: bool = _help("write into a non-empty out: its contents are deleted first (without it a used out is "
+                            "refused)", default=False)
     image_size: int = _help("training resolution in px (0: the world's size); images are resized if they differ",
                             default=0)
     grid: int = _help("tokens per side: image_size / grid is the VQ's patch size (tiny preset: 8 -> 64 tokens)",

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import JanusVQVAE
 
 from janus_rig.model.pixels import to_uint8, to_unit_range
+from janus_rig.model.policy import MANIFEST, manifest
 from janus_rig.model.presets import tiny_vq_config
 from train.vq.config import VQTrainConfig
 from train.vq.quantize import (
@@ -335,6 +336,8 @@ class VQTrainer:
         for record, image in zip(self.world.val_records, val_recon):
             _pil(image).save(recon_dir / f"{record['id']}.png")
         self.vq.save_pretrained(out)
+        # janus-rig's mark on the models it writes: `--overwrite` may empty this folder (janus_rig/outputs.py)
+        (out / MANIFEST).write_text(json.dumps(manifest(stage="vq"), indent=2) + "\n")
         metrics = {
             **train_summary,
             "image_size": self.world.size,
