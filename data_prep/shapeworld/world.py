@@ -1,13 +1,24 @@
-"""Write a ShapeWorld dataset: train/val records with chains, grounding records, a GenEval-style bench, settings.
+"""Write a ShapeWorld dataset: train/val records with chains, grounding records, a GenEval-style bench, a held-out
+prompt split, settings.
 
     out/train.jsonl, out/val.jsonl   {"id", "tag", "prompt", "chain", "image", "metadata", "scene", "scene_graph"}
     out/grounding.jsonl              {"id", "image", "chain"}: one per train image, the canonical chain
     out/bench/metadata.jsonl         GenEval metadata lines, bench_per_tag per tag, all seven tags
-    out/world.json                   the settings (size, seed, counts, holdout, tag mix, world constants)
+    out/heldout/metadata.jsonl       GenEval metadata lines, the held-out split (heldout_per_tag > 0 only)
+    out/world.json                   the settings (size, seed, counts, holdout, tag mix, world constants, held-out
+                                     counts and overlaps)
     out/images/{split}-{index:06d}.png
 
-The bench is drawn first from its own seed; train/val then reject its prompts for DISJOINT_TAGS (the other tags'
-prompt spaces are too small to keep apart: their overlaps are counted in the returned stats). Everything is
+The bench is drawn first from its own seed, then the held-out split from its own seed; train/val then reject the
+prompts of both for DISJOINT_TAGS (position, complex, color_attr), so a held-out prompt of those tags never occurs
+in train.jsonl or val.jsonl, with any scene. The held-out split's prompts of those tags are distinct and none is a
+bench prompt; bench + held-out take at most half of a tag's prompt space (the held-out count is cut to what is left:
+color_attr has 180 prompts, so 26 held-out lines next to a bench of 64).
+
+The other four tags have 3-18 prompts in all: no prompt of theirs can stay out of training without leaving the tag
+out of training. The held-out split keeps them anyway (cycled like the bench): an evaluation on it then covers
+every tag, and a regression on the easy tags shows; for those tags "held out" means fresh samples of known prompts,
+and the overlap with train/val is counted (`heldout_overlap`, per split and tag; 0 for DISJOINT_TAGS). Everything is
 determined by `seed`. See docs/shapeworld.md.
 """
 
@@ -16,7 +27,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -49,8 +59,11 @@ TAG_WEIGHTS = {
     "position": 0.30,
     "complex": 0.25,
 }
-MAX_PROMPT_DRAWS = 1000  # redraws of a description whose prompt is in the bench before giving up
+MAX_PROMPT_DRAWS = 1000  # redraws of a description whose prompt is in the bench or held-out split before giving up
 IMAGE_DIR = "images"
+BENCH_FILE = "bench/metadata.jsonl"
+HELDOUT_FILE = "heldout/metadata.jsonl"
+HELDOUT_PER_TAG = 64  # held-out lines per tag, the default of `write_world` and `janus-rig world`
 
 
 def parse_holdout(spec: str | Iterable[str | Combo] | None) -> frozenset[Combo]:
@@ -83,25 +96,59 @@ def tag_counts(n: int, tags: Iterable[str] = TAGS) -> dict[str, int]:
     return counts
 
 
-def make_bench(per_tag: int, seed: int) -> list[dict]:
-    """GenEval metadata lines, per_tag per tag. Prompts are distinct within a tag until its whole prompt space
-    is used, then the space is cycled again (single_object has only 3 prompts)."""
-    rng = random.Random(f"shapeworld-bench-{seed}")
+def metadata_lines(counts: dict[str, int], rng: random.Random,
+                   banned: dict[str, set[str]] | None = None) -> list[dict]:
+    """GenEval metadata lines, counts[tag] per tag, tags in TAGS order. Within a tag the prompts are distinct and
+    not in banned[tag] until the rest of the tag's prompt space is used, then that rest is cycled again
+    (single_object has only 3 prompts)."""
     lines = []
     for tag in TAGS:
-        space, seen = prompt_space_size(tag), set()
+        skip = (banned or {}).get(tag, set())
+        left = prompt_space_size(tag) - len(skip)  # skip holds prompts of this tag only
+        if counts.get(tag, 0) and left < 1:
+            raise ValueError(f"no {tag} prompt is left to draw: all {prompt_space_size(tag)} are banned")
+        seen: set[str] = set()
         made = 0
-        while made < per_tag:
+        while made < counts.get(tag, 0):
             d = sample_description(tag, rng)
             prompt = prompt_text(d)
-            if prompt in seen:
+            if prompt in seen or prompt in skip:
                 continue
             seen.add(prompt)
-            if len(seen) == space:
+            if len(seen) == left:
                 seen.clear()
             lines.append(metadata(d))
             made += 1
     return lines
+
+
+def make_bench(per_tag: int, seed: int) -> list[dict]:
+    """The bench: GenEval metadata lines, per_tag per tag, from its own seed (`metadata_lines`)."""
+    return metadata_lines({tag: per_tag for tag in TAGS}, random.Random(f"shapeworld-bench-{seed}"))
+
+
+def heldout_counts(per_tag: int, bench_per_tag: int) -> dict[str, int]:
+    """Held-out lines per tag: per_tag, but for DISJOINT_TAGS at most what the bench leaves of half the tag's
+    prompt space (the other half stays for training), e.g. color_attr: 180 // 2 - 64 = 26 next to a bench of 64."""
+    return {tag: max(0, min(per_tag, prompt_space_size(tag) // 2 - bench_per_tag)) if tag in DISJOINT_TAGS
+            else per_tag for tag in TAGS}
+
+
+def make_heldout(counts: dict[str, int], seed: int, bench_lines: list[dict]) -> list[dict]:
+    """The held-out split: counts[tag] GenEval metadata lines per tag from its own seed; for DISJOINT_TAGS none is
+    a bench prompt (the other tags' spaces are too small to keep apart: see the module docstring)."""
+    bench = {tag: {m["prompt"] for m in bench_lines if m["tag"] == tag} for tag in DISJOINT_TAGS}
+    return metadata_lines(counts, random.Random(f"shapeworld-heldout-{seed}"), bench)
+
+
+def _prompts(lines: list[dict]) -> dict[str, set[str]]:
+    return {tag: {m["prompt"] for m in lines if m["tag"] == tag} for tag in TAGS}
+
+
+def _overlap(lines: list[dict], records: list[dict], tags: list[str]) -> dict[str, int]:
+    """Per tag of `tags`: how many of `lines` have a prompt that some record of `records` has."""
+    seen = {r["prompt"] for r in records}
+    return {tag: sum(m["prompt"] in seen for m in lines if m["tag"] == tag) for tag in tags}
 
 
 def _draw(tag: str, rng: random.Random, allowed: frozenset[Combo], banned: set[str]) -> Description:
@@ -110,29 +157,29 @@ def _draw(tag: str, rng: random.Random, allowed: frozenset[Combo], banned: set[s
         if tag not in DISJOINT_TAGS or prompt_text(d) not in banned:
             return d
     raise RuntimeError(
-        f"{MAX_PROMPT_DRAWS} {tag} prompts in a row were bench prompts: the holdout leaves too few training "
-        f"prompts for this bench; hold out fewer combinations or lower --bench-per-tag"
+        f"{MAX_PROMPT_DRAWS} {tag} prompts in a row were bench or held-out prompts: the holdout leaves too few "
+        f"training prompts for them; hold out fewer combinations or lower --bench-per-tag / --heldout-per-tag"
     )
 
 
 def _write_split(
     out: Path, split: str, n: int, tags: list[str], size: int, seed: int, allowed: frozenset[Combo],
-    bench: dict[str, set[str]], first_item: int, bar: tqdm, chains: str = "varied",
-) -> tuple[list[dict], list[dict], Counter, int]:
-    """Write one split's images; return its records, grounding rows, bench-overlap counts, the next item id."""
+    banned: dict[str, set[str]], first_item: int, bar: tqdm, chains: str = "varied",
+) -> tuple[list[dict], list[dict], int]:
+    """Write one split's images (DISJOINT_TAGS prompts in `banned` redrawn); return its records, grounding rows,
+    the next item id."""
     rng = random.Random(f"shapeworld-{split}-{seed}")
     order = [t for t, k in tag_counts(n, tags).items() for _ in range(k)]
     rng.shuffle(order)
     width = max(6, len(str(max(n - 1, 0))))
-    records, grounding, overlap = [], [], Counter()
+    records, grounding = [], []
     for i, tag in enumerate(order):
-        d = _draw(tag, rng, allowed, bench[tag])
+        d = _draw(tag, rng, allowed, banned[tag])
         sample = Sample(d, place(d, rng, size))
         record_id = f"{split}-{i:0{width}d}"
         image = f"{IMAGE_DIR}/{record_id}.png"
         render(sample.scene).save(out / image)
         prompt = prompt_text(d)
-        overlap[tag] += prompt in bench[tag]
         chain = training_chain(sample, rng)  # drawn in either style: the scenes must not depend on the style
         if chains == "prompt":
             chain = prompt_chain(sample)
@@ -149,7 +196,7 @@ def _write_split(
         grounding.append({"id": record_id, "image": image, "chain": grounding_chain(sample.scene)})
         first_item += len(d.objects)
         bar.update()
-    return records, grounding, overlap, first_item
+    return records, grounding, first_item
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -169,12 +216,15 @@ def write_world(
     tags: Iterable[str] | None = None,
     progress: bool = True,
     chains: str = "varied",
+    heldout_per_tag: int = HELDOUT_PER_TAG,
 ) -> dict:
-    """Write the world to out_dir (see the module docstring); returns counts, paths and bench-overlap stats.
+    """Write the world to out_dir (see the module docstring); returns counts, paths and overlap stats.
 
-    `holdout` removes (colour, shape) combinations from every train/val image (never from the bench);
-    `tags` restricts train/val to some tags (the bench always has all seven); `chains` picks the training chains'
-    style: "varied" (orders and phrasings) or "prompt" (the prompt's words and order with boxes; chains.py).
+    `holdout` removes (colour, shape) combinations from every train/val image (never from the bench or the held-out
+    split); `tags` restricts train/val to some tags (the bench and the held-out split always have all seven);
+    `chains` picks the training chains' style: "varied" (orders and phrasings) or "prompt" (the prompt's words and
+    order with boxes; chains.py). `heldout_per_tag` > 0 writes the held-out split; 0 writes the worlds of before the
+    split, record for record (what the scripts that rebuild the older shipped checkpoints pass).
     """
     start = time.perf_counter()
     check_size(size)
@@ -186,7 +236,8 @@ def write_world(
         raise ValueError(f"no tags given; valid: {', '.join(TAGS)}")
     if chains not in CHAIN_STYLES:
         raise ValueError(f"unknown chain style {chains!r}; valid: {', '.join(CHAIN_STYLES)}")
-    for name, value in (("train", train), ("val", val), ("bench_per_tag", bench_per_tag)):
+    for name, value in (("train", train), ("val", val), ("bench_per_tag", bench_per_tag),
+                        ("heldout_per_tag", heldout_per_tag)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     for tag in DISJOINT_TAGS:  # leave at least half of each disjoint tag's prompts to training
@@ -200,32 +251,42 @@ def write_world(
 
     out = Path(out_dir)
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    (out / "bench").mkdir(exist_ok=True)
+    (out / BENCH_FILE).parent.mkdir(exist_ok=True)
     bench_lines = make_bench(bench_per_tag, seed)
-    _write_jsonl(out / "bench" / "metadata.jsonl", bench_lines)
-    bench = {tag: {m["prompt"] for m in bench_lines if m["tag"] == tag} for tag in TAGS}
+    _write_jsonl(out / BENCH_FILE, bench_lines)
+    per_tag = heldout_counts(heldout_per_tag, bench_per_tag) if heldout_per_tag else {t: 0 for t in TAGS}
+    heldout_lines = make_heldout(per_tag, seed, bench_lines)
+    if heldout_lines:
+        (out / HELDOUT_FILE).parent.mkdir(exist_ok=True)
+        _write_jsonl(out / HELDOUT_FILE, heldout_lines)
+    bench, heldout = _prompts(bench_lines), _prompts(heldout_lines)
+    banned = {tag: bench[tag] | heldout[tag] for tag in TAGS}
 
     with tqdm(total=train + val, desc="world", unit="img", disable=not progress) as bar:
-        train_rows, grounding, train_overlap, next_item = _write_split(
-            out, "train", train, tags, size, seed, allowed, bench, 0, bar, chains
+        train_rows, grounding, next_item = _write_split(
+            out, "train", train, tags, size, seed, allowed, banned, 0, bar, chains
         )
-        val_rows, _, val_overlap, _ = _write_split(
-            out, "val", val, tags, size, seed, allowed, bench, next_item, bar, chains
-        )
+        val_rows, _, _ = _write_split(out, "val", val, tags, size, seed, allowed, banned, next_item, bar, chains)
     _write_jsonl(out / "train.jsonl", train_rows)
     _write_jsonl(out / "val.jsonl", val_rows)
     _write_jsonl(out / "grounding.jsonl", grounding)
 
+    splits = {"train": train_rows, "val": val_rows}
+    bench_overlap = {split: {t: sum(r["prompt"] in bench[t] for r in rows if r["tag"] == t) for t in tags}
+                     for split, rows in splits.items()}  # records whose prompt is a bench prompt
+    heldout_overlap = {split: _overlap(heldout_lines, rows, list(TAGS)) for split, rows in splits.items()}
     weights = {t: TAG_WEIGHTS[t] / sum(TAG_WEIGHTS[u] for u in tags) for t in tags}
     settings = {
         "size": size,
         "seed": seed,
-        "counts": {"train": train, "val": val, "bench_per_tag": bench_per_tag},
+        "counts": {"train": train, "val": val, "bench_per_tag": bench_per_tag, "heldout_per_tag": heldout_per_tag},
         "holdout": sorted(f"{c}:{s}" for c, s in held),
         "tags": tags,
         "chains": chains,
         "tag_weights": weights,
         "tag_counts": {"train": tag_counts(train, tags), "val": tag_counts(val, tags)},
+        "heldout_counts": per_tag,
+        "heldout_overlap": heldout_overlap,  # held-out lines whose prompt a train / val record has, per tag
         "colors": list(COLORS),
         "shapes": list(SHAPES),
         "side_px": list(side_range(size)),
@@ -236,13 +297,16 @@ def write_world(
     paths = {
         name: str(out / rel)
         for name, rel in (("train", "train.jsonl"), ("val", "val.jsonl"), ("grounding", "grounding.jsonl"),
-                          ("bench", "bench/metadata.jsonl"), ("settings", "world.json"), ("images", IMAGE_DIR))
+                          ("bench", BENCH_FILE), ("settings", "world.json"), ("images", IMAGE_DIR))
     }
+    paths["heldout"] = str(out / HELDOUT_FILE) if heldout_lines else None
     return {
-        "counts": {"train": train, "val": val, "grounding": train, "bench": len(bench_lines)},
+        "counts": {"train": train, "val": val, "grounding": train, "bench": len(bench_lines),
+                   "heldout": len(heldout_lines)},
         "tag_counts": settings["tag_counts"],
-        "bench_overlap": {"train": {t: train_overlap[t] for t in tags}, "val": {t: val_overlap[t] for t in tags}},
+        "bench_overlap": bench_overlap,
+        "heldout_counts": per_tag,
+        "heldout_overlap": heldout_overlap,
         "paths": paths,
         "seconds": round(time.perf_counter() - start, 2),
     }
-
