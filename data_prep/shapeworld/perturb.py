@@ -320,10 +320,24 @@ def make_example(record: dict, rng: random.Random, keep_fraction: float,
     return example(record, chosen, plan_error)
 
 
+def check_rows_free(world: str | Path, split: str = "train", name: str | None = None,
+                    overwrite: bool = False) -> tuple[str, str, list[Path]]:
+    """The rows file and image prefix a `write_reflect_data` call writes, and the earlier images of that prefix.
+    ValueError when an earlier set is there and `overwrite` is off (a rerun never mixes with an earlier one)."""
+    root = Path(world)
+    out_name = f"{name}.jsonl" if name else REFLECT_FILE if split == "train" else f"reflect_{split}.jsonl"
+    prefix = name or f"reflect-{split}"
+    earlier = sorted((root / REFLECT_IMAGES).glob(f"{prefix}-*.png"))
+    if ((root / out_name).exists() or earlier) and not overwrite:
+        raise ValueError(f"{root / out_name} (or its images {REFLECT_IMAGES}/{prefix}-*.png) exists: pick another "
+                         "--name, or add --overwrite to replace the rows and delete their earlier images")
+    return out_name, prefix, earlier
+
+
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
                        progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
                        own_cfg: float = 3.0, name: str | None = None, own_keep: float | None = None,
-                       own_right_plans: bool = False, own_replan: bool = False) -> dict:
+                       own_right_plans: bool = False, own_replan: bool = False, overwrite: bool = False) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
@@ -368,8 +382,9 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
                 skipped["not_json"] += 1
     if not records:
         raise ValueError(f"{source} holds no records")
-    out_name = f"{name}.jsonl" if name else REFLECT_FILE if split == "train" else f"reflect_{split}.jsonl"
-    prefix = name or f"reflect-{split}"
+    out_name, prefix, earlier = check_rows_free(root, split, name, overwrite)
+    for image in earlier:  # a rerun with a smaller n would otherwise leave images that no row names
+        image.unlink()
     (root / REFLECT_IMAGES).mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"shapeworld-reflect-{split}-{seed}")
     width = max(6, len(str(n - 1)))

@@ -48,15 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "e.g. own_val for a model's own drawings of the val prompts next to the renders")
     parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same rows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier rows file of the same name and delete its images (without it an "
+                        "earlier set is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.shapeworld.perturb import check_rows_name, write_reflect_data
+    from data_prep.shapeworld.perturb import check_rows_free, check_rows_name, write_reflect_data
 
     check_rows_name(args.name)  # before a model loads
     if (args.own_share or args.own_right_plans or args.own_replan) and not args.own:
         raise SystemExit("--own-share, --own-right-plans and --own-replan need --own MODEL (the policy whose "
                          "drawings the checker rows are about)")
+    check_rows_free(args.world, args.split, args.name, args.overwrite)
     own = None
     if args.own:
         import torch
@@ -69,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
                                own_cfg=args.own_cfg, name=args.name,
                                own_keep=args.own_keep, own_right_plans=args.own_right_plans,
-                               own_replan=args.own_replan)
+                               own_replan=args.own_replan, overwrite=args.overwrite)
     print(json.dumps(stats))
     return 0

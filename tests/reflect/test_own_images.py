@@ -108,7 +108,7 @@ def test_writer_mixes_own_rows_with_perturbed_ones(world, tmp_path, monkeypatch)
     policy = DrawingPolicy(by_prompt, garbled={r["prompt"] for r in position[::2]})
     monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))  # prompts it can draw
-    stats = write_reflect_data(world, 40, seed=2, progress=False, own=policy, own_share=0.5)
+    stats = write_reflect_data(world, 40, seed=2, progress=False, own=policy, own_share=0.5, overwrite=True)
     rows = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()]
     own = [r for r in rows if r["perturbation"]["kind"] == OWN]
     assert 0 < policy.garbled_drawn < 20 and stats["skipped"]["own_bad_chain"] == policy.garbled_drawn
@@ -123,9 +123,9 @@ def test_writer_mixes_own_rows_with_perturbed_ones(world, tmp_path, monkeypatch)
     assert edits and all(r["perturbation"]["kind"] != OWN for r in edits)
     assert len(edits) == sum(r["decision"] == EDIT for r in rows if r not in own)
     with pytest.raises(ValueError, match="needs a policy"):
-        write_reflect_data(world, 4, progress=False, own_share=0.5)
+        write_reflect_data(world, 4, progress=False, own_share=0.5, overwrite=True)
     with pytest.raises(ValueError, match="own_share 2"):
-        write_reflect_data(world, 4, progress=False, own=policy, own_share=2)
+        write_reflect_data(world, 4, progress=False, own=policy, own_share=2, overwrite=True)
 
 
 def test_named_rows_sit_next_to_the_default_ones(world, tmp_path, capsys):
@@ -134,10 +134,10 @@ def test_named_rows_sit_next_to_the_default_ones(world, tmp_path, capsys):
     from janus_rig.cli import main
 
     world = shutil.copytree(world, tmp_path / "w")
-    write_reflect_data(world, 3, seed=0, split="val", progress=False)
+    write_reflect_data(world, 3, seed=0, split="val", progress=False, overwrite=True)
     before = (world / "reflect_val.jsonl").read_text()
     images = sorted(p.name for p in (world / "reflect" / "images").iterdir())
-    stats = write_reflect_data(world, 4, seed=1, split="val", progress=False, name="own_val")
+    stats = write_reflect_data(world, 4, seed=1, split="val", progress=False, name="own_val", overwrite=True)
     rows = [json.loads(x) for x in (world / "own_val.jsonl").read_text().splitlines()]
     assert stats["path"] == str(world / "own_val.jsonl") and [r["id"] for r in rows] == [
         f"own_val-{i:06d}" for i in range(4)]
@@ -160,11 +160,12 @@ def test_own_keep_caps_the_keeps_by_drawing_on(world, tmp_path, monkeypatch):
     monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
     # one drawing in three is wrong (an object dropped); half of the own rows may be keeps
-    stats = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5)
+    stats = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5,
+        overwrite=True)
     own = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()][:12]
     assert all(r["perturbation"]["kind"] == OWN for r in own) and stats["kinds"][OWN] == 12
     assert sum(r["decision"] == KEEP for r in own) == 6 and stats["skipped"]["own_keep_over_cap"] > 0
-    free = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5)
+    free = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, overwrite=True)
     free_own = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()][:12]
     assert sum(r["decision"] == KEEP for r in free_own) > 6 and "own_keep_over_cap" not in free["skipped"]
     # a policy that never fails cannot supply the failures: perturbed rows fill the rest, and the stats say so
@@ -175,11 +176,12 @@ def test_own_keep_caps_the_keeps_by_drawing_on(world, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(janus_rig.rollout, "sample", always_right)
-    capped = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5)
+    capped = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5,
+        overwrite=True)
     assert capped["kinds"][OWN] == 6 and sum(capped["kinds"].values()) == 24
     assert capped["skipped"]["own_keep_over_cap"] == 10 * 12 - 6  # every draw is a keep; 6 were allowed
     with pytest.raises(ValueError, match="own_keep 1.5"):
-        write_reflect_data(world, 4, progress=False, own=policy, own_share=0.5, own_keep=1.5)
+        write_reflect_data(world, 4, progress=False, own=policy, own_share=0.5, own_keep=1.5, overwrite=True)
 
 
 def test_redraw_boxes_name_what_the_drawing_got_wrong():
@@ -240,7 +242,8 @@ def test_writer_keeps_right_plans_only_when_asked(world, tmp_path, monkeypatch):
     policy = WrongPlanPolicy({r["prompt"]: r for r in position}, garbled=set())
     monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
-    stats = write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_right_plans=True)
+    stats = write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_right_plans=True,
+        overwrite=True)
     rows = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()]
     own = [r for r in rows if r["perturbation"]["kind"] == OWN]
     assert policy.wrong_plans > 0 and stats["skipped"]["own_wrong_plan"] == policy.wrong_plans  # counted
@@ -298,7 +301,8 @@ def test_replan_teaches_the_actor_the_records_plan_and_the_whole_image(world, tm
     policy = WrongPlanPolicy({r["prompt"]: r for r in position}, garbled=set())
     monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
-    write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_replan=True)
+    write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_replan=True,
+        overwrite=True)
     by_id = {r["id"]: r for r in position}
     own = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()]
     edits = [r for r in own if r["perturbation"]["kind"] == OWN and r["decision"] == EDIT]

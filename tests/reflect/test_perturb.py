@@ -184,11 +184,14 @@ def test_write_reflect_data(tiny_world, tmp_path):
             assert im.size == (32, 32)
             truth = oracle_verdicts(row["metadata"], im.convert("RGB"))
         assert [v["holds"] for v in row["verdicts"]] == [v.holds for v in truth]
-    again = write_reflect_data(tiny_world, 60, seed=1, keep_fraction=0.2, progress=False)
+    with pytest.raises(ValueError, match="add --overwrite"):  # a rerun never mixes with the earlier set
+        write_reflect_data(tiny_world, 60, seed=1, keep_fraction=0.2, progress=False)
+    again = write_reflect_data(tiny_world, 60, seed=1, keep_fraction=0.2, progress=False, overwrite=True)
     assert [json.loads(x) for x in (tiny_world / "reflect.jsonl").read_text().splitlines()] == rows
     assert again["kinds"] == stats["kinds"]
     assert stats["plan_errors"] == 0 and not any(r["plan_error"] for r in rows)
-    stats = write_reflect_data(tiny_world, 60, seed=1, keep_fraction=0.2, progress=False, plan_errors=1.0)
+    stats = write_reflect_data(tiny_world, 60, seed=1, keep_fraction=0.2, progress=False, plan_errors=1.0,
+                               overwrite=True)
     rows = [json.loads(x) for x in (tiny_world / "reflect.jsonl").read_text().splitlines()]
     assert stats["plan_errors"] == stats["kinds"]["move"] > 0
     assert [r["plan_error"] for r in rows] == [r["perturbation"]["kind"] == "move" for r in rows]
@@ -196,6 +199,11 @@ def test_write_reflect_data(tiny_world, tmp_path):
         write_reflect_data(tiny_world, 5, plan_errors=1.5)
     write_reflect_data(tiny_world, 5, split="val", progress=False)
     assert len((tiny_world / "reflect_val.jsonl").read_text().splitlines()) == 5
+    # A smaller rerun leaves no image that no row names.
+    write_reflect_data(tiny_world, 7, seed=2, progress=False, overwrite=True)
+    named = {json.loads(x)["image"] for x in (tiny_world / "reflect.jsonl").read_text().splitlines()}
+    on_disk = {f"reflect/images/{p.name}" for p in (tiny_world / "reflect" / "images").glob("reflect-train-*.png")}
+    assert len(named) == 7 and on_disk == named
 
 
 def test_writer_skips_and_counts_bad_records(tiny_world, tmp_path):
