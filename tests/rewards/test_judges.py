@@ -177,24 +177,34 @@ class _Scripted(BaseHTTPRequestHandler):
             state["in_flight"] += 1
             state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
             step = state["script"][min(state["calls"], len(state["script"])) - 1]
+        done = False
+
+        def finished():  # before the reply's last byte: a client that has read it may send its next request at once
+            nonlocal done
+            if not done:
+                done = True
+                with state["lock"]:
+                    state["in_flight"] -= 1
+
         try:
             self.rfile.read(int(self.headers["Content-Length"]))
             if step == "sleep":
                 time.sleep(1.0)
                 return
             if isinstance(step, int):
+                finished()
                 self.send_response(step)
                 self.end_headers()
                 return
             time.sleep(state.get("delay", 0))
             body = json.dumps({"choices": [{"message": {"role": "assistant", "content": step}}]}).encode()
+            finished()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
         finally:
-            with state["lock"]:
-                state["in_flight"] -= 1
+            finished()
 
 
 @pytest.fixture
