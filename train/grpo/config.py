@@ -28,6 +28,7 @@ from train.common import help_field as _help
 IMAGE_LOGPROBS = ("cond", "cfg")
 OPTIMIZE = ("chain", "image", "both")
 IS_LEVELS = ("token", "sequence")
+GUARD_CHOICES = ("stop", "rollback", "off")
 
 
 def _json_dict(name: str, value) -> dict:
@@ -111,6 +112,23 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
     judge_options: dict | str | None = _help("extra judge keyword arguments (JSON on the command line)",
                                              default=None)
     term_options: dict | str | None = _help("keyword options per term (JSON on the command line)", default=None)
+    # --- the collapse guard (train/grpo/guard.py) ---
+    collapse_guard: str = _help("on a collapse (rolling reward below guard_reward_drop x its best, grad norm over "
+                                "guard_grad_factor x the first steps', or chains longer by guard_length_growth), "
+                                "restore the last healthy weights and: stop (the final save holds them), rollback "
+                                "(continue at lr x guard_lr_factor), or off. Snapshots are CPU copies of the "
+                                "trainable parameters (LoRA: the adapters); not restored by a resume, which starts "
+                                "watching afresh", default="off")
+    guard_window: int = _help("steps per rolling statistic of the collapse guard", default=5)
+    guard_reward_drop: float = _help("collapse: the rolling reward falls below this share of its best", default=0.5)
+    guard_grad_factor: float = _help("collapse: the rolling median grad norm exceeds this multiple of the first "
+                                     "window's", default=4.0)
+    guard_length_growth: float = _help("collapse: the rolling chain length grows by more than this share",
+                                       default=0.3)
+    guard_every: int = _help("steps between snapshots of healthy weights (the older of the last two is restored)",
+                             default=10)
+    guard_lr_factor: float = _help("rollback: the learning rate is multiplied by this after each collapse",
+                                   default=0.5)
     # --- budget, eval and gallery ---
     max_train_seconds: float = _help("stop cleanly once this many seconds of training have passed (0: no limit); "
                                      "the final model is still saved", default=0.0)
@@ -156,6 +174,7 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
         self.judge_options = _json_dict("judge_options", self.judge_options)
         self.term_options = _json_dict("term_options", self.term_options)
         self.reward_config()  # RewardConfig validates terms, combine, weights and judge with its own messages
+        self._check_guard()
         for name in ("max_train_seconds", "max_train_records", "eval_every", "eval_prompts", "gallery_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: off / no limit), got {getattr(self, name)}")
@@ -217,6 +236,25 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
             raise ValueError(f"epsilon={self.epsilon}, epsilon_high={self.epsilon_high}: both must be > 0")
         if self.num_iterations < 1:
             raise ValueError(f"num_iterations must be >= 1, got {self.num_iterations}")
+
+    def _check_guard(self) -> None:
+        if self.collapse_guard not in GUARD_CHOICES:
+            raise ValueError(f"unknown collapse_guard {self.collapse_guard!r}; valid: {', '.join(GUARD_CHOICES)}")
+        if self.guard_window < 2 or self.guard_every < 1:
+            raise ValueError("guard_window must be >= 2 and guard_every >= 1")
+        if not 0 < self.guard_reward_drop < 1 or not 0 < self.guard_lr_factor < 1:
+            raise ValueError("guard_reward_drop and guard_lr_factor lie in (0, 1)")
+        if self.guard_grad_factor <= 1 or self.guard_length_growth <= 0:
+            raise ValueError("guard_grad_factor must be > 1 and guard_length_growth > 0")
+        if self.collapse_guard != "off" and self.logging_steps != 1:
+            raise ValueError("the collapse guard reads every step's logs: set logging_steps: 1 (or collapse_guard: "
+                             "off)")
+
+    def guard_settings(self):
+        from train.grpo.guard import GuardSettings
+
+        return GuardSettings(window=self.guard_window, reward_drop=self.guard_reward_drop,
+                             grad_factor=self.guard_grad_factor, length_growth=self.guard_length_growth)
 
     # --- views for the library (trainable() and lora(): PolicyArgs) ---
     def reward_config(self) -> RewardConfig:

@@ -34,6 +34,7 @@ from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
 from train.grpo.algos import group_advantages, policy_loss
 from train.grpo.config import GRPOConfig
+from train.grpo.guard import CollapseGuard
 from train.checkpoints import AtomicCheckpoints, resume_checkpoint
 from train.common import JsonlLog, TimeBudget, plot_curves
 
@@ -490,6 +491,9 @@ def build_trainer(config: GRPOConfig, keep: tuple[str, ...] = ()) -> GRPOTrainer
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
                               lora=config.lora())
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
+    if config.collapse_guard != "off":
+        callbacks.append(CollapseGuard(config.guard_settings(), every=config.guard_every,
+                                       action=config.collapse_guard, lr_factor=config.guard_lr_factor))
     return GRPOTrainer(policy, config, records, config.reward_config().make_judge(), callbacks=callbacks)
 
 
@@ -511,7 +515,9 @@ def run_grpo(config: GRPOConfig, keep: tuple[str, ...] = ()) -> dict:
     train_seconds = time.perf_counter() - started
     out = Path(config.output_dir)
     steps = trainer.state.global_step
+    guard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, CollapseGuard)), None)
     summary = {"steps": steps, "stopped_by_time_budget": budget.stopped_at_step is not None,
+               "collapses": guard.events if guard else [],
                "train_seconds": round(train_seconds, 2), "seconds_per_step": round(train_seconds / max(steps, 1), 3)}
     if config.eval_every and trainer.accelerator.is_main_process:
         trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)

@@ -73,7 +73,12 @@ class ReflectGRPOConfig(GRPOConfig):
     gallery_every: int = _help("every N steps, save a PNG strip of images before / after their edit (0: off)",
                                default=10)
 
+    collapse_guard: str = _help("GRPO's collapse guard watches the chain's reward and length; reflect-grpo's "
+                                "episodes have neither: off (the only value)", default="off")
+
     def __post_init__(self):
+        if self.collapse_guard != "off":
+            raise ValueError("collapse_guard is a `janus-rig grpo` setting; reflect-grpo runs without it (off)")
         if self.phase not in PHASES:
             raise ValueError(f"unknown phase {self.phase!r}; valid: {', '.join(PHASES)}")
         if self.reward not in REWARDS:
