@@ -19,12 +19,13 @@ import math
 import sys
 from pathlib import Path
 
+from data_prep.converters.common import EXIT_SOME_BAD
 from janus_rig.outputs import add_overwrite_argument, prepare_out_file
 from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
 
 NAME = "reward"
 HELP = "score records (prompt, chain, image, metadata) with the reward terms and a judge"
-EXIT_BAD_ROWS = 3  # some rows could not be scored; the others were written
+EXIT_BAD_ROWS = EXIT_SOME_BAD  # some rows could not be scored; the others were written (the converters' status too)
 
 
 def _key_value(text: str) -> tuple[str, object]:
