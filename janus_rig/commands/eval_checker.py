@@ -32,9 +32,23 @@ def add_probe_arguments(parser: argparse.ArgumentParser, model_help: str, rows: 
     parser.add_argument("--limit", type=int, default=256, help=f"{rows} to read (the first N)")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from janus_rig.commands.reflect import add_role_sampling_arguments
+def add_role_sampling_arguments(parser) -> None:
+    """How the checker samples in the probe (the loop's own settings: janus_rig/reflect/settings.py)."""
+    parser.add_argument("--role-temperature", type=float, default=1.0, help="checker sampling temperature")
+    parser.add_argument("--role-top-k", type=int, default=None,
+                        help="the checker samples from its k likeliest tokens (1: greedy; default: off)")
+    parser.add_argument("--verdict-bias", type=float, default=0.0,
+                        help="the checker's threshold: added to the logit of `no` in each verdict (> 0: flags more)")
 
+
+def role_text_config(args: argparse.Namespace, max_new_tokens: int):
+    """The checker's TextConfig from the role sampling arguments (ValueError naming the bad setting)."""
+    from janus_rig.reflect.text import TextConfig
+
+    return TextConfig(max_new_tokens=max_new_tokens, temperature=args.role_temperature, top_k=args.role_top_k)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_probe_arguments(parser, "policy directory with the role tokens (a role-SFT model)", "checker rows")
     parser.add_argument("--grounding-limit", type=int, default=64,
                         help="WORLD/val.jsonl images for the grounding question (0: skip)")
@@ -52,7 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from janus_rig.commands.reflect import role_text_config
     from janus_rig.model.policy import JanusPolicy
     from janus_rig.reflect.format import Verdict, parse_reflection
     from janus_rig.reflect.probe import (checker_scores, grounding_scores, missing_fields, probe_checker,

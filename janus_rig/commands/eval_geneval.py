@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from janus_rig.commands.reflect import add_edit_arguments, add_role_sampling_arguments, loop_config
+from janus_rig.commands.reflect import add_loop_arguments, describe, loop_settings
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "eval geneval"
@@ -97,23 +97,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="K rounds of generate -> check -> act -> edit per sample (0: plain generation); the "
                          "final images are scored, and with the oracle the accuracy after each round too "
                          "(summary metrics overall@r0 .. overall@rK)")
-    add_role_sampling_arguments(reflect)
-    add_edit_arguments(reflect)
+    add_loop_arguments(reflect, rounds=False)
 
 
 def reflect_config(args: argparse.Namespace):
-    """The loop's settings for --reflect K (None without it); checked before the model loads."""
+    """The loop's settings for --reflect K from the flags and recipe, and their sources (None without --reflect):
+    checked before the model loads; the model's record joins them once it has loaded (`loop_settings`)."""
     if args.reflect < 0:
         raise ValueError(f"--reflect must be >= 0 (0: no reflection), got {args.reflect}")
     if not args.reflect:
         return None
-    for flag, value in (("--max-reflection-tokens", args.max_reflection_tokens),
-                        ("--max-edit-tokens", args.max_edit_tokens)):
-        if value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
-    if not args.role_temperature > 0:
-        raise ValueError(f"--role-temperature must be > 0, got {args.role_temperature}; for near-greedy use 1e-3")
-    return loop_config(args, args.reflect)
+    return loop_settings(args, rounds=args.reflect)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,21 +129,19 @@ def run(args: argparse.Namespace) -> int:
     policy, device = load_policy(args)
     generate = {}
     if reflecting is not None:
-        from janus_rig.reflect.ablation import actor_for
+        from janus_rig.reflect.actors import actor_for
         from janus_rig.reflect.generate import reflect_generate
         from janus_rig.reflect.prompts import ensure_role_tokens
 
+        reflecting = loop_settings(args, policy.loop_settings, f"{args.model}'s loop record", rounds=args.reflect)
         ensure_role_tokens(policy)
-        generate = {"generate_fn": reflect_generate(reflecting, actor=actor_for(args.actor, config))}
+        settings = reflecting[0]
+        generate = {"generate_fn": reflect_generate(settings.loop_config(), actor=actor_for(settings.actor, config))}
     run_ = run_geneval(policy, entries, args.out, config, seed=args.seed, batch_size=args.batch_size,
                        oracle=oracle.use, display_size=args.display_size, progress=not args.quiet, **generate)
     rows = header(args, policy, device, config, f"{len(entries)} ({args.metadata})", time.perf_counter() - started)
     if reflecting is not None:
-        top_k = f", top-k {args.role_top_k}" if args.role_top_k else ""
-        rows["reflection"] = (f"up to {args.reflect} rounds, role temperature {args.role_temperature}{top_k}, "
-                              f"max {args.max_reflection_tokens} / {args.max_edit_tokens} tokens, actor {args.actor}, "
-                              f"verdict bias {args.verdict_bias}, final image {args.final}"
-                              + (f" ({args.rating} rating)" if args.final == "best" else ""))
+        rows["reflection"] = describe(*reflecting)
     page = write_geneval_outputs(args.out, run_, model=args.model, header=rows, oracle=oracle,
                                  metadata_file=args.metadata, reflect_rounds=args.reflect, command=args.command_line)
     clean = sum(not t["problems"] for t in run_.traces)

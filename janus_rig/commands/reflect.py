@@ -28,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompt", help="one prompt")
     source.add_argument("--prompts", metavar="FILE", help="prompt file: one per line, or .jsonl with a \"prompt\" "
                         "per line (GenEval metadata lines give the oracle its truth)")
-    parser.add_argument("--rounds", type=int, default=2, help="K: edits per image at most")
     parser.add_argument("--num", type=int, default=1, help="samples per prompt")
     parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
     add_overwrite_argument(parser)
@@ -38,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     parser.add_argument("--max-chain-tokens", type=int, default=600,
                         help="chain tokens before <begin_of_image> is forced")
-    add_role_sampling_arguments(parser)
-    add_edit_arguments(parser)
+    add_loop_arguments(parser)
     parser.add_argument("--reward", default="intrinsic",
                         help="edit reward shown per edit: intrinsic (the model's own checker, RL-RIG) or a judge "
                         "(shapeworld, hf, http://host:port/v1)")
@@ -66,61 +64,60 @@ def _prompts_and_metadata(args) -> tuple[list[str], list[dict | None]]:
     return prompts, [m if m is not None else shapeworld_metadata(p) for p, m in zip(prompts, given)]
 
 
-def add_role_sampling_arguments(parser) -> None:
-    """How the checker and the actor sample (shared by `reflect` and `eval geneval --reflect`)."""
-    parser.add_argument("--role-temperature", type=float, default=1.0, help="checker and actor sampling temperature")
-    parser.add_argument("--role-top-k", type=int, default=None,
-                        help="checker and actor sample from their k likeliest tokens (1: greedy; default: off)")
-    parser.add_argument("--verdict-bias", type=float, default=0.0,
-                        help="the checker's threshold: added to the logit of `no` in each verdict (> 0: flags more "
-                        "images; ReflectConfig.verdict_bias)")
+def add_loop_arguments(parser, rounds: bool = True) -> None:
+    """The loop's settings (shared by `reflect` and `eval geneval --reflect`): a recipe and the flags that override
+    it. Unset flags leave the setting to the recipe, then to the model's record (roles.json "loop"), then to
+    LoopSettings' defaults (janus_rig/reflect/settings.py). Settings that lost their ablations (final, rating,
+    paste_back, role_top_k) are set in a recipe or the record, not by flags."""
+    from janus_rig.reflect.actors import ACTORS
+    from janus_rig.reflect.loop import EDIT_REGIONS
+
+    parser.add_argument("--config", default=None, metavar="RECIPE",
+                        help="YAML recipe of loop settings (e.g. train/recipes/shapeworld_reflect.yaml); flags "
+                        "override it, it overrides the model's recorded loop")
+    if rounds:
+        parser.add_argument("--rounds", type=int, default=None, help="K: edits per image at most (default 2)")
+    parser.add_argument("--actor", choices=list(ACTORS), default=None,
+                        help="who writes the edits: the model, or a fixed re-planning (fresh-plan) or redrawing "
+                        "(keep-plan) actor (janus_rig/reflect/actors.py)")
+    parser.add_argument("--edit-region", choices=EDIT_REGIONS, default=None,
+                        help="boxes: redraw only the patches under the edit boxes (region-locked, the context kept); "
+                        "full: redraw the whole image from the revised chain")
+    parser.add_argument("--verdict-bias", type=float, default=None,
+                        help="the checker's threshold: added to the logit of `no` in each verdict (> 0: flags more)")
+    parser.add_argument("--role-temperature", type=float, default=None,
+                        help="checker and actor sampling temperature (1e-3: near greedy)")
+    parser.add_argument("--max-reflection-tokens", type=int, default=None, help="tokens a reflection may take")
+    parser.add_argument("--max-edit-tokens", type=int, default=None, help="tokens an edit may take")
 
 
-def add_edit_arguments(parser) -> None:
-    """Role lengths and how edits are drawn (shared by `reflect` and `eval geneval --reflect`)."""
-    parser.add_argument("--max-reflection-tokens", type=int, default=256, help="tokens a reflection may take")
-    parser.add_argument("--max-edit-tokens", type=int, default=256, help="tokens an edit may take")
-    parser.add_argument("--no-paste-back", dest="paste_back", action="store_false",
-                        help="show the edited tokens' own decoding, not the pixels outside the edit boxes pasted "
-                        "back from the image before the edit (ReflectConfig.paste_back)")
-    parser.add_argument("--edit-region", choices=("boxes", "full"), default="boxes",
-                        help="boxes: redraw only the patches under the edit boxes (region-locked); full: redraw the "
-                        "whole image from the revised chain (ReflectConfig.edit_region)")
-    parser.add_argument("--actor", choices=("model", "keep-plan", "fresh-plan"), default="model",
-                        help="who writes the edits: the model, or for an ablation a fixed actor that redraws the whole "
-                        "image from the same plan (keep-plan) or from a new chain the model samples for the prompt "
-                        "(fresh-plan); janus_rig/reflect/ablation.py")
-    parser.add_argument("--final", choices=("last", "best"), default="last",
-                        help="which image a row ends with: the last, or the one the checker rates likeliest right "
-                        "(its unbiased P(yes) over its verdicts; ReflectConfig.final)")
-    parser.add_argument("--rating", choices=("verdicts", "grounded", "plan"), default="verdicts",
-                        help="with --final best, how an image is scored: the checker's P(yes) over its verdicts, or "
-                        "with its relation verdicts answered on the boxes it says it sees (grounded) or on the boxes "
-                        "of the chain the image was drawn from (plan) (ReflectConfig.rating)")
+LOOP_FLAGS = ("rounds", "actor", "edit_region", "verdict_bias", "role_temperature", "max_reflection_tokens",
+              "max_edit_tokens")
 
 
-def loop_config(args: argparse.Namespace, rounds: int):
-    """The loop's ReflectConfig from the role sampling and edit arguments (ValueError naming the bad setting)."""
-    from janus_rig.reflect.loop import ReflectConfig
+def loop_settings(args: argparse.Namespace, record: dict | None = None, record_source: str = "the model",
+                  rounds: int | None = None):
+    """The loop's LoopSettings and each one's source: defaults < `record` < --config < flags (`rounds`, when given,
+    is K from another flag, e.g. --reflect). ValueError naming the bad setting and where it came from."""
+    from janus_rig.reflect.settings import resolve_settings
 
-    return ReflectConfig(rounds=rounds, checker=role_text_config(args, args.max_reflection_tokens),
-                         actor=role_text_config(args, args.max_edit_tokens), paste_back=args.paste_back,
-                         edit_region=args.edit_region, verdict_bias=args.verdict_bias, final=args.final,
-                         rating=args.rating)
+    flags = {name: getattr(args, name, None) for name in LOOP_FLAGS}
+    if rounds is not None:
+        flags["rounds"] = rounds
+    return resolve_settings(record=record, recipe=args.config, flags=flags, record_source=record_source)
 
 
-def role_text_config(args: argparse.Namespace, max_new_tokens: int):
-    """A role's TextConfig from the role sampling arguments (ValueError naming the bad setting)."""
-    from janus_rig.reflect.text import TextConfig
-
-    return TextConfig(max_new_tokens=max_new_tokens, temperature=args.role_temperature, top_k=args.role_top_k)
+def describe(settings, sources: dict[str, str]) -> str:
+    """One line for headers and summaries: each setting = value, with where it came from unless a default."""
+    return ", ".join(f"{k} {v}" + ("" if sources[k] == "default" else f" ({sources[k]})")
+                     for k, v in settings.to_dict().items())
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from janus_rig.model.policy import JanusPolicy
-    from janus_rig.reflect.ablation import actor_for
+    from janus_rig.reflect.actors import actor_for
     from janus_rig.reflect.loop import reflect
     from janus_rig.reflect.prompts import ensure_role_tokens
     from janus_rig.reflect.report import write_reflect_gallery, write_reflect_outputs
@@ -132,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     prompts, metadata = _prompts_and_metadata(args)
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
-    config = loop_config(args, args.rounds)
+    loop_settings(args)  # flags and recipe checked before the model loads
     rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=args.cfg,
                             text_temperature=args.temperature, image_temperature=args.image_temperature)
     prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--prompts": args.prompts})
@@ -143,8 +140,10 @@ def run(args: argparse.Namespace) -> int:
         judge = make_judge(args.reward, model=args.judge_model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)
+    settings, sources = loop_settings(args, policy.loop_settings, f"{args.model}'s loop record")
+    config = settings.loop_config()
     added = ensure_role_tokens(policy)
-    result = reflect(policy, prompts, config, rollout, seed=args.seed, actor=actor_for(args.actor, rollout))
+    result = reflect(policy, prompts, config, rollout, seed=args.seed, actor=actor_for(settings.actor, rollout))
     row_meta = [metadata[i] for i in result.initial.prompt_index.tolist()]
     rewards = edit_rewards(result, args.reward, judge=judge, metadata=row_meta)
     traces = write_reflect_outputs(args.out, result, result.initial.prompt_index.tolist(), args.num, rewards,
@@ -152,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
     known = [m is not None for m in row_meta]
     oracle = oracle_report(result, row_meta) if any(known) else {}
     total = time.perf_counter() - started
-    summary = {"model": args.model, "prompts": len(prompts), "rows": result.counts["rows"], "rounds": args.rounds,
-               "actor": args.actor, "final": args.final, "rating": args.rating, "reward": args.reward,
+    summary = {"model": args.model, "prompts": len(prompts), "rows": result.counts["rows"],
+               "loop": settings.to_dict(), "loop_sources": sources, "reward": args.reward,
                "counts": result.counts,
                "oracle": oracle,
                "seconds": round(total, 2), "role_tokens_added": added}
@@ -162,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     header = {
         "model": args.model,
         "rows": f"{c['rows']} ({len(prompts)} prompts x {args.num})",
-        "rounds": f"up to {args.rounds} edits per image; actor: {args.actor}; edit reward: {args.reward}",
+        "loop": describe(settings, sources),
+        "edit reward": args.reward,
         "outcome": f"{c['keep']} keep, {c['edits']} edits, {c['malformed_reflection']} unreadable reflections, "
                    f"{c['malformed_edit']} unusable edits, {c['out_of_rounds']} out of rounds",
         "oracle": ", ".join(f"{k} {v:.3g}" for k, v in oracle.items()) if oracle else "no metadata for these prompts",

@@ -48,7 +48,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 MANIFEST = "janus_rig.json"  # provenance written next to the weights; never needed to load
 ADAPTER_DIR = "adapter"  # LoRA saves: the unmerged adapters as a peft adapter directory, what resuming restores
 ADAPTERS = "adapter_model.safetensors"  # peft's weight file inside it
-ROLES_FILE = "roles.json"  # how the reflection roles read an image (`image_view`); absent: "vision"
+# The reflection roles' record: how they read an image (`image_view`; absent: "vision") and, under "loop", the loop
+# settings the model is released with (janus_rig/reflect/settings.py reads and checks them)
+ROLES_FILE = "roles.json"
 # How an understanding context (grounding, checker, actor) shows its image to the language model:
 #   vision  the understanding path: <image_placeholder> tokens take the vision encoder's features (Janus-Pro's
 #           pretrained SigLIP; the default)
@@ -171,11 +173,13 @@ def unwrap(model) -> JanusForConditionalGeneration:
 
 # --- the policy --------------------------------------------------------------------------------------------------
 class JanusPolicy:
-    def __init__(self, model, tokenizer, image_processor=None, image_view: str = "vision"):
+    def __init__(self, model, tokenizer, image_processor=None, image_view: str = "vision",
+                 loop_settings: dict | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.image_view = check_image_view(image_view)  # IMAGE_VIEWS: how its roles read an image
+        self.loop_settings = loop_settings  # the reflection loop's recorded settings (ROLES_FILE "loop"), or None
         self.tokens = SpecialTokenIds.from_tokenizer(tokenizer)
         config = self.base.config
         if config.image_token_id != self.tokens.image:
@@ -273,7 +277,10 @@ class JanusPolicy:
         self.tokenizer.save_pretrained(out)
         if self.image_processor is not None:
             JanusProcessor(self.image_processor, self.tokenizer, num_image_tokens=self.num_image_tokens).save_pretrained(out)
-        (out / ROLES_FILE).write_text(json.dumps({"image_view": self.image_view}) + "\n")
+        roles = {"image_view": self.image_view}
+        if self.loop_settings:
+            roles["loop"] = self.loop_settings
+        (out / ROLES_FILE).write_text(json.dumps(roles, indent=1) + "\n")
         if manifest is not None:
             (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return out
@@ -355,7 +362,7 @@ class JanusPolicy:
         set_trainable(model, trainable or TrainableParts())
         if lora is not None:
             model = apply_lora(model, lora)
-        return cls(model, tokenizer, image_processor, read_image_view(path))
+        return cls(model, tokenizer, image_processor, *read_roles(path))
 
     @classmethod
     def _load_adapter(cls, path: Path, dtype, device, trainable, lora) -> "JanusPolicy":
@@ -375,7 +382,7 @@ class JanusPolicy:
         except (ValueError, KeyError, RuntimeError, OSError, SafetensorError) as err:
             raise LoadError(f"{path}: the adapters do not load on {base_dir}: {first_line(err)}") from None
         set_trainable(merged, trainable or TrainableParts())
-        return cls(merged, base.tokenizer, base.image_processor, base.image_view)
+        return cls(merged, base.tokenizer, base.image_processor, base.image_view, base.loop_settings)
 
 
 def grow_vocabulary(model: JanusForConditionalGeneration, size: int, path) -> None:
@@ -410,19 +417,24 @@ def check_image_view(view: str) -> str:
     return view
 
 
-def read_image_view(path: Path) -> str:
-    """The `image_view` a model directory's ROLES_FILE records; "vision" without one (any stock Janus)."""
+def read_roles(path: Path) -> tuple[str, dict | None]:
+    """What a model directory's ROLES_FILE records: the `image_view` ("vision" without one: any stock Janus) and the
+    loop settings (None without them; checked where the loop resolves them)."""
     file = path / ROLES_FILE
     if not file.is_file():
-        return "vision"
+        return "vision", None
     try:
-        view = json.loads(file.read_text()).get("image_view", "vision")
+        roles = json.loads(file.read_text())
+        view, loop = roles.get("image_view", "vision"), roles.get("loop")
     except (json.JSONDecodeError, AttributeError) as err:
         raise ValueError(f"{file}: not a JSON object with an 'image_view' ({err})") from None
+    if loop is not None and not isinstance(loop, dict):
+        raise ValueError(f"{file}: 'loop' must be an object of loop settings, got {type(loop).__name__}")
     try:
-        return check_image_view(view)
+        return check_image_view(view), loop
     except ValueError as err:
         raise ValueError(f"{file}: {err}") from None
+
 
 
 def _load_image_processor(path: Path, model: JanusForConditionalGeneration):

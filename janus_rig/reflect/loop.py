@@ -55,11 +55,11 @@ from janus_rig.reflect.confidence import RATINGS, verdict_confidence, verdict_id
 from janus_rig.reflect.prompts import encode_actor, encode_checker
 from janus_rig.reflect.text import TextConfig, TextRollout, sample_text
 from janus_rig.rollout import Rollout, RolloutConfig, edit, sample, token_masks
+from janus_rig.registry import Registry
 from janus_rig.rollout.regions import pixel_mask
 
 STATUSES = ("keep", "edited", "malformed_reflection", "malformed_edit", "out_of_rounds")
 EDIT_REGIONS = ("boxes", "full")
-FINALS = ("last", "best")
 WHOLE_IMAGE = Box(0, 0, COORD_MAX, COORD_MAX)
 
 
@@ -154,6 +154,22 @@ class RoundTrace:
     score: float | None = None  # the checker's confidence that `image` is right (final="best"; None: not scored)
 
 
+# --- which image a row ends with ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FinalPick:
+    """How a row's result is chosen among the images its checks saw (`ReflectConfig.final`)."""
+
+    choose: Callable[[list[RoundTrace]], RoundTrace]  # a row's traces (round order) -> the chosen one
+    rated: bool  # the loop must score every checked image (`RoundTrace.score`) for `choose`
+
+
+FINALS: Registry[FinalPick] = Registry("final pick")
+FINALS.register("last")(FinalPick(lambda traces: traces[-1], rated=False))
+# the best-scored image: the earliest on ties, unscored (unreadable) ones never before a scored one
+FINALS.register("best")(FinalPick(lambda traces: max(traces, key=lambda t: (t.score is not None, t.score or 0.0,
+                                                                               -t.round)), rated=True))
+
+
 @dataclass
 class RoundBatch:
     """What the model wrote in one round, batched: the inputs of a Reflection-GRPO update."""
@@ -181,9 +197,7 @@ class LoopResult:
         """The round whose image is `row`'s result after `rounds` rounds (all by default): the last one, or with
         final "best" the one whose image the checker scored highest (the earliest on ties; unscored ones last)."""
         traces = self.traces[row] if rounds is None else self.traces[row][: rounds + 1]
-        if self.final == "last":
-            return traces[-1]
-        return max(traces, key=lambda t: (t.score is not None, t.score or 0.0, -t.round))
+        return FINALS.get(self.final).choose(traces)
 
     def images_after_rounds(self, rounds: int) -> list[list[Image.Image]]:
         """Per row, its image after 0, 1, .., `rounds` rounds (rounds + 1 images): after k rounds is what round k's
@@ -282,7 +296,7 @@ def reflect(
         counts["checks"] += len(open_rows)
         counts["truncated_reflections"] += int((~_stopped(out)).sum())
         scores = [None] * len(open_rows)
-        if config.final == "best":
+        if FINALS.get(config.final).rated:
             scores = _rate(policy, out, [images[r] for r in open_rows], [row_prompts[r] for r in open_rows],
                            [plans[r] for r in open_rows], tokens[open_rows], config, rating_generator)
         wants_edit = []

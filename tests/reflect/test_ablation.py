@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from janus_rig.chain import COORD_MAX, Box
-from janus_rig.reflect.ablation import ACTORS, fresh_plan, keep_plan
+from janus_rig.reflect.actors import ACTORS, fresh_plan, keep_plan
 from janus_rig.reflect.format import parse_edit
 from janus_rig.reflect.loop import ReflectConfig, act, reflect
 from janus_rig.reflect.text import TextConfig
@@ -31,23 +31,24 @@ def test_keep_plan_writes_the_plan_and_the_whole_image():
     first, second = (parse_edit(t) for t in out.texts)
     assert first.chain_text == PLAN and [o.box for o in first.boxes] == [WHOLE] and not first.problems
     assert second.chain_text == "a broken <|obj_start|>" and [o.box for o in second.boxes] == [WHOLE]  # as given
-    assert out.stopped.tolist() == [True, True] and ACTORS["model"] is act
+    assert out.stopped.tolist() == [True, True] and ACTORS.get("model") is act
 
 
 def test_the_actor_flag_offers_every_registered_actor():
     import argparse
 
-    from janus_rig.commands.reflect import add_edit_arguments
+    from janus_rig.commands.reflect import add_loop_arguments
 
     parser = argparse.ArgumentParser()
-    add_edit_arguments(parser)
+    add_loop_arguments(parser)
     (flag,) = [a for a in parser._actions if a.dest == "actor"]
-    assert set(flag.choices) == set(ACTORS) and flag.default == "model"
+    assert set(flag.choices) == set(ACTORS) and flag.default is None  # unset: the recipe, record or default decides
 
 
 def test_loop_with_keep_plan_redraws_from_the_same_plan(tiny_policy):
     checker = Scripted(lambda k, i: reflection("edit"))
-    result = reflect(tiny_policy, PROMPTS, whole_config(), FAST, seed=1, checker=checker, actor=ACTORS["keep-plan"])
+    result = reflect(tiny_policy, PROMPTS, whole_config(), FAST, seed=1, checker=checker,
+                     actor=ACTORS.get("keep-plan"))
     edits = [t for row in result.traces for t in row if t.status == "edited"]
     assert len(edits) == 4 and result.counts["malformed_edit"] == 0
     for t in edits:
@@ -67,7 +68,7 @@ def test_loop_with_fresh_plan_samples_new_chains_from_the_loop_generator(tiny_po
 
 
 def test_actor_for_gives_fresh_plan_the_loops_generation_settings(monkeypatch):
-    import janus_rig.reflect.ablation as ablation
+    import janus_rig.reflect.actors as ablation
 
     seen = []
     monkeypatch.setattr(ablation, "sample", lambda policy, prompts, config, generator: seen.append(config)

@@ -41,7 +41,8 @@ def test_reflect_command_on_the_random_model(tiny_policy_dir, tmp_path, capsys):
     page = (out / "index.html").read_text()
     assert page.count('class="card"') == 2 and "round 0" in page and "http" not in page
     assert "reflected on 2 images" in capsys.readouterr().out
-    assert summary["final"] == "last" and summary["rating"] == "verdicts"
+    assert summary["loop"]["final"] == "last" and summary["loop"]["rating"] == "verdicts"
+    assert summary["loop_sources"]["rounds"] == "flag" and summary["loop_sources"]["final"] == "default"
     assert all(t["final"] and t["checker_score"] is None for t in traces)
 
 
@@ -52,53 +53,82 @@ def test_reflect_command_input_errors(tiny_policy_dir, tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     assert "rounds must be >= 0" in capsys.readouterr().err
     assert main(["reflect", "--model", str(tmp_path / "none"), "--prompt", PROMPT, "--out", str(tmp_path)]) == 2
-    assert main(["reflect", "--model", str(tiny_policy_dir), "--prompt", PROMPT, "--role-top-k", "0",
+    capsys.readouterr()
+    assert main(["reflect", "--model", str(tiny_policy_dir), "--prompt", PROMPT, "--role-temperature", "0",
                  "--out", str(tmp_path)]) == 2
-    assert "top_k must be >= 1" in capsys.readouterr().err
+    assert "temperature must be > 0" in capsys.readouterr().err
+    recipe = tmp_path / "loop.yaml"
+    recipe.write_text("rounds: 2\nfinal: bestest\n")
+    assert main(["reflect", "--model", str(tiny_policy_dir), "--prompt", PROMPT, "--config", str(recipe),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "unknown final 'bestest'" in capsys.readouterr().err
+    recipe.write_text("rounds: 2\nratings: plan\n")
+    assert main(["reflect", "--model", str(tiny_policy_dir), "--prompt", PROMPT, "--config", str(recipe),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{recipe}: unknown loop setting(s) 'ratings'" in err and len(err.strip().splitlines()) == 1
 
 
-def test_role_sampling_arguments_reach_both_roles():
+def test_loop_settings_flags_over_recipe_over_model_record(tmp_path):
+    """Precedence: LoopSettings defaults < the model's record < --config recipe < flags; every one is checked."""
     import argparse
 
     from janus_rig.commands.eval_geneval import add_arguments as geneval_arguments
     from janus_rig.commands.eval_geneval import reflect_config
-    from janus_rig.commands.reflect import add_role_sampling_arguments, role_text_config
+    from janus_rig.commands.reflect import loop_settings
 
     parser = argparse.ArgumentParser()
-    add_role_sampling_arguments(parser)
-    args = parser.parse_args(["--role-top-k", "1", "--role-temperature", "0.5"])
-    config = role_text_config(args, 12)
-    assert (config.top_k, config.temperature, config.max_new_tokens) == (1, 0.5, 12)
-    assert role_text_config(parser.parse_args([]), 12).top_k is None  # sampling, as before, by default
-    parser = argparse.ArgumentParser()
     geneval_arguments(parser)
-    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "2",
-                              "--role-top-k", "1"])
-    config = reflect_config(args)
-    assert config.checker.top_k == config.actor.top_k == 1 and config.rounds == 2
-    assert config.edit_region == "boxes" and config.paste_back  # region-locked by default
-    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
-                              "--edit-region", "full", "--no-paste-back"])
-    assert (reflect_config(args).edit_region, reflect_config(args).paste_back) == ("full", False)
-    assert reflect_config(args).final == "last"
-    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
-                              "--final", "best"])
-    assert reflect_config(args).final == "best" and reflect_config(args).rating == "verdicts"
-    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
-                              "--final", "best", "--rating", "grounded"])
-    assert reflect_config(args).rating == "grounded"
-    args = parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--reflect", "1",
-                              "--final", "best", "--rating", "plan"])
-    assert reflect_config(args).rating == "plan"
+    base = ["--model", "m", "--metadata", "x.jsonl", "--out", "o"]
+    settings, sources = reflect_config(parser.parse_args([*base, "--reflect", "2"]))
+    config = settings.loop_config()
+    assert config.rounds == 2 and config.edit_region == "boxes" and config.paste_back  # region-locked by default
+    assert (config.final, config.rating, settings.actor) == ("last", "verdicts", "model")
+    assert sources["rounds"] == "flag" and sources["actor"] == "default"
+    recipe = tmp_path / "loop.yaml"
+    recipe.write_text("actor: fresh-plan\nfinal: best\nrating: plan\nrole_temperature: 0.001\nverdict_bias: 2\n")
+    record = {"actor": "keep-plan", "edit_region": "full", "rating": "grounded", "rounds": 1}
+    args = parser.parse_args([*base, "--reflect", "3", "--config", str(recipe), "--verdict-bias", "1"])
+    settings, sources = loop_settings(args, record, "M's loop record", rounds=args.reflect)
+    config = settings.loop_config()
+    assert settings.actor == "fresh-plan" and sources["actor"] == str(recipe)  # the recipe over the record
+    assert config.edit_region == "full" and sources["edit_region"] == "model"  # the record over the default
+    assert config.rating == "plan" and config.final == "best" and config.rounds == 3  # --reflect K over the record
+    assert config.verdict_bias == 1.0 and sources["verdict_bias"] == "flag"  # the flag over the recipe
+    assert config.checker.temperature == config.actor.temperature == 0.001
+    with pytest.raises(ValueError, match="M's loop record: unknown loop setting"):
+        loop_settings(args, {"finale": "best"}, "M's loop record")
+    with pytest.raises(ValueError, match="loop setting 'rounds' must be int"):
+        loop_settings(parser.parse_args(base + ["--reflect", "1"]), {"rounds": "two"}, "M")
+    for gone in ("--final", "--rating", "--no-paste-back", "--role-top-k"):  # lost their ablations: config only
+        with pytest.raises(SystemExit):
+            parser.parse_args([*base, "--reflect", "1", gone, "best"])
     with pytest.raises(SystemExit):
-        parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--rating", "oracle"])
-    assert args.actor == "model"  # the fixed actors of janus_rig/reflect/ablation.py only when asked
-    assert parser.parse_args(["--model", "m", "--metadata", "x", "--out", "o", "--actor", "fresh-plan"]).actor == \
-        "fresh-plan"
+        parser.parse_args([*base, "--actor", "oracle"])
     with pytest.raises(SystemExit):
-        parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--actor", "oracle"])
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--model", "m", "--metadata", "x.jsonl", "--out", "o", "--edit-region", "everything"])
+        parser.parse_args([*base, "--edit-region", "everything"])
+
+
+def test_the_model_record_travels_with_the_policy(tiny_policy, tmp_path):
+    """A loop record set on a policy is saved in roles.json and loaded back; `reflect` reads it with no flags."""
+    from janus_rig.model.policy import JanusPolicy
+
+    tiny_policy.loop_settings = {"actor": "keep-plan", "edit_region": "full", "rounds": 1}
+    try:
+        tiny_policy.save(tmp_path / "m")
+    finally:
+        tiny_policy.loop_settings = None
+    roles = json.loads((tmp_path / "m" / "roles.json").read_text())
+    assert roles["loop"]["actor"] == "keep-plan" and roles["image_view"] == tiny_policy.image_view
+    assert JanusPolicy.load(tmp_path / "m").loop_settings == roles["loop"]
+    out = tmp_path / "out"
+    assert main(["reflect", "--model", str(tmp_path / "m"), "--prompt", PROMPT, "--out", str(out), *FAST]) == 0
+    summary = json.loads((out / "reflect_summary.json").read_text())
+    assert summary["loop"]["actor"] == "keep-plan" and summary["loop_sources"]["actor"] == "model"
+    assert summary["loop"]["rounds"] == 1 and summary["loop"]["edit_region"] == "full"
+    (tmp_path / "m" / "roles.json").write_text(json.dumps({"image_view": "vision", "loop": ["actor"]}))
+    with pytest.raises(ValueError, match="roles.json: 'loop' must be an object"):
+        JanusPolicy.load(tmp_path / "m")
 
 
 def test_gallery_shows_every_round_of_an_edited_image(tiny_policy, tmp_path):

@@ -231,9 +231,9 @@ def test_actor_edits_only_without_the_checker(tmp_path, world, policy_dir):
 
 
 def test_a_fixed_actor_writes_the_edits_and_only_the_checker_learns(tmp_path, world, policy_dir):
-    """actor: keep-plan (janus_rig/reflect/ablation.py) edits every flagged image; its edits have no log-probs and
+    """actor: keep-plan (janus_rig/reflect/actors.py) edits every flagged image; its edits have no log-probs and
     are not optimised, so the loss reads the deciding reflections alone."""
-    from janus_rig.reflect.ablation import keep_plan
+    from janus_rig.reflect.actors import keep_plan
 
     checker, _ = edit_once()
     trainer = build_trainer(config(tmp_path, world, policy_dir, actor="keep-plan", edit_region="full"),
@@ -264,6 +264,8 @@ def test_actor_phase_one_step_learns_logs_and_saves(tmp_path, world, policy_dir)
     before, after = load_file(policy_dir / "model.safetensors"), load_file(out / "model.safetensors")
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
     assert json.loads((out / "reflect_grpo_summary.json").read_text())["steps"] == 1
+    loop = json.loads((out / "roles.json").read_text())["loop"]  # the loop it trained for, recorded for `reflect`
+    assert (loop["actor"], loop["final"], loop["rounds"]) == ("model", "last", 1)
 
 
 def test_random_roles_run_and_count_malformed_output(tmp_path, world, policy_dir):
@@ -375,7 +377,7 @@ def test_editor_rows_are_checked_and_bad_ones_reported(tmp_path, world, policy_d
     (dict(malformed_penalty=-1.0), "malformed_penalty must be >= 0"),
     (dict(reward="judge", judge="nope"), "nope"),
     (dict(num_generations=1), "at least 2"),
-    (dict(actor="nope"), "valid: model, keep-plan, fresh-plan"),
+    (dict(actor="nope"), "valid: fresh-plan, keep-plan, model"),
     (dict(actor="fresh-plan", train_checker=False), "nothing would learn"),
     (dict(checker_tokens="seen"), "valid: all, verdicts"),
     (dict(final="first"), "unknown final"),

@@ -104,7 +104,8 @@ def test_codes_view_trains_the_roles_on_codes_and_is_saved(tmp_path, world):
     write_reflect_data(mixed, 8, seed=0, progress=False)
     parts = ["language_model", "lm_head", "aligner"]
     summary = run_sft(sft_config(tmp_path, mixed, max_steps=2, reflect_ratio=0.5, grounding_ratio=0.25,
-                                 image_view="codes", trainable_parts=parts, save_strategy="no", **FAST))
+                                 image_view="codes", trainable_parts=parts, save_strategy="no",
+                                 loop_recipe="train/recipes/shapeworld_reflect.yaml", **FAST))
     assert summary["steps"] == 2 and summary["rows"]["kept"]["reflect.jsonl"] == 4
     out = tmp_path / "out"
     before, after = load_file(out / "init" / "model.safetensors"), load_file(out / "model.safetensors")
@@ -112,6 +113,8 @@ def test_codes_view_trains_the_roles_on_codes_and_is_saved(tmp_path, world):
     assert not torch.equal(before["model.language_model.norm.weight"], after["model.language_model.norm.weight"])
     assert JanusPolicy.load(out).image_view == "codes"
     assert JanusPolicy.load(out / "init").image_view == "vision"
+    loop = JanusPolicy.load(out).loop_settings  # the recipe recorded: `janus-rig reflect` runs it with no flags
+    assert (loop["actor"], loop["final"], loop["rating"]) == ("fresh-plan", "best", "plan")
 
 
 def test_time_budget_stops_cleanly(tmp_path, world):
@@ -150,6 +153,7 @@ def test_yaml_then_flags(tmp_path, world):
     (dict(cond_dropout=1.0), "cond_dropout=1.0 must lie in [0, 1)"),
     (dict(remove_unused_columns=True), "remove_unused_columns must be false"),
     (dict(image_view="pixels"), "image_view must be one of vision, codes or ''"),
+    (dict(loop_recipe="nowhere.yaml"), "loop_recipe: nowhere.yaml: no such reflect recipe"),
 ])
 def test_invalid_combinations_say_how_to_fix(tmp_path, world, overrides, message):
     with pytest.raises(ValueError) as err:

@@ -58,7 +58,7 @@ class ReflectGRPOConfig(GRPOConfig):
                                 "its first <|verdict|> on, so what the checker says it sees is left as SFT taught it "
                                 "(the boxes --rating grounded reads relations from)", default="all")
     actor: str = _help("actor phase and bench: who writes the edits. model: the policy's actor (its edits are "
-                       "optimised); a fixed actor of janus_rig/reflect/ablation.py (keep-plan, fresh-plan: re-plans "
+                       "optimised); a fixed actor of janus_rig/reflect/actors.py (keep-plan, fresh-plan: re-plans "
                        "with this config's chain settings) writes them instead and is not optimised, so only the "
                        "checker's decisions learn (needs train_checker: true)", default="model")
     final: str = _help("actor phase and bench: which image an episode ends with (ReflectConfig.final). last: the "
@@ -89,7 +89,7 @@ class ReflectGRPOConfig(GRPOConfig):
         for name in ("max_reflection_tokens", "max_edit_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        from janus_rig.reflect.ablation import ACTORS
+        from janus_rig.reflect.actors import ACTORS
 
         if self.actor not in ACTORS:
             raise ValueError(f"unknown actor {self.actor!r}; valid: {', '.join(ACTORS)}")
@@ -116,6 +116,11 @@ class ReflectGRPOConfig(GRPOConfig):
         super().__post_init__()
 
     # --- views for the library ---
+    def loop_record(self) -> dict:
+        """The loop settings its episodes ran (recorded in the saved model: janus_rig/reflect/settings.py)."""
+        return {"rounds": self.rounds, "actor": self.actor, "edit_region": self.edit_region,
+                "paste_back": self.paste_back, "final": self.final, "rating": self.rating}
+
     def reflect_config(self, rounds: int | None = None):
         """The loop's settings: K rounds, the roles sampled at this config's text temperature / top-k / top-p."""
         from janus_rig.reflect.loop import ReflectConfig

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from janus_rig.model.mixed import left_pad
-from janus_rig.reflect.loop import LoopResult
+from janus_rig.reflect.loop import FINALS, LoopResult
 from janus_rig.reflect.reward import INTRINSIC, intrinsic_reward, judge_rewards
 from janus_rig.rollout import Rollout
 from train.grpo.trainer import old_logprobs
@@ -105,7 +105,7 @@ def deciding_checks(result: LoopResult) -> set[tuple[int, int]]:
     """(row, round) of every check that decided something: all but the check after a row's last edit, which with
     final "best" decides too (it rates an image the pick chooses among)."""
     return {(t.row, t.round) for row in result.traces for t in row
-            if len(row) == 1 or t.round < len(row) - 1 or result.final == "best"}
+            if len(row) == 1 or t.round < len(row) - 1 or FINALS.get(result.final).rated}
 
 
 def actor_sequences(result: LoopResult, train_checker: bool, train_actor: bool = True

@@ -71,6 +71,7 @@ from train.reflect.episodes import (
     repeat_rows,
 )
 from train.sft.data import BAD_ROWS_FILE, WorldInfo, read_records
+from train.tracking import track
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +387,7 @@ def _edit_row_problem(record: dict, world: WorldInfo) -> tuple[str, str] | None:
 def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn | None = None
                   ) -> ReflectGRPOTrainer:
     """The phase's trainer; `actor` None: the one `config.actor` names (scripted roles in tests pass their own)."""
-    from janus_rig.reflect.ablation import actor_for
+    from janus_rig.reflect.actors import actor_for
 
     actor = actor or actor_for(config.actor, config.rollout_config(1))
     report = RowReport()
@@ -403,8 +404,8 @@ def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: Ac
                               lora=config.lora())
     judge = config.reward_config().make_judge() if config.reward == "judge" else None
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
-    return PHASE_TRAINERS[config.phase](policy, config, records, judge, callbacks=callbacks, checker=checker,
-                                        actor=actor)
+    return track(PHASE_TRAINERS[config.phase](policy, config, records, judge, callbacks=callbacks, checker=checker,
+                                              actor=actor), out / GALLERY_DIR)
 
 
 def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn | None = None) -> dict:
@@ -412,6 +413,8 @@ def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor:
     reflect_grpo_summary.json)."""
     resume = resume_checkpoint(config.resume_from_checkpoint, config.output_dir)
     trainer = build_trainer(config, checker, actor)
+    # the loop this phase trained for becomes the model's recorded loop (over the starting model's record)
+    trainer.policy.loop_settings = {**(trainer.policy.loop_settings or {}), **config.loop_record()}
     budget = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget))
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)

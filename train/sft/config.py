@@ -35,6 +35,10 @@ class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
                             "vision features), 'codes' (the image's VQ codes through the generation embeddings) or "
                             "'' (the starting model's; saved with the model, and what its roles then read)",
                             default="")
+    loop_recipe: str = _help("a reflect recipe (YAML of loop settings, e.g. train/recipes/shapeworld_reflect.yaml) "
+                             "recorded in the saved model (roles.json \"loop\"): the loop `janus-rig reflect` and "
+                             "`eval geneval --reflect` then run on it with no flags. '' keeps the starting model's",
+                             default="")
     max_train_records: int = _help("use only the first N train records (0: all)", default=0)
     max_eval_records: int = _help("val records to evaluate on when eval_strategy is not 'no' (0: all)", default=512)
     vq_cache: bool = _help("true: VQ-encode every image once and cache the codes; false: encode on the fly at "
@@ -93,6 +97,13 @@ class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
         if self.image_view and self.image_view not in IMAGE_VIEWS:
             raise ValueError(f"image_view must be one of {', '.join(IMAGE_VIEWS)} or '' (the starting model's), got "
                              f"{self.image_view!r}")
+        if self.loop_recipe:
+            from janus_rig.reflect.settings import LoopSettings, read_recipe
+
+            try:
+                LoopSettings(**read_recipe(self.loop_recipe))
+            except ValueError as err:
+                raise ValueError(f"loop_recipe: {err}") from None
         if not 0.0 <= self.reflect_ratio <= 1.0:
             raise ValueError(f"reflect_ratio {self.reflect_ratio} is outside [0, 1]: e.g. 0.1 adds one reflection "
                              "row per ten train records")

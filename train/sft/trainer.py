@@ -107,6 +107,10 @@ def run_sft(config: SFTConfig) -> dict:
     out = config.prepare_output_dir(inputs={"world": config.world})
     policy = load_policy(config)
     policy.image_view = config.image_view or policy.image_view
+    if config.loop_recipe:
+        from janus_rig.reflect.settings import read_recipe
+
+        policy.loop_settings = read_recipe(config.loop_recipe)  # checked in SFTConfig
 
     report = RowReport()
     train_ds, eval_ds = build_datasets(policy, config, report)
