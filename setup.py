@@ -26,7 +26,9 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        # tensorboard: `--report_to tensorboard` (docs/tracking.md) and tests/test_tracking.py; wandb is never a
+        # dependency (install it yourself for `--report_to wandb`).
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "tensorboard>=2.14"],
         # The aesthetic term. open_clip imports torchvision, whose PyPI wheels are built against torch's CUDA build and
         # fail to import beside the CPU-only torch: install a matching torch + torchvision pair first (`make
         # test-clip` builds .venv-clip with torch==2.14.1 torchvision==0.29.1). open_clip >= 3 reads local-dir: models.

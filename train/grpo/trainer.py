@@ -37,6 +37,7 @@ from train.grpo.config import GRPOConfig
 from train.grpo.guard import CollapseGuard
 from train.checkpoints import AtomicCheckpoints, resume_checkpoint
 from train.common import JsonlLog, TimeBudget, plot_curves
+from train.tracking import track
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +495,8 @@ def build_trainer(config: GRPOConfig, keep: tuple[str, ...] = ()) -> GRPOTrainer
     if config.collapse_guard != "off":
         callbacks.append(CollapseGuard(config.guard_settings(), every=config.guard_every,
                                        action=config.collapse_guard, lr_factor=config.guard_lr_factor))
-    return GRPOTrainer(policy, config, records, config.reward_config().make_judge(), callbacks=callbacks)
+    return track(GRPOTrainer(policy, config, records, config.reward_config().make_judge(), callbacks=callbacks),
+                 out / GALLERY_DIR)  # --report_to tensorboard: the gallery strips as images too
 
 
 def judge_needs_metadata(judge: str) -> bool:

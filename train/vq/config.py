@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from train.common import help_field as _help
+from train.tracking import ScalarBoard
 
 CODEBOOK_UPDATES = ("ema", "grad")
+REPORTS = ScalarBoard.REPORTS
 
 
 @dataclass
@@ -66,10 +68,16 @@ class VQTrainConfig:
     threads: int = _help("torch CPU threads (0: torch's default). 1 by default: on 2 cores shared with other jobs, "
                          "2 threads ran 10-15x slower per step than 1 (threads wait on each other)", default=1)
     log_every: int = _help("refresh the progress bar's figures every this many steps", default=10)
+    report_to: str = _help("'tensorboard': every log_every steps the logged figures (loss, mse, commit, grad_norm, "
+                           "alive) also go to OUT/runs/<time>_<host> ($TENSORBOARD_LOGGING_DIR overrides; "
+                           "docs/tracking.md); 'none': only metrics.json's history", default="none")
     eval_batch_size: int = _help("images per batch when reconstructing the validation set", default=64)
     train_eval_images: int = _help("training images reconstructed to report train MSE", default=256)
 
     def __post_init__(self):
+        if self.report_to not in REPORTS:
+            raise ValueError(f"report_to {self.report_to!r}; valid: {', '.join(REPORTS)} (the VQ trainer has its own "
+                             "loop: wandb reaches only the Trainer-based trainers)")
         if self.codebook_update not in CODEBOOK_UPDATES:
             raise ValueError(f"codebook_update {self.codebook_update!r}; valid: {', '.join(CODEBOOK_UPDATES)}")
         if self.image_size and self.image_size % self.grid:

@@ -24,6 +24,7 @@ from transformers import JanusVQVAE
 from janus_rig.model.pixels import to_uint8, to_unit_range
 from janus_rig.model.policy import MANIFEST, manifest
 from janus_rig.model.presets import tiny_vq_config
+from train.tracking import ScalarBoard
 from train.vq.config import VQTrainConfig
 from train.vq.quantize import (
     Quantized,
@@ -296,6 +297,7 @@ class VQTrainer:
         start = self.started = time.perf_counter()
         stopped_by = "steps"
         bar = tqdm(total=cfg.steps, desc="vq train", dynamic_ncols=True)
+        board = ScalarBoard(cfg.report_to, cfg.out)  # report_to none: writes nothing
         recent: list[dict] = []
         while self.step < cfg.steps:
             recent.append(self.train_step())
@@ -305,12 +307,14 @@ class VQTrainer:
                 elapsed = time.perf_counter() - start
                 self.history.append({"step": self.step, "time_s": round(elapsed, 2), "alive": self.alive,
                                      **{k: round(v, 5) for k, v in mean.items()}})
+                board.log(self.history[-1], self.step)
                 bar.set_postfix(loss=f"{mean['loss']:.4f}", mse=f"{mean['mse']:.4f}", alive=self.alive)
                 recent = []
             if cfg.time_budget_s and time.perf_counter() - start > cfg.time_budget_s:
                 stopped_by = "time_budget"
                 break
         bar.close()
+        board.close()
         elapsed = time.perf_counter() - start
         return {"steps": self.step, "train_time_s": round(elapsed, 1), "stopped_by": stopped_by,
                 "images_per_s": round(self.step * cfg.batch_size / max(elapsed, 1e-9), 1),
