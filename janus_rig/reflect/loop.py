@@ -263,14 +263,16 @@ def reflect(
     # final "best" under a verdict bias re-checks each image unbiased, on a stream of its own (seeded 0) so that the
     # loop's draws stay those of final "last"
     rating_generator = torch.Generator(device=policy.device).manual_seed(0)
+    given_seed = seed if generator is None else None
     if generator is None:
         generator = torch.Generator(device=policy.device)
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(seed)
-    if initial is None:
-        initial = sample(policy, prompts, rollout_config, generator=generator)
+    if initial is None:  # with a seed: the very draws of `sample(..., seed=seed)`, i.e. of plain generation
+        initial = (sample(policy, prompts, rollout_config, seed=given_seed) if given_seed is not None
+                   else sample(policy, prompts, rollout_config, generator=generator))
     elif list(initial.prompts) != list(prompts):
         raise ValueError("`initial` must be a rollout of `prompts` (its rows index into them)")
     row_prompts = [prompts[i] for i in initial.prompt_index.tolist()]

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
+COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
 
 @dataclass
 class RolloutConfig:
@@ -45,6 +49,12 @@ class RolloutConfig:
         metadata={"help": "sample the image; False stops every row after its chain (no codes: N = 0), for "
                   "training on the chain alone with rewards that read no image"},
     )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "compute dtype of the rollout: auto (the weights'), bf16, fp16 or fp32. One other than the "
+                  "weights' runs the forwards under torch.autocast and keeps the KV caches in it (bf16 on an fp32 "
+                  "LoRA base: half the cache memory, tensor-core matmuls); log-probs are fp32 either way"},
+    )
 
     def __post_init__(self):
         if self.group_size < 1:
@@ -71,6 +81,18 @@ class RolloutConfig:
                 raise ValueError(f"{name} must be >= 1 or None (off), got {value}")
         if not self.cfg_weight >= 0:
             raise ValueError(f"cfg_weight must be >= 0, got {self.cfg_weight}; 1.0 means no guidance")
+        if self.dtype != "auto" and self.dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; valid: auto, {', '.join(COMPUTE_DTYPES)}")
+
+    def compute_dtype(self, weights: torch.dtype) -> torch.dtype:
+        """The dtype the rollout computes in, for a policy whose weights are in `weights`."""
+        if self.dtype == "auto":
+            return weights
+        dtype = COMPUTE_DTYPES[self.dtype]
+        if dtype == torch.float32 and weights != torch.float32:
+            raise ValueError(f"dtype fp32 cannot run {weights} weights in fp32 (autocast only lowers precision): "
+                             "load the policy in float32, or use dtype auto")
+        return dtype
 
     @property
     def guided(self) -> bool:

@@ -30,14 +30,23 @@ prefilled once per group of rows sharing them and phase 2 runs as above. `edit` 
 image tokens whose patch lies outside the edit boxes are fed from the original image instead of being sampled.
 
 Rows are ordered prompt-major (prompt 0's G samples first). Sequences are left-padded: every row's
-`<begin_of_image>` sits at the same column, codes follow, then `<end_of_image>`. Draws are seeded per
-(row, step) (see `sampling`), so the same seed gives the same tokens however rows leave the batch.
+`<begin_of_image>` sits at the same column, codes follow, then `<end_of_image>`.
+
+Draws are keyed, not streamed (see `sampling`): row (prompt i, sample j) draws its chain and its codes from
+(seed, prompt_offset + i, sample_offset + j) and the step alone. So the same seed gives the same tokens however rows
+leave the batch, and a run gives the same rollouts however it is split: prompts [0, 4) in one call equal prompts
+[0, 2) and [2, 4) with prompt_offset=2, and samples [0, 16) of a prompt equal 8 processes' [2k, 2k + 2) with
+sample_offset=2k (up to floating-point differences between batch shapes, which may flip a near-tie draw).
+
+Precision: `config.dtype` sets the compute dtype. One lower than the weights' (bf16 on an fp32 LoRA base) runs the
+forwards under `torch.autocast` with the KV caches in it, the numbers a trainer's teacher-forced forward under
+the same autocast gives; log-probs are computed from fp32 logits either way.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -77,7 +86,8 @@ class Rollout:
 class Decoder:
     """The policy's transformers modules behind a minimal interface: embed, run the layers on a cache, heads."""
 
-    def __init__(self, policy, max_positions: int):
+    def __init__(self, policy, max_positions: int, dtype: torch.dtype | None = None):
+        """dtype: the compute dtype (None: the weights'); the caches are allocated in it."""
         base = policy.base
         lm = base.model.language_model
         cfg = lm.config
@@ -90,11 +100,18 @@ class Decoder:
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         weight = self.embed_tokens.weight
-        self.dtype, self.device = weight.dtype, weight.device
+        self.weight_dtype, self.device = weight.dtype, weight.device
+        self.dtype = dtype or weight.dtype
         # RoPE tables for every position this rollout can reach, from the model's own rotary embedding.
         positions = torch.arange(max_positions, device=self.device)[None]  # (1, P)
         cos, sin = lm.rotary_emb(weight[:1][None], positions)  # (1, P, hd) each
         self.cos, self.sin = cos[0], sin[0]  # (P, hd)
+
+    def autocast(self):
+        """The context the forwards run in: torch.autocast to the compute dtype when it is not the weights'."""
+        if self.dtype == self.weight_dtype:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def cache(self, rows: int, width: int, zero: bool = False) -> KVCache:
         layers = len(self.layers)
@@ -133,15 +150,14 @@ def eval_mode(model):
         model.train(was_training)
 
 
-def _generator(device, seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if generator is not None:
-        return generator
-    g = torch.Generator(device=device)
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(seed)
-    return g
+def _seed(seed: int | None, generator: torch.Generator | None) -> int:
+    """The run's seed word: `seed`, one number drawn from `generator` (callers that thread one generator through
+    several calls), or fresh entropy. The global RNG is left alone."""
+    if generator is None:
+        return torch.Generator().seed() if seed is None else seed
+    if seed is not None:
+        raise ValueError("give seed or generator, not both")
+    return int(torch.randint(2**63 - 1, (1,), generator=generator, device=generator.device))
 
 
 @dataclass
@@ -181,7 +197,9 @@ def banned_text_tokens(policy, vocab: int, device) -> torch.Tensor:
     return banned
 
 
-def _sample_chains(policy, decoder: Decoder, prompt_ids: list[list[int]], config: RolloutConfig, generator) -> _Text:
+def _sample_chains(policy, decoder: Decoder, prompt_ids: list[list[int]], config: RolloutConfig,
+                   keys: torch.Tensor) -> _Text:
+    """keys (R,): each row's stream key (`sampling.row_keys`)."""
     t, dev = policy.tokens, decoder.device
     G, C = config.group_size, config.max_chain_tokens
     R = len(prompt_ids) * G
@@ -199,6 +217,7 @@ def _sample_chains(policy, decoder: Decoder, prompt_ids: list[list[int]], config
     banned_early = banned.clone()
     banned_early[t.boi] = True  # before min_chain_tokens
     start = prompts.keep.sum(-1).repeat_interleave(G)  # (R,) position of each row's first chain token
+    uniforms = sampling.keyed_uniforms(keys, sampling.TEXT, C)  # (R, C): row r's number for chain token t
 
     chain = torch.full((R, C + 1), t.pad, dtype=torch.long, device=dev)  # (R, C + 1)
     chain_lp = torch.zeros(R, C + 1, device=dev)  # (R, C + 1)
@@ -215,7 +234,7 @@ def _sample_chains(policy, decoder: Decoder, prompt_ids: list[list[int]], config
             for r in active.tolist():
                 length[r] = step
             break
-        u = sampling.uniforms(R, generator, dev)[active]  # (A,), drawn for all rows
+        u = uniforms[active, step]  # (A,)
         scaled = logits / config.text_temperature  # (A, V)
         allowed = scaled.masked_fill(banned_early if step < config.min_chain_tokens else banned, sampling.NEG_INF)
         allowed = sampling.filter_logits(allowed, config.text_top_k, config.text_top_p)  # (A, V)
@@ -263,9 +282,10 @@ def _given_chains(policy, decoder: Decoder, prompt_ids, rows_prompt: list[int], 
     return _Text(chain_ids, chain_lp, no, no.clone(), False, prefix, [], 0)
 
 
-def _image_phase(policy, decoder: Decoder, text: _Text, seq_lens: torch.Tensor, config: RolloutConfig, generator,
-                 force: torch.Tensor | None = None, forced: torch.Tensor | None = None):
+def _image_phase(policy, decoder: Decoder, text: _Text, seq_lens: torch.Tensor, config: RolloutConfig,
+                 keys: torch.Tensor, force: torch.Tensor | None = None, forced: torch.Tensor | None = None):
     """Decode N codes for every row. seq_lens (R,): prompt + chain length, i.e. the position of <boi>.
+    keys (R,): each row's stream key.
     force/forced (R, N): where force is True the code is forced[...] instead of sampled.
     -> codes (R, N), guided log-probs (R, N), cond log-probs (R, N)."""
     t, dev = policy.tokens, decoder.device
@@ -296,6 +316,7 @@ def _image_phase(policy, decoder: Decoder, text: _Text, seq_lens: torch.Tensor, 
     codes = torch.zeros(R, N, dtype=torch.long, device=dev)
     guided_lp = torch.zeros(R, N, device=dev)
     cond_lp = torch.zeros(R, N, device=dev)
+    uniforms = sampling.keyed_uniforms(keys, sampling.IMAGE, N)  # (R, N)
     for i in range(N):
         hidden = decoder.forward(embeds, positions + i, cache)  # (B, 1, D)
         logits = decoder.image_head(hidden[:, 0]).float()  # (B, K)
@@ -303,8 +324,7 @@ def _image_phase(policy, decoder: Decoder, text: _Text, seq_lens: torch.Tensor, 
         guided = cond
         if config.guided:
             guided = sampling.cfg_combine(logits[:R], logits[R:], config.cfg_weight) / config.image_temperature
-        u = sampling.uniforms(R, generator, dev)  # (R,)
-        code = sampling.sample(sampling.top_k_filter(guided, config.image_top_k), u)  # (R,)
+        code = sampling.sample(sampling.top_k_filter(guided, config.image_top_k), uniforms[:, i])  # (R,)
         if force is not None:
             code = torch.where(force[:, i], forced[:, i], code)
         codes[:, i] = code
@@ -380,12 +400,18 @@ def _encode_chains(policy, chains: list[str]) -> list[list[int]]:
 
 
 @torch.no_grad()
-def _run(policy, prompts, config: RolloutConfig, chains, generator, force=None, forced=None) -> Rollout:
+def _run(policy, prompts, config: RolloutConfig, chains, seed: int, prompt_offset: int, sample_offset: int,
+         force=None, forced=None) -> Rollout:
     if not prompts:
         raise ValueError("no prompts to sample")
+    if prompt_offset < 0 or sample_offset < 0:
+        raise ValueError(f"prompt_offset and sample_offset are global indices (>= 0), got {prompt_offset}, "
+                         f"{sample_offset}")
     started = time.perf_counter()
     n, G = len(prompts), config.group_size
     rows_prompt = torch.arange(n).repeat_interleave(G)  # (R,)
+    rows_sample = torch.arange(G).repeat(n)  # (R,) sample index within the prompt's group
+    keys = sampling.row_keys(seed, rows_prompt + prompt_offset, rows_sample + sample_offset)  # (R,)
     prompt_ids = [policy.encode_prompt(p, chain=config.chain) for p in prompts]
     if chains is None and not config.chain:
         chains = [""] * n
@@ -400,17 +426,18 @@ def _run(policy, prompts, config: RolloutConfig, chains, generator, force=None, 
         longest = max(len(prompt_ids[p]) + len(c) for p, c in zip(rows_prompt.tolist(), chain_ids))
     else:
         longest = max(map(len, prompt_ids)) + config.max_chain_tokens
-    with eval_mode(policy.model), rollout_attention_for(policy.base.model.language_model.config):
-        decoder = Decoder(policy, longest + policy.num_image_tokens + 1)
+    weights = policy.base.get_input_embeddings().weight.dtype
+    decoder = Decoder(policy, longest + policy.num_image_tokens + 1, config.compute_dtype(weights))
+    keys = keys.to(decoder.device)
+    with eval_mode(policy.model), rollout_attention_for(policy.base.model.language_model.config), decoder.autocast():
         if chains is None:
-            text = _sample_chains(policy, decoder, prompt_ids, config, generator)
+            text = _sample_chains(policy, decoder, prompt_ids, config, keys)
         else:
             text = _given_chains(policy, decoder, prompt_ids, rows_prompt.tolist(), chain_ids, group)
         text_done = time.perf_counter()
         seq_lens = torch.tensor([len(prompt_ids[p]) + len(c) for p, c in zip(rows_prompt.tolist(), text.chain_ids)])
         if config.images:
-            codes, guided_lp, cond_lp = _image_phase(policy, decoder, text, seq_lens, config, generator, force,
-                                                     forced)
+            codes, guided_lp, cond_lp = _image_phase(policy, decoder, text, seq_lens, config, keys, force, forced)
         else:  # chains only: every row ends at <begin_of_image> (+ <end_of_image>), no codes
             codes = torch.zeros(len(seq_lens), 0, dtype=torch.long, device=decoder.device)  # (R, 0)
             guided_lp = cond_lp = torch.zeros(len(seq_lens), 0, device=decoder.device)  # (R, 0)
@@ -433,14 +460,20 @@ def sample(
     *,
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    prompt_offset: int = 0,
+    sample_offset: int = 0,
 ) -> Rollout:
     """Sample `config.group_size` (chain, image) pairs per prompt.
 
     `chains` skips the text phase: one chain per prompt (shared by its rows) or one per row, e.g.
     "A <|obj_start|>red circle<|obj_end|> <|box_start|>(31,47),(312,328)<|box_end|> left of ...".
     With `config.chain=False` the prompt has no chain instruction and the image starts right after it.
+
+    Row (i, j) draws from the key (seed, prompt_offset + i, sample_offset + j): give the global index of prompts[0]
+    and of this call's first sample of each prompt when a run's prompts or samples are split over calls or
+    processes. `generator` instead of `seed`: the seed is one number drawn from it (no seed: fresh entropy).
     """
-    return _run(policy, prompts, config, chains, _generator(policy.device, seed, generator))
+    return _run(policy, prompts, config, chains, _seed(seed, generator), prompt_offset, sample_offset)
 
 
 def edit(
@@ -453,12 +486,15 @@ def edit(
     *,
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    prompt_offset: int = 0,
+    sample_offset: int = 0,
 ) -> Rollout:
     """Regenerate only the regions in `edit_boxes`; `config.group_size` edits per image.
 
     Per image i: prompts[i], chains[i], image_tokens[i] (N codes), edit_boxes[i] (boxes on the 0..1000 grid).
     A token whose patch overlaps no box is fed its original value, never sampled; a token whose patch overlaps a
     box is sampled. Log-probs and completion_mask cover the sampled tokens only. No boxes: the original image.
+    Seeding and offsets as in `sample`: edit j of image i draws from (seed, prompt_offset + i, sample_offset + j).
     """
     n = len(prompts)
     if not (len(chains) == len(edit_boxes) == image_tokens.shape[0] == n):
@@ -475,4 +511,5 @@ def edit(
     inside = token_masks(edit_boxes, policy.grid[0])  # (n, N)
     force = (~inside).repeat_interleave(G, 0).to(policy.device)  # (R, N)
     forced = image_tokens.long().repeat_interleave(G, 0).to(policy.device)  # (R, N)
-    return _run(policy, prompts, config, list(chains), _generator(policy.device, seed, generator), force, forced)
+    return _run(policy, prompts, config, list(chains), _seed(seed, generator), prompt_offset, sample_offset, force,
+                forced)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -15,21 +14,6 @@ from janus_rig.rollout import sampling
 
 PROMPTS = ["a red circle left of a blue square", "a triangle"]  # different lengths: left padding is exercised
 CHAIN = "A <|obj_start|>red circle<|obj_end|> <|box_start|>(31,47),(312,328)<|box_end|> left of a blue square."
-
-
-@pytest.fixture
-def ending_policy(tiny_policy):
-    """The tiny policy with an lm_head bias that makes <begin_of_image> likely (~5% a step), so that chains end
-    at different lengths, as a trained model's do. Sampler and teacher-forced scoring both use this head."""
-    base = tiny_policy.base
-    old = base.lm_head
-    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(old.weight)
-        head.bias.zero_()
-        head.bias[tiny_policy.tokens.boi] = math.log(0.05 * old.out_features)
-    base.lm_head = head
-    return tiny_policy
 
 
 def teacher_forced(policy, ro: Rollout, config: RolloutConfig, guided: bool):
@@ -50,14 +34,15 @@ def boi_column(ro: Rollout) -> int:
 def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
     """The straightforward version: every row decodes every step (finished rows too, their output ignored)
     through transformers' language model with a DynamicCache; unconditional rows prefilled in full.
-    Draws the same uniforms as the sampler (one per row and step). -> chain ids, chain log-probs (incl. an
-    emitted <boi>), codes (R, N), guided and cond log-probs (R, N)."""
+    Row (i, j) draws its number for step t of a phase from the key (seed, i, j) alone (one per row and step).
+    -> chain ids, chain log-probs (incl. an emitted <boi>), codes (R, N), guided and cond log-probs (R, N)."""
     base, t = policy.base, policy.tokens
     lm = base.model.language_model
-    g = torch.Generator().manual_seed(seed)
     G, C, N = config.group_size, config.max_chain_tokens, policy.num_image_tokens
     prompt_ids = [policy.encode_prompt(p, chain=config.chain) for p in prompts for _ in range(G)]
     R = len(prompt_ids)
+    n = len(prompts)
+    keys = sampling.row_keys(seed, torch.arange(n).repeat_interleave(G), torch.arange(G).repeat(n))  # (R,) (i, j)
 
     ids, attention = left_pad(prompt_ids, t.pad)
     cache = DynamicCache()
@@ -70,7 +55,7 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
     banned[len(policy.tokenizer) :] = True
     chains, chain_lps, done = [[] for _ in range(R)], [[] for _ in range(R)], [False] * R
     for step in range(C):
-        u = sampling.uniforms(R, g)
+        u = sampling.keyed_uniforms(keys, sampling.TEXT, C)[:, step]
         scaled = logits / config.text_temperature
         no = banned.clone()
         no[t.boi] = step < config.min_chain_tokens
@@ -106,7 +91,8 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
         h = base.model.generation_head(out.last_hidden_state[:, -1]).float()  # (2R, K)
         c = h[:R] / config.image_temperature
         guided = (h[R:] + config.cfg_weight * (h[:R] - h[R:])) / config.image_temperature
-        code = sampling.sample(sampling.top_k_filter(guided, config.image_top_k), sampling.uniforms(R, g))
+        u = sampling.keyed_uniforms(keys, sampling.IMAGE, N)[:, i]
+        code = sampling.sample(sampling.top_k_filter(guided, config.image_top_k), u)
         codes[:, i] = code
         guided_lp[:, i] = sampling.gather_logprobs(guided, code)
         cond_lp[:, i] = sampling.gather_logprobs(c, code)
@@ -197,10 +183,13 @@ def test_seeded(tiny_policy):
     c = sample(tiny_policy, PROMPTS, config, seed=4)
     assert torch.equal(a.input_ids, b.input_ids) and a.chains == b.chains
     assert not torch.equal(a.image_tokens, c.image_tokens) and a.chains != c.chains
-    # A generator works as well as a seed, and the global RNG is left alone.
+    # A generator gives the seed (one number drawn from it): reproducible, and the global RNG is left alone.
     state = torch.random.get_rng_state()
     d = sample(tiny_policy, PROMPTS, config, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(a.input_ids, d.input_ids) and torch.equal(state, torch.random.get_rng_state())
+    e = sample(tiny_policy, PROMPTS, config, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(d.input_ids, e.input_ids) and torch.equal(state, torch.random.get_rng_state())
+    with pytest.raises(ValueError, match="seed or generator"):
+        sample(tiny_policy, PROMPTS, config, seed=3, generator=torch.Generator())
 
 
 def test_truncated_chains_are_flagged(tiny_policy):

@@ -75,6 +75,9 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
                               "GoT-R1: 5", default=5.0)
     image_temperature: float = _help("image-token sampling temperature (divides the guided logits)", default=1.0)
     image_top_k: int | None = _help("sample image codes from the k likeliest (None: off)", default=None)
+    rollout_dtype: str = _help("compute dtype of the rollouts: auto (the weights'), bf16, fp16 or fp32; bf16 on fp32 "
+                               "weights samples under autocast with bf16 KV caches, as the loss's forward runs with "
+                               "bf16: true", default="auto")
     # --- loss (trl names) ---
     optimize: str = _help("which sampled spans carry the loss: chain, image, or both (GoT-R1: both)",
                           default="both")
@@ -207,6 +210,10 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
                 raise ValueError(f"{name} must be >= 1 or None (off), got {getattr(self, name)}")
         if self.cfg_weight < 0:
             raise ValueError(f"cfg_weight must be >= 0, got {self.cfg_weight}; 1.0 means no guidance")
+        from janus_rig.rollout.config import COMPUTE_DTYPES
+
+        if self.rollout_dtype != "auto" and self.rollout_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"unknown rollout_dtype {self.rollout_dtype!r}; valid: auto, {', '.join(COMPUTE_DTYPES)}")
 
     def _check_loss(self) -> None:
         if self.optimize not in OPTIMIZE:
@@ -270,7 +277,7 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
         return RolloutConfig(group_size=group_size, chain=self.chain, max_chain_tokens=self.max_completion_length,
                              text_temperature=self.temperature, text_top_k=self.top_k, text_top_p=self.top_p,
                              cfg_weight=self.cfg_weight, image_temperature=self.image_temperature,
-                             image_top_k=self.image_top_k, images=images)
+                             image_top_k=self.image_top_k, images=images, dtype=self.rollout_dtype)
 
     def rollout_images(self) -> bool:
         """Whether training rollouts sample images: not when only the chain is optimised and scored."""
