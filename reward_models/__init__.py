@@ -11,11 +11,16 @@ server (server.py). `compute_rewards` runs the enabled terms on a batch and comb
 
 A judge failure (timeout, bad reply, ...) is a None value, counted by the judge (`judge/failures/<kind>`, and this
 batch's `failures/judge`). A term that raises on one sample costs that sample, not the batch (see `_term_values`).
+
+The terms run at once, one thread each, so every term's judge questions are in flight together: the http judge's
+`concurrency` (judge_options) bounds the requests open at once over the whole step, and `judge serve` can batch
+them. Judges are thread-safe (a local model judge takes one call at a time).
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,9 +96,11 @@ def compute_rewards(prompts, chains, images, metadata, judge: Judge, config: Rew
         raise ValueError("prompts, chains, images and metadata must have one entry per sample")
     failures_before = judge.stats.snapshot()["failures"]
     per_term, errors, metrics = {}, [None] * n, {}
+    with ThreadPoolExecutor(max_workers=len(config.terms), thread_name_prefix="reward-term") as pool:
+        running = {name: pool.submit(_term_values, name, prompts, chains, images, metadata, judge,
+                                     config.term_options.get(name, {})) for name in config.terms}
     for name in config.terms:
-        values, term_errors = _term_values(name, prompts, chains, images, metadata, judge,
-                                           config.term_options.get(name, {}))
+        values, term_errors = running[name].result()  # re-raises a term that failed on every sample
         per_term[name] = values
         metrics[f"errors/{name}"] = float(sum(e is not None for e in term_errors))
         errors = [mine or theirs for mine, theirs in zip(errors, term_errors)]  # the first term's reason per sample

@@ -16,13 +16,21 @@ Any other request goes to the judge's free-form `chat` (VLM judges); the oracle 
 Reading a body into a judge request, and its bounds, is reward_models/server_requests.py.
 
 Transport. One asyncio event loop reads every connection, so an idle or half-sent connection costs a socket and a
-small buffer, never a thread; a complete request goes to a pool of `workers` threads that ask the judge (judges
-guard their own state). Limits (ServerConfig): request line + headers within MAX_HEADER_BYTES (431) and within
-`idle_timeout` of the connection going quiet; the body within `max_body` (413), flowing (no gap over
-`idle_timeout`) and complete within `request_timeout` (408); request bodies held at once within
+small buffer, never a thread; a complete request goes to a pool of `workers` threads that read and check it, then
+ask the judge (judges guard their own state). Limits (ServerConfig): request line + headers within MAX_HEADER_BYTES
+(431) and within `idle_timeout` of the connection going quiet; the body within `max_body` (413), flowing (no gap
+over `idle_timeout`) and complete within `request_timeout` (408); request bodies held at once within
 `max_pending_bytes` (503 with Retry-After); at most `max_connections` open (503). With `api_key` set every request
 needs `Authorization: Bearer <key>` (401), checked before the body is read. Errors are JSON
 {"error": {"message", "type", "code"}} and the server stays up.
+
+Batching. A judge that answers a list in one pass (`Judge.batched`: the hf judge's padded generate) gets one call
+at a time: the checked requests that arrive while it works, or within `batch_window` of the first of them, go
+together into its next call, up to `max_batch` (vLLM's continuous batching, at the grain of whole requests rather
+than decoding steps). The window is not waited when no other request is on its way. A request that fails its
+checks is answered at once and never joins a batch; a judge call that raises is made again one request at a time,
+so each request gets its own reply or its own error (server_requests.answer_batch). Other judges answer each
+request alone on a worker, several at once.
 """
 
 from __future__ import annotations
@@ -38,12 +46,21 @@ import os
 import re
 import socket
 import threading
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 
 from reward_models.judges.base import Judge
-from reward_models.server_requests import error_payload, respond
+from reward_models.server_requests import (
+    BadRequest,
+    Question,
+    answer_batch,
+    completion,
+    error_payload,
+    failure,
+    read_question,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +95,22 @@ class ServerConfig:
         "help": "seconds for one whole body to arrive (408 after), so a client trickling bytes cannot hold it"})
     api_key: str | None = field(default=None, metadata={
         "help": f"require `Authorization: Bearer <key>` on every request (401 without); default ${API_KEY_ENV}"})
+    max_batch: int = field(default=32, metadata={
+        "help": "requests answered by one call of a batched judge (hf: one generate; give it batch_size >= this); "
+                "1 answers each alone"})
+    batch_window: float = field(default=0.01, metadata={
+        "help": "seconds a batched judge's next call waits for more requests to join the first (only while others "
+                "are on their way; 0: never waits)"})
 
     def __post_init__(self):
-        for name in ("max_body", "max_pending_bytes", "workers", "max_connections"):
+        for name in ("max_body", "max_pending_bytes", "workers", "max_connections", "max_batch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("idle_timeout", "request_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.batch_window <= 1:
+            raise ValueError(f"batch_window must be between 0 and 1 s, got {self.batch_window!r}")
         if self.max_pending_bytes < self.max_body:
             raise ValueError(f"max_pending_bytes ({self.max_pending_bytes}) must be at least max_body "
                              f"({self.max_body}), or no body of the largest size could ever be read")
@@ -142,6 +167,8 @@ class JudgeServer:
         self._pool: ThreadPoolExecutor | None = None
         self._connections: set[asyncio.Task] = set()
         self._pending = 0  # body bytes held now (read or being read); only the loop thread touches it
+        self._incoming = 0  # chat requests past their headers, not yet checked and queued for the judge (loop only)
+        self._batcher: _Batcher | None = None
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -173,6 +200,13 @@ class JudgeServer:
     def server_close(self) -> None:
         self.socket.close()
 
+    def batch_summary(self) -> dict:
+        """{"calls", "requests", "mean", "largest"}: the judge calls made so far and the requests they answered."""
+        sizes = {} if self._batcher is None else dict(self._batcher.sizes)  # a C-level copy: the loop may add to it
+        calls, requests = sum(sizes.values()), sum(size * n for size, n in sizes.items())
+        return {"calls": calls, "requests": requests, "mean": round(requests / calls, 2) if calls else 0.0,
+                "largest": max(sizes, default=0)}
+
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -180,11 +214,16 @@ class JudgeServer:
                 return
             self._loop, self._stopping = loop, loop.create_future()
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="judge-worker")
+        batched = self.judge.batched
+        self._batcher = _Batcher(self.judge, self._pool, max_batch=self.config.max_batch if batched else 1,
+                                 window=self.config.batch_window, slots=1 if batched else self.config.workers,
+                                 incoming=lambda: self._incoming)
         server = await asyncio.start_server(self._connection, sock=self.socket, limit=MAX_HEADER_BYTES,
                                             backlog=LISTEN_BACKLOG)  # it listens again: 100 by default
         try:
             await self._stopping
         finally:
+            self._batcher.closed = True  # no new judge calls on the way out
             server.close()
             for task in list(self._connections):
                 task.cancel()
@@ -250,7 +289,8 @@ class JudgeServer:
         return keep_alive
 
     async def _chat(self, reader, writer, headers) -> tuple[HTTPStatus, dict]:
-        """Read the body (holding its bytes against max_pending_bytes) and have a worker answer it."""
+        """Read the body (holding its bytes against max_pending_bytes), have a worker check it, and the judge
+        answer it (in a batch, for a batched judge)."""
         if headers.get("Transfer-Encoding") is not None:
             raise _Refused(HTTPStatus.LENGTH_REQUIRED, "Transfer-Encoding is not accepted; send a Content-Length")
         size = _content_length(headers, self.config.max_body)
@@ -258,14 +298,31 @@ class JudgeServer:
             raise _Refused(HTTPStatus.SERVICE_UNAVAILABLE, f"busy: request bodies held now would pass "
                            f"max_pending_bytes={self.config.max_pending_bytes}; retry shortly", ("Retry-After: 1",))
         self._pending += size
+        self._incoming += 1
+        on_its_way = True
         try:
             if headers.get("Expect", "").lower() == "100-continue":
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             body = await self._read_body(reader, size)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, respond, self.judge, body)
+            try:
+                question = await loop.run_in_executor(self._pool, read_question, self.judge, body)
+            except Exception as err:  # noqa: BLE001 — BadRequest: its 4xx; a bug in reading: 500
+                if not isinstance(err, BadRequest):
+                    logger.error("judge server: reading a request failed", exc_info=err)
+                return failure(err)  # answered alone: it never joins a batch
+            self._incoming -= 1
+            on_its_way = False
+            try:
+                reply = await self._batcher.ask(question)
+            except Exception as err:  # noqa: BLE001 — this question's own error (server_requests.answer_batch)
+                return failure(err)
+            return HTTPStatus.OK, completion(self.judge, question, reply)
         finally:
             self._pending -= size
+            if on_its_way:  # refused, cut off or malformed: a batch waiting for it need not wait
+                self._incoming -= 1
+                self._batcher.pump()
 
     async def _read_body(self, reader: asyncio.StreamReader, size: int) -> bytearray:
         loop = asyncio.get_running_loop()
@@ -307,6 +364,77 @@ class JudgeServer:
                 pass
         except (ConnectionError, asyncio.TimeoutError, OSError):
             pass
+
+
+class _Batcher:
+    """Gathers checked questions into judge calls, on the event loop (the module docstring's Batching).
+
+    At most `slots` calls run at once, each on a worker, each taking up to `max_batch` questions, oldest first.
+    While a slot is free but fewer than max_batch questions wait, the call waits until the oldest has waited
+    `window` seconds, unless `incoming()` says no other request is on its way.
+    """
+
+    def __init__(self, judge: Judge, pool: ThreadPoolExecutor, *, max_batch: int, window: float, slots: int,
+                 incoming):
+        self.judge, self.pool, self.incoming = judge, pool, incoming
+        self.max_batch, self.window, self.free = max_batch, window, slots
+        self.queue: deque[tuple[float, Question, asyncio.Future]] = deque()  # (arrival, question, its reply)
+        self.timer: asyncio.TimerHandle | None = None
+        self.sizes: Counter = Counter()  # questions per call -> calls
+        self.closed = False
+
+    async def ask(self, question: Question) -> str:
+        """The reply text; raises the question's own error (BadRequest, or what the judge raised on it)."""
+        loop = asyncio.get_running_loop()
+        reply = loop.create_future()
+        self.queue.append((loop.time(), question, reply))
+        self.pump()
+        return await reply
+
+    def pump(self) -> None:
+        """Start every call that may start now; otherwise set a timer for the oldest question's window."""
+        loop = asyncio.get_running_loop()
+        while self.free and self.queue and not self.closed:
+            while self.queue and self.queue[0][2].done():  # its client left (the connection was cancelled)
+                self.queue.popleft()
+            if not self.queue:
+                return
+            wait = self.queue[0][0] + self.window - loop.time()
+            if len(self.queue) < self.max_batch and wait > 0 and self.incoming() > 0:
+                if self.timer is None:
+                    self.timer = loop.call_later(wait, self._window_closed)
+                return
+            batch = []
+            while self.queue and len(batch) < self.max_batch:
+                _, question, reply = self.queue.popleft()
+                if not reply.done():
+                    batch.append((question, reply))
+            if batch:
+                self.free -= 1
+                self.sizes[len(batch)] += 1
+                call = loop.run_in_executor(self.pool, answer_batch, self.judge, [q for q, _ in batch])
+                call.add_done_callback(lambda done, batch=batch: self._answered(batch, done))
+
+    def _window_closed(self) -> None:
+        self.timer = None
+        self.pump()
+
+    def _answered(self, batch: list[tuple[Question, asyncio.Future]], call: asyncio.Future) -> None:
+        self.free += 1
+        if call.cancelled():  # shutting down
+            for _, reply in batch:
+                reply.cancel()
+            return
+        error = call.exception()  # answer_batch reports per question; this is a bug in it, for every question
+        replies = [error] * len(batch) if error is not None else call.result()
+        for (_, reply), text in zip(batch, replies):
+            if reply.done():
+                continue
+            if isinstance(text, BaseException):
+                reply.set_exception(text)
+            else:
+                reply.set_result(text)
+        self.pump()
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, http.client.HTTPMessage]:

@@ -1,7 +1,8 @@
 """What `judge serve` is asked and what it answers: a chat-completions body -> a judge request -> the reply.
 
 The transport (HTTP, limits on connections and bytes) is reward_models/server.py; this module sees one complete
-body at a time, on a worker thread. Everything a client sends is bounded and type-checked here before the judge
+body at a time, on a worker thread (`read_question`), and a batch of checked questions (`answer_batch`, one judge
+call per kind of question). Everything a client sends is bounded and type-checked here before the judge
 does any work: the body's JSON, the message text (MAX_TEXT_CHARS), the images (count, per-image and per-request
 pixels, formats), the structured block's fields, and the judge's own reading of it (`Judge.check`: the ShapeWorld
 oracle's metadata bounds). Anything malformed is a BadRequest (4xx with the reason); only a judge that raises on a
@@ -17,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from PIL import Image
@@ -173,64 +175,127 @@ def _pair_request(fields: dict, images: list[Image.Image]) -> PairRequest:
     return PairRequest(kind, prompt, first, second, metadata=metadata)
 
 
-def answer(judge: Judge, request: Request) -> str:
-    """The reply text for a structured question (see reward_models/server.py)."""
-    if isinstance(request, GroundRequest):
-        boxes = judge.ground([request])[0]
-        if boxes is None:
-            raise BadRequest("the judge could not ground this request (see the server log)", UNPROCESSABLE)
-        width, height = request.image.size
-        return json.dumps([{"bbox_2d": list(b.to_pixels(width, height)), "label": request.name} for b in boxes])
-    if isinstance(request, GraphRequest):
-        graph = judge.extract_graphs([request])[0]
-        if graph is None:
-            raise BadRequest("the judge could not extract this scene graph (see the server log)", UNPROCESSABLE)
-        found = graph.to_json()
-        return json.dumps({"objects": found["entities"], "relations": found["triples"]})
-    if isinstance(request, PairRequest):
-        preference = judge.compare([request])[0]
-        if preference is None:
-            raise BadRequest("the judge could not compare this pair (see the server log)", UNPROCESSABLE)
-        better = 1 if preference > 0.5 else 2 if preference < 0.5 else "tie"
-        return json.dumps({"better": better, "preference": preference})
-    score = judge.score([request])[0]
-    if score is None:
-        raise BadRequest("the judge could not score this request (see the server log)", UNPROCESSABLE)
-    return json.dumps({"score": 10 * score, "reward": score})
+@dataclass(frozen=True, eq=False)
+class Question:
+    """One checked request: a structured `request`, or (None) a free-form chat of `text` and `images`."""
+
+    text: str
+    images: list[Image.Image]
+    request: Request | None
+    model: str | None  # the body's model field, echoed in the reply
 
 
-def respond(judge: Judge, raw: bytes | bytearray) -> tuple[HTTPStatus, dict]:
-    """(status, JSON payload) for one POST /chat/completions body: a completion, or an error with the reason."""
+def read_question(judge: Judge, raw: bytes | bytearray) -> Question:
+    """The question in one POST /chat/completions body, checked (the judge's own bounds included) before any work;
+    BadRequest with the reason when it is malformed."""
     try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise BadRequest(f"the body is not JSON: {str(err)[:200]}") from None
+    text, images = read_message(body)
+    request = structured_request(text, images)
+    if request is not None:
         try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-            raise BadRequest(f"the body is not JSON: {str(err)[:200]}") from None
-        text, images = read_message(body)
-        request = structured_request(text, images)
-        if request is not None:
+            judge.check(request)  # the judge's own bounds (the oracle's metadata), before any work
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+    model = body.get("model")
+    return Question(text, images, request, model[:200] if isinstance(model, str) and model else None)
+
+
+# What each kind of structured request asks the judge; free-form chats go to `chat_many`.
+ASKS = {RubricRequest: "score", GroundRequest: "ground", GraphRequest: "extract_graphs", PairRequest: "compare"}
+
+
+def answer_batch(judge: Judge, questions: list[Question]) -> list[str | Exception]:
+    """Per question its reply text, or the exception to answer it with (BadRequest: 4xx; anything else: 500).
+
+    One judge call per kind of question (a VLM judge: one generate for a batch of the same kind). A call that
+    raises is made again one question at a time, so one question the judge cannot take costs only its own reply.
+    """
+    out: list[str | Exception] = [None] * len(questions)
+    groups: dict[str, list[int]] = {}
+    for i, question in enumerate(questions):
+        kind = "chat" if question.request is None else ASKS[type(question.request)]
+        groups.setdefault(kind, []).append(i)
+    for kind, members in groups.items():
+        for i, reply in zip(members, _ask(judge, kind, [questions[i] for i in members])):
+            out[i] = reply
+    return out
+
+
+def _ask(judge: Judge, kind: str, questions: list[Question]) -> list[str | Exception]:
+    try:
+        if kind == "chat":
             try:
-                judge.check(request)  # the judge's own bounds (the oracle's metadata), before any work
-            except ValueError as err:
-                raise BadRequest(str(err)) from None
-            reply = answer(judge, request)
-        else:
-            try:
-                reply = judge.chat(text, images)
+                values = judge.chat_many([(q.text, q.images) for q in questions])
             except NotImplementedError as err:
                 raise BadRequest(str(err)) from None
+        else:
+            values = getattr(judge, kind)([q.request for q in questions])
+        if len(values) != len(questions):
+            raise RuntimeError(f"judge {judge.name} gave {len(values)} answers to {len(questions)} questions")
     except BadRequest as err:
+        return [err] * len(questions)
+    except Exception as err:  # noqa: BLE001 — reported per question; the server stays up
+        if len(questions) == 1:
+            logger.error("judge %s failed", judge.name, exc_info=err)
+            return [err]
+        logger.warning("judge %s failed on a batch of %d (%s: %s); asking each alone", judge.name, len(questions),
+                       type(err).__name__, str(err)[:200])
+        return [reply for q in questions for reply in _ask(judge, kind, [q])]
+    out = []
+    for question, value in zip(questions, values):
+        try:
+            out.append(reply_text(question, value))
+        except Exception as err:  # noqa: BLE001 — BadRequest (no answer: 4xx), or an answer of the wrong form (500)
+            if not isinstance(err, BadRequest):
+                logger.error("judge %s answered in a form the server cannot send", judge.name, exc_info=err)
+            out.append(err)
+    return out
+
+
+def reply_text(question: Question, value) -> str:
+    """The reply text for the judge's answer to one question (see reward_models/server.py for the forms)."""
+    request = question.request
+    if request is None:
+        if value is None:
+            raise BadRequest("the judge failed on this message (see the server log)",
+                             HTTPStatus.INTERNAL_SERVER_ERROR)
+        return value
+    if value is None:
+        what = {GroundRequest: "ground this request", GraphRequest: "extract this scene graph",
+                PairRequest: "compare this pair"}
+        raise BadRequest(f"the judge could not {what.get(type(request), 'score this request')} (see the server log)",
+                         UNPROCESSABLE)
+    if isinstance(request, GroundRequest):
+        width, height = request.image.size
+        return json.dumps([{"bbox_2d": list(b.to_pixels(width, height)), "label": request.name} for b in value])
+    if isinstance(request, GraphRequest):
+        found = value.to_json()
+        return json.dumps({"objects": found["entities"], "relations": found["triples"]})
+    if isinstance(request, PairRequest):
+        better = 1 if value > 0.5 else 2 if value < 0.5 else "tie"
+        return json.dumps({"better": better, "preference": value})
+    return json.dumps({"score": 10 * value, "reward": value})
+
+
+def failure(err: Exception) -> tuple[HTTPStatus, dict]:
+    """(status, error payload) for a question that got no reply: a BadRequest's own status, else 500."""
+    if isinstance(err, BadRequest):
         return err.status, error_payload(err.status, str(err))
-    except Exception as err:  # noqa: BLE001 — a judge crash answers 500; the server stays up
-        logger.exception("judge %s failed", judge.name)
-        return HTTPStatus.INTERNAL_SERVER_ERROR, error_payload(
-            HTTPStatus.INTERNAL_SERVER_ERROR, f"judge failed: {type(err).__name__}: {err}")
-    model = body.get("model")
-    return HTTPStatus.OK, {
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+    return status, error_payload(status, f"judge failed: {type(err).__name__}: {str(err)[:500]}")
+
+
+def completion(judge: Judge, question: Question, reply: str) -> dict:
+    """The chat-completion payload carrying `reply`."""
+    return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": model[:200] if isinstance(model, str) and model else judge.name,
+        "model": question.model or judge.name,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }
+

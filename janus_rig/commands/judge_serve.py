@@ -1,7 +1,8 @@
 """`janus-rig judge serve`: serve a local judge as an OpenAI-compatible server (see reward_models/server.py).
 
     janus-rig judge serve --judge shapeworld --port 8000
-    janus-rig judge serve --judge hf --model /models/Qwen2.5-VL-7B-Instruct --judge-option device=cuda
+    janus-rig judge serve --judge hf --model /models/Qwen2.5-VL-7B-Instruct --judge-option device=cuda \
+        --judge-option batch_size=32 --max-batch 32
     JANUS_RIG_JUDGE_API_KEY=... janus-rig judge serve --host 0.0.0.0 --workers 4
     janus-rig reward --records val.jsonl --judge http://127.0.0.1:8000/v1 --out rewards.jsonl
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 
 from janus_rig.commands.reward import _key_value
@@ -38,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=ServerConfig.help("idle_timeout"))
     parser.add_argument("--request-timeout", type=float, default=_DEFAULTS.request_timeout,
                         help=ServerConfig.help("request_timeout"))
+    parser.add_argument("--max-batch", type=int, default=_DEFAULTS.max_batch, help=ServerConfig.help("max_batch"))
+    parser.add_argument("--batch-window", type=float, default=_DEFAULTS.batch_window,
+                        help=ServerConfig.help("batch_window"))
     parser.add_argument("--api-key", default=None, help=ServerConfig.help("api_key") +
                         " (the variable keeps the key out of the process list)")
 
@@ -50,7 +55,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         host=args.host, port=args.port, max_body=int(args.max_body_mb * 2**20),
         max_pending_bytes=int(args.max_pending_mb * 2**20), workers=args.workers,
         max_connections=args.max_connections, idle_timeout=args.idle_timeout, request_timeout=args.request_timeout,
-        api_key=args.api_key or api_key_from_env(),
+        api_key=args.api_key or api_key_from_env(), max_batch=args.max_batch, batch_window=args.batch_window,
     )
 
 
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+        logging.getLogger(__name__).info("judge calls %s", json.dumps(server.batch_summary()))
         judge.stats.log()
         judge.close()
     return 0

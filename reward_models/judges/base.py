@@ -156,6 +156,9 @@ class Judge:
     # True when the judge reads the structured facts (metadata, chain) rather than the picture and prose, so
     # that the http protocol must send them (see docs/rewards.md).
     structured = False
+    # True for a judge that runs one call at a time and answers a list in one pass (a model's padded batch):
+    # `judge serve` then keeps one call in flight and gathers the requests that arrive meanwhile into the next.
+    batched = False
 
     def __init__(self):
         self.stats = JudgeStats(self.name)
@@ -183,6 +186,11 @@ class Judge:
     def chat(self, text: str, images: list[Image.Image]) -> str:
         """A free-form reply to a user message (what `judge serve` answers to an unstructured request)."""
         raise NotImplementedError(f"judge {self.name!r} answers only structured requests (see docs/rewards.md)")
+
+    def chat_many(self, messages: list[tuple[str, list[Image.Image]]]) -> list[str | None]:
+        """Replies to several (text, images) user messages, None where the judge failed (counted); what a batch of
+        free-form requests to `judge serve` becomes. The default asks `chat` once per message."""
+        return [self.chat(text, images) for text, images in messages]
 
     def close(self) -> None:
         """Release threads, connections or models."""

@@ -7,6 +7,11 @@ coordinates in JSON format.", scene-graph and pairwise questions use prompts.py'
 are decoded greedily in batches and read by parse.py; a reply that cannot be read is a counted failure (None),
 never an exception.
 
+Batches are padded on the left, so every row continues at the end of its own prompt; greedy replies are those
+of one question at a time (tests/rewards/test_judge_batching.py checks it). A batch whose generate raises is
+asked again one question at a time, so one bad question costs its own reply only. `judge serve` gathers
+concurrent requests into one call (`batched`), up to its max_batch: give the judge batch_size >= max_batch.
+
 Grounding coordinates: Qwen2.5-VL answers in absolute pixels of its *resized* input (the processor's
 smart_resize to multiples of 28), so boxes are read in that space, taken from the processor's `image_grid_thw`
 (resized side = grid x patch size). `coords="norm1000"` reads boxes on a 0..1000 grid (Qwen2-VL and others),
@@ -16,6 +21,7 @@ smart_resize to multiples of 28), so boxes are read in that space, taken from th
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from PIL import Image
 
@@ -61,6 +67,7 @@ def load_processor(model_dir: str):
 @JUDGES.register("hf")
 class HFJudge(Judge):
     name = "hf"
+    batched = True
 
     def __init__(
         self,
@@ -112,8 +119,10 @@ class HFJudge(Judge):
         return [self._read(parse_preference, reply) for reply, _ in replies]
 
     def chat(self, text: str, images: list[Image.Image]) -> str:
-        reply, _ = self._generate([(text, images)])[0]
-        return reply or ""
+        return self.chat_many([(text, images)])[0] or ""
+
+    def chat_many(self, messages: list[tuple[str, list[Image.Image]]]) -> list[str | None]:
+        return [reply for reply, _ in self._generate(messages)]
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
@@ -138,15 +147,20 @@ class HFJudge(Judge):
         """Greedy replies for (text, images) items in batches; per item (reply or None, resized (w, h) per image)."""
         out = []
         for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
-            try:
-                with self._lock:
-                    out.extend(self._generate_batch(batch))
-            except Exception as err:  # noqa: BLE001 — a judge failure must cost the batch's scores, not the run
-                for _ in batch:
-                    self.stats.fail("error", f"{type(err).__name__}: {err}")
-                out.extend((None, []) for _ in batch)
+            out.extend(self._generate_or_split(items[start : start + self.batch_size]))
         return out
+
+    def _generate_or_split(self, batch: list[tuple[str, list[Image.Image]]]) -> list[tuple[str | None, list]]:
+        """One padded generate for the batch; when it raises, one generate per item, so that an item the processor
+        refuses (or a batch too big for the device) costs that item's reply, not its neighbours'."""
+        try:
+            with self._lock:
+                return self._generate_batch(batch)
+        except Exception as err:  # noqa: BLE001 — a judge failure must cost scores, not the run
+            if len(batch) > 1:
+                return [reply for item in batch for reply in self._generate_or_split([item])]
+            self.stats.fail("error", f"{type(err).__name__}: {err}")
+            return [(None, [])]
 
     def _generate_batch(self, batch: list[tuple[str, list[Image.Image]]]) -> list[tuple[str, list]]:
         import torch
@@ -170,3 +184,60 @@ class HFJudge(Judge):
             out.append((reply, sizes[k : k + len(item_images)]))
             k += len(item_images)
         return out
+
+
+# --- a tiny random-init model directory (tests, `janus-rig bench judge`) -------------------------------------------
+
+QWEN_SPECIAL = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_tiny_model_dir(out: str | Path, *, hidden_size: int = 32, layers: int = 2, vision_depth: int = 2,
+                        seed: int = 0) -> str:
+    """A random-init Qwen2.5-VL (text hidden 32, 2 layers; vision depth 2 by default), a word-level tokenizer over
+    the rubric words and the PIL image processor (images resized to 4..64 patches of 28 px), saved as a model
+    directory: no downloads. Its replies are garbage; its shapes and code paths are Qwen2.5-VL's. -> the directory.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from reward_models.judges.prompts import GROUNDING, RUBRICS
+
+    words = " ".join([*RUBRICS.values(), GROUNDING, "user assistant score bbox_2d 0 1 2 3 4 5 6 7 8 9 10"])
+    vocab = {"<unk>": 0, "<pad>": 1}
+    pre = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    for piece, _ in pre.pre_tokenize_str(words):
+        vocab.setdefault(piece, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer, backend.decoder = pre, decoders.WordPiece()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>")
+    tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL})
+    ids = tokenizer.convert_tokens_to_ids(QWEN_SPECIAL)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)
+    processor = _image_only_processor_class()(image_processor=image_processor, tokenizer=tokenizer,
+                                              chat_template=TINY_CHAT_TEMPLATE)
+    heads = max(4, hidden_size // 64)  # head dim 8 at the default size, 64 from hidden 256 up
+    half = hidden_size // heads // 2  # rotary pairs per head, split over (time, height, width)
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
+                         max_position_embeddings=2048,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                         "mrope_section": [half - 2 * (half // 4), half // 4, half // 4]},
+                         bos_token_id=None, eos_token_id=ids[1], pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(depth=vision_depth, hidden_size=32, intermediate_size=64, num_heads=2,
+                           out_hidden_size=hidden_size, fullatt_block_indexes=[vision_depth - 1], window_size=56,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=ids[4], video_token_id=ids[5], vision_start_token_id=ids[2], vision_end_token_id=ids[3],
+    )
+    torch.manual_seed(seed)
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(out)
+    processor.save_pretrained(out)
+    return str(out)

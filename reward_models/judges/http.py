@@ -3,8 +3,9 @@
     judge = make_judge("http://127.0.0.1:8000/v1", timeout=60, retries=3, concurrency=16)
 
 Each question is one POST {url}/chat/completions with one user message whose content is the image (a base64 PNG
-data URL, when the question has one) then the rubric text (prompts.py). Requests run on a thread pool of
-`concurrency` workers. Each attempt has one deadline, `timeout` seconds from connecting to the last byte of the
+data URL, when the question has one) then the rubric text (prompts.py). Requests run on one thread pool of
+`concurrency` workers, shared by every caller: at most `concurrency` requests are open at once however many
+threads ask (compute_rewards asks for all its terms at once), and a retry keeps its worker. Each attempt has one deadline, `timeout` seconds from connecting to the last byte of the
 reply. Timeouts, connection errors (refused, reset, closed early), a body cut short, 429, 5xx and a 2xx whose body
 is not JSON are retried `retries` times with exponential backoff (backoff x 2^attempt seconds); replies that will
 not change (other 4xx, a reply that is not HTTP, a header line over 64 KiB, a body over 32 MiB) are not. A call
