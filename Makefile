@@ -7,7 +7,7 @@ RUN ?= runs/quickstart
 # The CPU build of torch; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install test quickstart clean
+.PHONY: install test quickstart rehearse clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,13 @@ test: install
 
 quickstart: install
 	bash scripts/quickstart.sh $(RUN)
+
+# The multi-GPU training path on two CPU processes (FSDP2 over gloo) against one process: SFT and GRPO on a small
+# ShapeWorld world, a resume from the sharded checkpoint, every save loaded in stock transformers (~2 min on 2 cores;
+# REHEARSAL/report.json; docs/grpo.md, "Rehearsal").
+REHEARSAL ?= runs/rehearsal
+rehearse: install
+	nice -n 19 env OMP_NUM_THREADS=1 $(PY) scripts/rehearse.py --out $(REHEARSAL)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -190,6 +190,13 @@ def mixed_logprobs(
     )
 
 
+def target_counts(loss_mask: torch.Tensor, image_mask: torch.Tensor) -> tuple[int, int]:
+    """(text, image) targets `sft_loss` scores in a batch: loss_mask's positions but the first (as mixed_logprobs)."""
+    scored = loss_mask[:, 1:].bool()  # (B, T-1)
+    is_image = image_mask[:, 1:]  # (B, T-1)
+    return int((scored & ~is_image).sum()), int((scored & is_image).sum())
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of values where mask; 0 (with a gradient path) when the mask is empty."""
     return (values * mask).sum() / mask.sum().clamp(min=1)
@@ -233,15 +240,24 @@ def sft_loss(
     text_weight: float = 1.0,
     image_weight: float = 1.0,
     pixel_values: torch.Tensor | None = None,
+    num_items: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy over text and image targets, each averaged over its own tokens, then weighted.
 
     loss_mask (B, T) marks the target tokens (e.g. chain + image + <end_of_image>, not the prompt).
+    `num_items` (text, image): divide the two sums by these instead of this batch's own token counts. A trainer
+    passes its share of the whole optimizer step's counts (`target_counts` over every micro-batch and process), so
+    the step's gradient is the token mean over the step however it is split. The logged NLLs stay this batch's means.
     """
     lp = mixed_logprobs(model, input_ids, image_mask, attention_mask, loss_mask, pixel_values=pixel_values)
     text_nll = -masked_mean(lp.logprobs, lp.text_mask)  # scalar
     image_nll = -masked_mean(lp.logprobs, lp.image_mask)  # scalar
-    loss = text_weight * text_nll + image_weight * image_nll
+    if num_items is None:
+        loss = text_weight * text_nll + image_weight * image_nll
+    else:
+        text_sum = -(lp.logprobs * lp.text_mask).sum()  # scalar
+        image_sum = -(lp.logprobs * lp.image_mask).sum()  # scalar
+        loss = text_weight * text_sum / (num_items[0] or 1.0) + image_weight * image_sum / (num_items[1] or 1.0)
     metrics = {
         "loss": loss.item(),
         "text_nll": text_nll.item(),

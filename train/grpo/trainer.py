@@ -2,7 +2,7 @@
 orchestrates, in the order a step runs:
 
     prompts    the dataloader yields the same prompt records on every process (`RepeatBatchSampler`)
-    rollout    each process samples num_generations / world_size (chain, image) pairs per prompt with its own seed
+    rollout    each process samples num_generations / world_size (chain, image) pairs per prompt, keyed by sample index
     rewards    decode the image tokens, score (prompt, chain, image, metadata) with the judge's terms
     episodes   gather every process's rewards, regroup them per prompt (`to_groups`), normalise each group
                (`group_advantages`), keep this process's slice (`to_rank`); build loss masks and old log-probs
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from janus_rig.model.mixed import mixed_logprobs
-from janus_rig.model.policy import JanusPolicy, manifest, unwrap
+from janus_rig.model.policy import JanusPolicy, manifest
 from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
 from train.grpo.algos import group_advantages, policy_loss
@@ -37,6 +37,7 @@ from train.grpo.config import GRPOConfig
 from train.grpo.guard import CollapseGuard
 from train.checkpoints import AtomicCheckpoints, resume_checkpoint
 from train.common import JsonlLog, TimeBudget, plot_curves
+from train.distributed import PolicyModule, PolicyTrainer, sharding
 from train.tracking import track
 
 log = logging.getLogger(__name__)
@@ -170,22 +171,14 @@ def old_logprobs(logprobs: torch.Tensor, cond_logprobs: torch.Tensor, image_mask
     return logprobs
 
 
-class LogprobModel(torch.nn.Module):
-    """The policy as the Trainer (and DDP) sees it: forward = teacher-forced log-probs of a mixed batch.
-
-    Going through this module's forward lets DDP prepare its gradient reduction; `mixed_logprobs` alone would call
-    the language model's submodules directly."""
+class LogprobModel(PolicyModule):
+    """The policy as the Trainer (and DDP, FSDP, DeepSpeed) sees it: forward = teacher-forced log-probs of a mixed
+    batch. Going through this module's forward lets DDP prepare its gradient reduction and FSDP / ZeRO-3 gather the
+    weights; `mixed_logprobs` alone would call the language model's submodules directly (train/distributed.py)."""
 
     def __init__(self, model, text_temperature: float, image_temperature: float, cfg_weight: float | None):
-        super().__init__()
-        self.policy_model = model
+        super().__init__(model)
         self.text_temperature, self.image_temperature, self.cfg_weight = text_temperature, image_temperature, cfg_weight
-
-    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
-        """`gradient_checkpointing: true` reaches the policy's decoder layers through this (the Trainer calls it).
-        Non-reentrant by default: with LoRA or frozen embeddings the layers' inputs need no gradient of their own."""
-        options = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
-        unwrap(self.policy_model).activation_checkpointing_enable(options, **kwargs)
 
     def forward(self, input_ids, image_mask, attention_mask, score_mask, uncond_input_ids=None, pixel_values=None):
         cfg = self.cfg_weight if uncond_input_ids is not None else None
@@ -196,7 +189,11 @@ class LogprobModel(torch.nn.Module):
 
 
 # --- the trainer ------------------------------------------------------------------------------------------------------
-class GRPOTrainer(AtomicCheckpoints, Trainer):  # checkpoints appear whole or not at all (train/checkpoints.py)
+class GRPOTrainer(PolicyTrainer, AtomicCheckpoints, Trainer):
+    """Saves are the policy's, whole (train/distributed.py); checkpoints appear whole or not at all
+    (train/checkpoints.py). Rollouts and benches sample from `gathered_policy()`: under FSDP / ZeRO-3 a copy on the
+    gathered weights."""
+
     def __init__(self, policy: JanusPolicy, args: GRPOConfig, train_dataset: list[dict], judge, callbacks=None):
         cfg = args.cfg_weight if args.image_logprob == "cfg" else None
         model = LogprobModel(policy.model, args.temperature, args.image_temperature, cfg)
@@ -242,11 +239,14 @@ class GRPOTrainer(AtomicCheckpoints, Trainer):  # checkpoints appear whole or no
 
     @torch.no_grad()
     def _generate_and_score(self, records: list[dict]) -> list[dict]:
-        args, acc, policy = self.args, self.accelerator, self.policy
+        args, acc = self.args, self.accelerator
+        policy = self.gathered_policy()  # whole weights: gathered from every process under FSDP / ZeRO-3
         W, rank, P, G = acc.num_processes, acc.process_index, len(records), args.num_generations
         t0 = time.perf_counter()
+        # One seed for every process; rows are keyed by their sample index in the group, so the rollout is the same
+        # however many processes share it.
         rollout = sample(policy, [r["prompt"] for r in records], args.rollout_config(G // W, args.rollout_images()),
-                         seed=rollout_seed(args.seed, self._rollouts, rank))
+                         seed=rollout_seed(args.seed, self._rollouts, 0), sample_offset=rank * (G // W))
         self._rollouts += 1
         t1 = time.perf_counter()
         if rollout.image_tokens.shape[1]:
@@ -328,8 +328,12 @@ class GRPOTrainer(AtomicCheckpoints, Trainer):  # checkpoints appear whole or no
         logps = model(inputs["input_ids"], inputs["image_mask"], inputs["attention_mask"], mask,
                       inputs.get("uncond_input_ids"), pixel_values=inputs.get("pixel_values"))  # (B, T)
         old = inputs["old_logps"]  # (B, T)
-        if not mask.any():  # every sample masked out: a zero loss that still reaches every trainable parameter
-            loss = sum(p.reshape(-1)[0] for p in model.parameters() if p.requires_grad) * 0.0
+        if not mask.any():  # every sample masked out: a zero loss
+            # through the forward, so that every process runs the same backward (FSDP and DDP reduce on all of them),
+            # and, when the weights are whole, through every trainable parameter (shards: FSDP fills in zeros)
+            loss = logps.sum() * 0.0
+            if sharding(self.accelerator) is None:
+                loss = loss + sum(p.reshape(-1)[0] for p in model.parameters() if p.requires_grad) * 0.0
             return (loss, None) if return_outputs else loss
         # Trainer divides the loss by gradient_accumulation_steps and DDP averages processes: with this
         # normaliser DAPO's loss is the sum over the whole step's tokens / their global count.
@@ -374,16 +378,6 @@ class GRPOTrainer(AtomicCheckpoints, Trainer):  # checkpoints appear whole or no
         self._metrics.clear()
         super().log(logs, *args, **kwargs)
 
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """Checkpoints hold the policy in transformers' format (LoRA merged), like the final save, and the unmerged
-        LoRA adapters that resuming restores; the Trainer adds optimizer, scheduler, RNG and trainer state."""
-        if self.args.should_save:
-            self.policy.save(output_dir or self.args.output_dir, adapters=True)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """Resuming: the checkpoint's trained weights (or LoRA adapters) into the policy the optimizer steps."""
-        self.policy.load_weights(resume_from_checkpoint)
-
     # -- gallery and bench evaluation (main process)
     def _maybe_gallery(self, rollout, images, totals) -> None:
         every = self.args.gallery_every
@@ -397,12 +391,15 @@ class GRPOTrainer(AtomicCheckpoints, Trainer):  # checkpoints appear whole or no
 
     def _maybe_evaluate(self) -> None:
         every = self.args.eval_every
-        if not every or self.state.global_step % every or not self.accelerator.is_main_process:
+        if not every or self.state.global_step % every:
+            return
+        policy = self.gathered_policy()  # every process: a collective when sharded; the main process evaluates
+        if not self.accelerator.is_main_process:
             return
         if self._bench is None:
             self._bench = load_bench(self.args.world, self.args.eval_prompts, self.args.tags)
         started = time.perf_counter()
-        scores = bench_accuracy(self.policy, self._bench, self.args.rollout_config(1), seed=self.args.seed)
+        scores = bench_accuracy(policy, self._bench, self.args.rollout_config(1), seed=self.args.seed)
         self._metrics["eval/accuracy"].append(scores["accuracy"])
         for tag, value in scores["per_tag"].items():
             self._metrics[f"eval/accuracy/{tag}"].append(value)
@@ -454,7 +451,7 @@ def bench_accuracy(policy: JanusPolicy, bench: list[dict], rollout_config, seed:
     per_tag = defaultdict(list)
     for start in range(0, len(bench), batch):
         lines = bench[start : start + batch]
-        rollout = sample(policy, [m["prompt"] for m in lines], rollout_config, seed=seed + start)
+        rollout = sample(policy, [m["prompt"] for m in lines], rollout_config, seed=seed, prompt_offset=start)
         images = policy.decode_images(rollout.image_tokens).numpy()  # (B, S, S, 3)
         for meta, image in zip(lines, images):
             per_tag[meta["tag"]].append(float(score_metadata(meta, image)[0]))
@@ -491,6 +488,7 @@ def build_trainer(config: GRPOConfig, keep: tuple[str, ...] = ()) -> GRPOTrainer
     out = config.prepare_output_dir(inputs={"world": config.world, "prompts": config.prompts}, keep=keep)
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
                               lora=config.lora())
+    policy.guidance = config.cfg_weight  # the saved model records the guidance it was trained with
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
     if config.collapse_guard != "off":
         callbacks.append(CollapseGuard(config.guard_settings(), every=config.guard_every,
@@ -521,12 +519,16 @@ def run_grpo(config: GRPOConfig, keep: tuple[str, ...] = ()) -> dict:
     summary = {"steps": steps, "stopped_by_time_budget": budget.stopped_at_step is not None,
                "collapses": guard.events if guard else [],
                "train_seconds": round(train_seconds, 2), "seconds_per_step": round(train_seconds / max(steps, 1), 3)}
-    if config.eval_every and trainer.accelerator.is_main_process:
-        trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)
-        summary["final_bench"] = bench_accuracy(trainer.policy, trainer._bench, config.rollout_config(1), config.seed)
-    if trainer.accelerator.is_main_process:
-        trainer.policy.save(out, manifest(stage="grpo", world=config.world and str(config.world),
-                                          prompts=config.prompts, steps=steps, base=str(config.model_name_or_path)))
+    main = trainer.accelerator.is_main_process
+    if config.eval_every:
+        policy = trainer.gathered_policy()  # every process: a collective when sharded
+        if main:
+            trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)
+            summary["final_bench"] = bench_accuracy(policy, trainer._bench, config.rollout_config(1), config.seed)
+    trainer.save_model(str(out), manifest=manifest(stage="grpo", world=config.world and str(config.world),
+                                                   prompts=config.prompts, steps=steps,
+                                                   base=str(config.model_name_or_path)))  # every process gathers
+    if main:
         history = trainer.state.log_history
         plot_curves(history, [("reward", "-"), ("accuracy", "-"), ("eval/accuracy", "o--")],
                     "mean over the step's samples", out / CURVE_FILE)

@@ -159,12 +159,15 @@ class ReflectGRPOTrainer(GRPOTrainer):
     # -- the bench: accuracy after 0..K rounds of the loop
     def _maybe_evaluate(self) -> None:
         every = self.args.eval_every
-        if not every or self.state.global_step % every or not self.accelerator.is_main_process:
+        if not every or self.state.global_step % every:
+            return
+        policy = self.gathered_policy()  # every process: a collective when sharded; the main process evaluates
+        if not self.accelerator.is_main_process:
             return
         if self._bench is None:
             self._bench = load_bench(self.args.world, self.args.eval_prompts, self.args.tags)
         started = time.perf_counter()
-        accuracy = bench_round_accuracy(self.policy, self._bench, self.args, self.checker, self.actor)
+        accuracy = bench_round_accuracy(policy, self._bench, self.args, self.checker, self.actor)
         for k, value in enumerate(accuracy):
             self._metrics[f"eval/accuracy@r{k}"].append(value)
         self._metrics["eval/accuracy"].append(accuracy[-1])
@@ -179,7 +182,7 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
 
     @torch.no_grad()
     def _generate_and_score(self, records: list[dict]) -> list[dict]:
-        args, policy = self.args, self.policy
+        args, policy = self.args, self.gathered_policy()  # whole weights: gathered under FSDP / ZeRO-3
         G = args.num_generations
         prompts = [r["prompt"] for r in records]
         t0 = time.perf_counter()
@@ -241,7 +244,7 @@ class EditorPhaseTrainer(ReflectGRPOTrainer):
 
     @torch.no_grad()
     def _generate_and_score(self, records: list[dict]) -> list[dict]:
-        args, policy = self.args, self.policy
+        args, policy = self.args, self.gathered_policy()  # whole weights: gathered under FSDP / ZeRO-3
         G = args.num_generations
         prompts, chains = [r["prompt"] for r in records], [r["chain"] for r in records]
         t0 = time.perf_counter()
@@ -258,7 +261,7 @@ class EditorPhaseTrainer(ReflectGRPOTrainer):
         t2 = time.perf_counter()
         group = [r // G for r in range(rollout.num_rows)]  # row -> its edit
         metadata = [records[p].get("metadata") for p in group]
-        intrinsic, parsed = self._intrinsic(before, after, prompts, chains, group, generator)
+        intrinsic, parsed = self._intrinsic(policy, before, after, prompts, chains, group, generator)
         if args.reward == INTRINSIC:
             rewards = intrinsic
         else:
@@ -295,14 +298,14 @@ class EditorPhaseTrainer(ReflectGRPOTrainer):
                            [prompts[p] for p in group], rewards)
         return chunks
 
-    def _intrinsic(self, before, after, prompts, chains, group, generator):
+    def _intrinsic(self, policy, before, after, prompts, chains, group, generator):
         """With reward intrinsic: the checker on each first image and each redraw (the plan it sees is the edit's
         chain) -> (after minus before per redraw, the redraws' parsed reflections); else (None, None)."""
         if self.args.reward != INTRINSIC:
             return None, None
         config = self.args.reflect_config().checker
-        first = self.checker(self.policy, before, prompts, chains, config, generator)
-        redraws = self.checker(self.policy, after, [prompts[p] for p in group], [chains[p] for p in group], config,
+        first = self.checker(policy, before, prompts, chains, config, generator)
+        redraws = self.checker(policy, after, [prompts[p] for p in group], [chains[p] for p in group], config,
                                generator)
         first_parsed = [parse_reflection(t) for t in first.texts]
         parsed = [parse_reflection(t) for t in redraws.texts]
@@ -402,6 +405,7 @@ def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: Ac
         report.log(out / BAD_ROWS_FILE)
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
                               lora=config.lora())
+    policy.guidance = config.cfg_weight  # the saved model records the guidance it was trained with
     judge = config.reward_config().make_judge() if config.reward == "judge" else None
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
     return track(PHASE_TRAINERS[config.phase](policy, config, records, judge, callbacks=callbacks, checker=checker,
@@ -424,13 +428,17 @@ def run_reflect_grpo(config: ReflectGRPOConfig, checker: CheckFn = check, actor:
     summary = {"phase": config.phase, "reward": config.reward, "steps": steps,
                "stopped_by_time_budget": budget.stopped_at_step is not None, "train_seconds": round(train_seconds, 2),
                "seconds_per_step": round(train_seconds / max(steps, 1), 3)}
-    if config.eval_every and trainer.accelerator.is_main_process:
-        trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)
-        accuracy = bench_round_accuracy(trainer.policy, trainer._bench, config, checker, trainer.actor)
-        summary["final_bench"] = {f"accuracy@r{k}": value for k, value in enumerate(accuracy)}
-    if trainer.accelerator.is_main_process:
-        trainer.policy.save(out, manifest(stage=f"reflect-{config.phase}", reward=config.reward,
-                                          world=str(config.world), steps=steps, base=str(config.model_name_or_path)))
+    main = trainer.accelerator.is_main_process
+    if config.eval_every:
+        policy = trainer.gathered_policy()  # every process: a collective when sharded
+        if main:
+            trainer._bench = trainer._bench or load_bench(config.world, config.eval_prompts, config.tags)
+            accuracy = bench_round_accuracy(policy, trainer._bench, config, checker, trainer.actor)
+            summary["final_bench"] = {f"accuracy@r{k}": value for k, value in enumerate(accuracy)}
+    trainer.save_model(str(out), manifest=manifest(stage=f"reflect-{config.phase}", reward=config.reward,
+                                                   world=str(config.world), steps=steps,
+                                                   base=str(config.model_name_or_path)))  # every process gathers
+    if main:
         history = trainer.state.log_history
         plot_curves(history, [("reward", "-"), ("reward/intrinsic", "-"), ("reward/oracle", "-"),
                               ("checker/verdict_accuracy", "--"), ("eval/accuracy", "o--")],

@@ -1,8 +1,13 @@
 """`janus-rig sft`: GoT-R1 stage 1 on transformers' Trainer.
 
 Order of play (`run_sft`): load or initialise the policy -> freeze/LoRA per the config -> records to validated
-token sequences with cached VQ codes (`train.sft.data`) -> `SFTTrainer.train` (compute_loss = `sft_loss`, logs
-text and image NLL) -> save the final policy in OUTPUT_DIR (loads in plain transformers) -> loss curve + log.
+token sequences with cached VQ codes (`train.sft.data`; the main process builds the cache, the others then read
+it) -> `SFTTrainer.train` (compute_loss = `sft_loss`, logs text and image NLL) -> save the final policy in
+OUTPUT_DIR (gathered whole, written by the main process; loads in plain transformers) -> loss curve + log.
+
+The loss of an optimizer step is the text and the image token mean over the whole step: every micro-batch of
+every process counts its targets first (`_get_num_items_in_batch`), and each micro-batch divides its sums by that
+count. One process with batch 8 and two processes with batch 4 then take the same step (`make rehearse`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import torch
 from transformers import Trainer
 
 from data_prep.vq_cache import encode_images
-from janus_rig.model.mixed import drop_conditions, sft_loss
+from janus_rig.model.mixed import drop_conditions, sft_loss, target_counts
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
 from train.checkpoints import AtomicCheckpoints, resume_checkpoint
 from train.common import JsonlLog, TimeBudget, plot_curves
+from train.distributed import PolicyModule, PolicyTrainer, zero3_gathered
 from train.sft.config import SFTConfig
 from train.sft.data import BAD_ROWS_FILE, RowReport, SFTCollator, WorldInfo, build_datasets, fill_codes
 
@@ -32,39 +38,68 @@ CURVE_FILE = "loss_curve.png"
 SUMMARY_FILE = "sft_summary.json"
 
 
-class SFTTrainer(AtomicCheckpoints, Trainer):
-    """A Trainer whose loss is `janus_rig.model.mixed.sft_loss` (text and image NLL logged separately); checkpoints
-    appear whole or not at all (train/checkpoints.py)."""
+def _batch_loss(policy_model, inputs: dict, text_weight: float, image_weight: float, num_items=None):
+    """`sft_loss` of one batch, run inside the wrapped model's forward (`PolicyModule`), on-the-fly VQ codes
+    included: under FSDP or ZeRO-3 the VQ's weights are whole only there."""
+    input_ids = inputs["input_ids"]  # (B, T)
+    gen_images = inputs.get("gen_images")  # (B_i, 3, S, S) uint8 in on-the-fly mode
+    if gen_images is not None:
+        codes = encode_images(unwrap(policy_model).model.vqmodel, gen_images)  # (B_i, N)
+        input_ids = fill_codes(input_ids, inputs["image_mask"], codes)
+    return sft_loss(policy_model, input_ids, inputs["image_mask"], inputs["attention_mask"], inputs["loss_mask"],
+                    text_weight=text_weight, image_weight=image_weight, pixel_values=inputs.get("pixel_values"),
+                    num_items=num_items)
 
-    def __init__(self, *args, text_weight: float = 1.0, image_weight: float = 1.0, cond_dropout: float = 0.0,
-                 tokens=None, **kwargs):
-        super().__init__(*args, **kwargs)
+
+class SFTTrainer(PolicyTrainer, AtomicCheckpoints, Trainer):
+    """A Trainer whose loss is `janus_rig.model.mixed.sft_loss` (text and image NLL logged separately), computed in
+    the forward of the model the Trainer wraps (`PolicyModule`: DDP reduces its gradients, FSDP and ZeRO-3 gather its
+    weights). Saves are the policy's, whole (train/distributed.py); checkpoints appear whole or not at all
+    (train/checkpoints.py)."""
+
+    def __init__(self, policy: JanusPolicy, *args, text_weight: float = 1.0, image_weight: float = 1.0,
+                 cond_dropout: float = 0.0, **kwargs):
+        self.policy = policy
+        super().__init__(PolicyModule(policy.model), *args, **kwargs)
         self.text_weight = text_weight
         self.image_weight = image_weight
         self.cond_dropout = cond_dropout
-        self.tokens = tokens  # SpecialTokenIds: bos / boi / pad for the unconditional rows
+        self.tokens = policy.tokens  # SpecialTokenIds: bos / boi / pad for the unconditional rows
+        self.loss_is_scaled_for_ga = True  # compute_loss divides by the whole step's counts (no further / GA)
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 
+    def _get_num_items_in_batch(self, batch_samples: list[dict], device) -> tuple[float, float]:
+        """Before a step's micro-batches run: draw their condition dropout (it changes what they score), then count
+        the (text, image) targets of the whole step over every process. -> this process's share, count / processes:
+        each micro-batch divides its sums by it, the Trainer adds the micro-batches, DDP / FSDP average processes."""
+        counts = torch.zeros(2, dtype=torch.float64)
+        # The draws are keyed by (seed, step, process), not taken from torch's RNG: a resumed run restores that only
+        # after fetching its first step's batches, and must still drop the rows the uninterrupted run dropped.
+        seed = self.args.seed * 1_000_003 + self.state.global_step * 1_009 + self.accelerator.process_index
+        generator = torch.Generator().manual_seed(seed)
+        for batch in batch_samples:
+            if self.cond_dropout:
+                self._drop_conditions(batch, generator)
+            counts += torch.tensor(target_counts(batch["loss_mask"], batch["image_mask"]), dtype=torch.float64)
+        W = self.accelerator.num_processes
+        if W > 1:
+            counts = self.accelerator.gather(counts.to(device)[None]).sum(0).cpu()  # (2,)
+        return float(counts[0]) / W, float(counts[1]) / W
+
+    def _drop_conditions(self, batch: dict, generator: torch.Generator) -> None:
+        """Janus' condition dropout on a collated batch, in place (rows trained unconditionally: `drop_conditions`)."""
+        drop = torch.rand(batch["input_ids"].shape[0], generator=generator) < self.cond_dropout  # (B,)
+        t = self.tokens
+        batch["input_ids"], batch["loss_mask"] = drop_conditions(
+            batch["input_ids"], batch["image_mask"], batch["attention_mask"], batch["loss_mask"], drop, t.bos, t.boi,
+            t.pad)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        input_ids = inputs["input_ids"]  # (B, T)
-        gen_images = inputs.get("gen_images")  # (B_i, 3, S, S) uint8 in on-the-fly mode
-        if gen_images is not None:
-            codes = encode_images(unwrap(model).model.vqmodel, gen_images)  # (B_i, N)
-            input_ids = fill_codes(input_ids, inputs["image_mask"], codes)
-        loss_mask = inputs["loss_mask"]  # (B, T)
-        if model.training and self.cond_dropout:
-            drop = torch.rand(input_ids.shape[0], device=input_ids.device) < self.cond_dropout  # (B,)
-            t = self.tokens
-            input_ids, loss_mask = drop_conditions(input_ids, inputs["image_mask"], inputs["attention_mask"],
-                                                   loss_mask, drop, t.bos, t.boi, t.pad)
-        loss, metrics = sft_loss(
-            model, input_ids, inputs["image_mask"], inputs["attention_mask"], loss_mask,
-            text_weight=self.text_weight, image_weight=self.image_weight, pixel_values=inputs.get("pixel_values"),
-        )
+        # training: num_items_in_batch from _get_num_items_in_batch; evaluation: None, each batch its own means
+        loss, metrics = model(_batch_loss, inputs, self.text_weight, self.image_weight,
+                              num_items_in_batch if model.training else None)
         mode = "train" if model.training else "eval"
-        for key in ("text_nll", "image_nll"):
-            self._metrics[mode][key].append(metrics[key])
-        for key in ("text_tokens", "image_tokens"):
+        for key in ("text_nll", "image_nll", "text_tokens", "image_tokens"):
             self._metrics[mode][key].append(metrics[key])
         return (loss, None) if return_outputs else loss
 
@@ -92,8 +127,13 @@ def load_policy(config: SFTConfig) -> JanusPolicy:
                                 trainable=config.trainable(), lora=config.lora())
     from janus_rig.model.init import init_policy
 
-    policy = init_policy(config.init_preset, Path(config.output_dir) / "init", tokenizer=config.tokenizer,
-                         vq_dir=config.vq, dtype=config.model_dtype, seed=config.seed)
+    init_dir = Path(config.output_dir) / "init"
+    with config.main_process_first(local=False, desc="initialising the policy"):  # the others load its folder
+        if config.process_index == 0:
+            policy = init_policy(config.init_preset, init_dir, tokenizer=config.tokenizer, vq_dir=config.vq,
+                                 dtype=config.model_dtype, seed=config.seed)
+        else:
+            policy = JanusPolicy.load(init_dir, dtype=config.model_dtype)
     set_trainable(policy.model, config.trainable())
     if config.lora() is not None:
         policy.model = apply_lora(policy.model, config.lora())
@@ -111,17 +151,24 @@ def run_sft(config: SFTConfig) -> dict:
         from janus_rig.reflect.settings import read_recipe
 
         policy.loop_settings = read_recipe(config.loop_recipe)  # checked in SFTConfig
+    if config.cfg_weight is not None:
+        policy.guidance = config.cfg_weight  # recorded in the saved generation_config.json
 
     report = RowReport()
-    train_ds, eval_ds = build_datasets(policy, config, report)
-    report.write(out / BAD_ROWS_FILE)
-    report.log(out / BAD_ROWS_FILE)
+    # The main process tokenises and VQ-encodes first, the others then read its cache (ZeRO-3 loads the VQ
+    # partitioned: every process takes part in gathering it whole first)
+    with zero3_gathered(policy.base.model.vqmodel), config.main_process_first(local=False, desc="VQ-encoding"):
+        train_ds, eval_ds = build_datasets(policy, config, report)
+    main = config.process_index == 0
+    if main:
+        report.write(out / BAD_ROWS_FILE)
+        report.log(out / BAD_ROWS_FILE)
     data_seconds = time.perf_counter() - started
 
     collator = SFTCollator(policy.tokens.pad, WorldInfo.read(config.world), policy.pixel_values, policy.image_size)
     budget = TimeBudget(config.max_train_seconds)
     trainer = SFTTrainer(
-        model=policy.model,
+        policy,
         args=config,
         data_collator=collator,
         train_dataset=train_ds,
@@ -131,14 +178,15 @@ def run_sft(config: SFTConfig) -> dict:
         text_weight=config.text_weight,
         image_weight=config.image_weight,
         cond_dropout=config.cond_dropout,
-        tokens=policy.tokens,
     )
     train_started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - train_started
 
-    policy.save(out, manifest(stage="sft", chain=config.chain, world=str(config.world),
-                              steps=trainer.state.global_step))
+    trainer.save_model(str(out), manifest=manifest(stage="sft", chain=config.chain, world=str(config.world),
+                                                   steps=trainer.state.global_step))  # every process gathers
+    if not main:
+        return {"steps": trainer.state.global_step}
     plot_curves(trainer.state.log_history, [("text_nll", "-"), ("image_nll", "-"), ("eval_text_nll", "--"),
                                              ("eval_image_nll", "--")], "NLL (nats / token)", out / CURVE_FILE)
     train_logs = [h for h in trainer.state.log_history if "text_nll" in h]
