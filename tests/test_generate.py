@@ -162,3 +162,33 @@ def test_a_used_folder_is_refused_and_overwrite_leaves_no_stale_file(tiny_policy
     assert not (out / "images" / "0000_01.png").exists() and not (out / "overlays" / "0000_01.png").exists()
     written = {second[0]["image"], second[0]["overlay"], "traces.jsonl", "index.html"}
     assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == written
+
+
+def test_cfg_defaults_to_the_guidance_the_model_records(tiny_policy, tmp_path, monkeypatch, capsys):
+    """No --cfg: generate (and every command that samples) uses the model's generation_config guidance_scale; a
+    given --cfg wins; a corrupt record is a one-line error naming the file."""
+    from janus_rig.model.policy import DEFAULT_GUIDANCE, JanusPolicy, read_guidance
+
+    tiny_policy.guidance = 3.0
+    try:
+        tiny_policy.save(tmp_path / "m")
+    finally:
+        tiny_policy.guidance = DEFAULT_GUIDANCE
+    assert json.loads((tmp_path / "m" / "generation_config.json").read_text())["guidance_scale"] == 3.0
+    assert read_guidance(tmp_path / "m") == JanusPolicy.load(tmp_path / "m").guidance == 3.0
+    assert read_guidance(tmp_path / "nowhere") == DEFAULT_GUIDANCE  # loading it says what is wrong
+    seen = []
+    real = gen.generate
+    monkeypatch.setattr(gen, "generate", lambda policy, prompts, out, config, **kw: seen.append(config.cfg_weight)
+                        or real(policy, prompts, out, config, **kw))
+    common = ["generate", "--model", str(tmp_path / "m"), "--prompt", "a red circle", "--num", "1",
+              "--max-chain-tokens", "4"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--cfg", "1.5", "--out", str(tmp_path / "b")]) == 0
+    assert seen == [3.0, 1.5]
+    assert "CFG 3," in (tmp_path / "a" / "index.html").read_text()
+    (tmp_path / "m" / "generation_config.json").write_text('{"guidance_scale": "strong"}')
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "generation_config.json: guidance_scale must be a number >= 0" in err and len(err.splitlines()) == 1

@@ -164,7 +164,8 @@ class SweepConfig:
     eval_tags: list[str] | None = _help("only the prompt file's lines with these tags (default: all)", default=None)
     samples: int = _help("images per prompt", default=4)
     eval_seed: int = _help("sampling seed of every evaluation (the same for every model)", default=0)
-    cfg: float = _help("classifier-free guidance weight of the evaluation (`eval geneval`'s default)", default=5.0)
+    cfg: float | None = _help("classifier-free guidance weight of every evaluation (None: the start model's recorded "
+                              "guidance)", default=None)
     max_chain_tokens: int = _help("chain tokens before <begin_of_image> is forced in the evaluation", default=600)
     eval_batch_size: int = _help("prompts per sampler call (part of the seeding)", default=8)
     overwrite: bool = _help("empty a non-empty OUT first", default=False)
@@ -194,7 +195,8 @@ class SweepConfig:
         argv = ["janus-rig", "sweep", "--trainer", self.trainer, *(["--config", self.recipe] if self.recipe else []),
                 "--seeds", ",".join(map(str, self.seeds)), "--eval", str(self.eval_metadata),
                 *(["--eval-tags", *self.eval_tags] if self.eval_tags else []), "--samples", str(self.samples),
-                "--eval-seed", str(self.eval_seed), "--cfg", f"{self.cfg:g}", "--max-chain-tokens",
+                "--eval-seed", str(self.eval_seed), *(["--cfg", f"{self.cfg:g}"] if self.cfg is not None else []),
+                "--max-chain-tokens",
                 str(self.max_chain_tokens), "--eval-batch-size", str(self.eval_batch_size), "--out", str(self.out),
                 *(["--overwrite"] if self.overwrite else []),
                 *(["--", *self.trainer_argv] if self.trainer_argv else [])]
@@ -234,6 +236,10 @@ def plan_sweep(config: SweepConfig) -> Plan:
                          "(after `--`, or in the recipe); a random init_preset would differ per seed")
     entries = read_geneval_metadata(config.eval_metadata, tags=config.eval_tags)
     oracle = choose_oracle(entries, "on", config.eval_metadata)  # the table needs scores: ShapeWorld prompts
+    if config.cfg is None:  # one guidance for every model: the one the start model records
+        from janus_rig.model.policy import read_guidance
+
+        config.cfg = read_guidance(start)
     rollout = RolloutConfig(group_size=config.samples, cfg_weight=config.cfg, max_chain_tokens=config.max_chain_tokens)
     tags = list(dict.fromkeys(e.metadata["tag"] for e in entries))
     return Plan(configs, argvs, str(start), entries, oracle, rollout, tags)

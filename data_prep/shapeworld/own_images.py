@@ -109,7 +109,8 @@ def own_example(record: dict, chain: str, image: Image.Image, size: int, *,
     return row, image
 
 
-def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: int, *, cfg_weight: float = 3.0,
+def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: int, *,
+                 cfg_weight: float | None = None,
                  batch_size: int = 32, seed: int = 0, right_plans: bool = False,
                  replan: bool = False) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
     """n draws of `policy` (one chain and image per prompt) for records picked with replacement by `rng`: yields
@@ -118,7 +119,7 @@ def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: 
     carries the re-plan target (`own_example`)."""
     from janus_rig.rollout import RolloutConfig, sample
 
-    config = RolloutConfig(group_size=1, cfg_weight=cfg_weight)
+    config = RolloutConfig(group_size=1, cfg_weight=policy.guidance if cfg_weight is None else cfg_weight)
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     picked = [rng.choice(records) for _ in range(n)]
     for start in range(0, n, batch_size):

@@ -336,13 +336,13 @@ def check_rows_free(world: str | Path, split: str = "train", name: str | None = 
 
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
                        progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
-                       own_cfg: float = 3.0, name: str | None = None, own_keep: float | None = None,
+                       own_cfg: float | None = None, name: str | None = None, own_keep: float | None = None,
                        own_right_plans: bool = False, own_replan: bool = False, overwrite: bool = False) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
     With a policy `own` and `own_share` > 0, that share of the rows are checker rows on the policy's own drawings
-    of the records' prompts (`own_images.py`, CFG `own_cfg`), written first; the rest are perturbed renders.
+    of the records' prompts (`own_images.py`, CFG `own_cfg`, default: the own model's recorded guidance), written first; the rest are perturbed renders.
     A policy draws correct images more often than wrong ones; `own_keep` caps the share of keep rows among the own
     rows (drawing on, up to OWN_DRAWS_PER_ROW draws per row, and counting the keeps left out as `own_keep_over_cap`),
     so the checker sees enough of its own failures. Without it the own rows are one draw each, as they come.

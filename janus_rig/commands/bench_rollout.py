@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from janus_rig.commands._guidance import add_cfg_argument
+
 NAME = "bench rollout"
 HELP = "time the rollout sampler against transformers' generate (tiny preset, 8 prompts x G 4, CFG)"
 
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each path (medians are reported)")
     parser.add_argument("--group-size", type=int, default=4, help="samples per prompt")
     parser.add_argument("--chain-tokens", type=int, default=40, help="chain length, the same on both paths")
-    parser.add_argument("--cfg", type=float, default=5.0, help="CFG weight")
+    add_cfg_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the results")
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         policy = JanusPolicy.load(args.model)
     else:
         policy = bench_policy()
+    cfg = policy.guidance if args.cfg is None else args.cfg
     params = sum(p.numel() for p in policy.base.parameters() if p.requires_grad) / 1e6
 
     def progress(rep, result):
@@ -42,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"rollout bench: {args.model or 'tiny preset (random init)'}, {params:.1f} M trainable parameters, "
           f"8 prompts x G {args.group_size}, chain {args.chain_tokens} + {policy.num_image_tokens} image tokens, "
-          f"CFG {args.cfg}, {torch.get_num_threads()} threads", flush=True)
-    result = run_bench(policy, group_size=args.group_size, chain_tokens=args.chain_tokens, cfg_weight=args.cfg,
+          f"CFG {cfg:g}, {torch.get_num_threads()} threads", flush=True)
+    result = run_bench(policy, group_size=args.group_size, chain_tokens=args.chain_tokens, cfg_weight=cfg,
                        repeats=args.repeats, progress=progress)
     s = result.summary()
     print(f"ours          median {s['ours_median_s']:.3f} s  {s['ours_tokens_per_s']:8.0f} tokens/s  "

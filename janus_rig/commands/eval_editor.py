@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+from janus_rig.commands._guidance import add_cfg_argument, cfg_for
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "eval editor"
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regions", default="boxes,full", help="comma-separated: boxes (region-locked on the "
                         "oracle's departure boxes), full (the whole image)")
     parser.add_argument("--seeds", type=int, default=1, help="redraws of each image per region")
-    parser.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance weight of the redraws")
+    add_cfg_argument(parser, "classifier-free guidance weight of the redraws (default: the model's)")
     parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     parser.add_argument("--batch-size", type=int, default=16, help="images per sampler call (part of the seeding)")
     parser.add_argument("--seed", type=int, default=0, help="redraw s (of --seeds) of batch b is sampled with seed + 1000 * s + b")
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     cases, counts = edit_cases(rows, world.root, world.size)  # before the model loads: the oracle needs no model
     if not cases:
         raise ValueError(f"{rows_path}: no row has a right plan ({counts}); nothing for the editor to redraw")
-    config = RolloutConfig(group_size=1, cfg_weight=args.cfg, image_temperature=args.image_temperature)
+    config = RolloutConfig(group_size=1, cfg_weight=cfg_for(args), image_temperature=args.image_temperature)
     prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--world": args.world})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                     for c, ok in zip(by_kind[kind], oks):
                         f.write(json.dumps({"id": c["row"]["id"], "region": region, "seed": s, "was": kind,
                                             "boxes": [b.as_tuple() for b in c["boxes"]], "right_after": ok}) + "\n")
-    summary = {"model": args.model, "rows": str(rows_path), "cfg": args.cfg,
+    summary = {"model": args.model, "rows": str(rows_path), "cfg": config.cfg_weight,
                "command": getattr(args, "command_line", None),
                **counts, **editor_scores(cases, fixed), "seconds": round(time.perf_counter() - started, 2)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

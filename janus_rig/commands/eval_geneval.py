@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from janus_rig.commands._guidance import add_cfg_argument, cfg_for
 from janus_rig.commands.reflect import add_loop_arguments, describe, loop_settings
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
@@ -29,7 +30,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, samples: int) -> Non
     parser.add_argument("--model", required=True, help="policy directory (ours or a transformers Janus directory)")
     parser.add_argument("--samples", type=int, default=samples, help="images per prompt")
     parser.add_argument("--seed", type=int, default=0, help="batch b is drawn with seed + b")
-    parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight (1.0: off)")
+    add_cfg_argument(parser)
     parser.add_argument("--temperature", type=float, default=1.0, help="chain (text) sampling temperature")
     parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     parser.add_argument("--no-chain", action="store_true", help="no reasoning chain: the image follows the prompt")
@@ -55,7 +56,7 @@ def rollout_config(args: argparse.Namespace):
     if args.display_size < 1:
         raise ValueError(f"--display-size must be >= 1, got {args.display_size}")
     return RolloutConfig(group_size=args.samples, chain=not args.no_chain, max_chain_tokens=args.max_chain_tokens,
-                         text_temperature=args.temperature, cfg_weight=args.cfg,
+                         text_temperature=args.temperature, cfg_weight=cfg_for(args),
                          image_temperature=args.image_temperature)
 
 
@@ -76,7 +77,7 @@ def header(args: argparse.Namespace, policy, device: str, config, prompts: str, 
         "prompts": prompts,
         "samples": f"{args.samples} per prompt",
         "chain": f"max {args.max_chain_tokens} tokens, temperature {args.temperature}" if config.chain else "off",
-        "image": f"CFG {args.cfg}, temperature {args.image_temperature}, {policy.image_size} px",
+        "image": f"CFG {config.cfg_weight:g}, temperature {args.image_temperature}, {policy.image_size} px",
         "seed": f"{args.seed} (batch b: seed + b), batch size {args.batch_size}",
         "device": f"{device}, {next(policy.base.parameters()).dtype}",
         "total time": f"{seconds:.1f} s",

@@ -53,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
     if args.versus is None and args.compare != "image":
         raise ValueError("--compare chain needs --versus DIR2 (a single model is scored on its images)")
     config = rollout_config(args, args.samples)
+    if args.versus is not None and args.cfg is None:
+        from janus_rig.model.policy import read_guidance
+
+        if read_guidance(args.versus) != config.cfg_weight:
+            raise ValueError(f"{args.model} records guidance {config.cfg_weight:g} and {args.versus} "
+                             f"{read_guidance(args.versus):g}: give --cfg to compare them at one guidance")
     records = read_prompt_records(args.prompts)[: args.limit]
     prepare_out_dir(args.out, args.overwrite,
                     inputs={"--model": args.model, "--versus": args.versus, "--prompts": args.prompts})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from janus_rig.commands._guidance import add_cfg_argument, cfg_for
 from janus_rig.commands.reward import _key_value
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
@@ -24,7 +25,7 @@ HELP = "generate images for scene-graph records; a judge reads their graphs; SG-
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """Sampling flags of every evaluation that generates (the same meaning as in `janus-rig generate`)."""
     group = parser.add_argument_group("generation")
-    group.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight (1.0: off)")
+    add_cfg_argument(group)
     group.add_argument("--temperature", type=float, default=1.0, help="chain (text) sampling temperature")
     group.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     group.add_argument("--no-chain", action="store_true", help="no reasoning chain: the image follows the prompt")
@@ -55,7 +56,7 @@ def rollout_config(args: argparse.Namespace, samples: int):
     if args.batch_size < 1 or args.judge_batch_size < 1:
         raise ValueError("--batch-size and --judge-batch-size must be >= 1")
     return RolloutConfig(group_size=samples, chain=not args.no_chain, max_chain_tokens=args.max_chain_tokens,
-                         text_temperature=args.temperature, cfg_weight=args.cfg,
+                         text_temperature=args.temperature, cfg_weight=cfg_for(args),
                          image_temperature=args.image_temperature)
 
 
@@ -74,7 +75,7 @@ def generation_header(args: argparse.Namespace, config, judge) -> dict:
         "judge": f"{args.judge}" + (f" ({args.judge_model})" if args.judge_model else ""),
         "samples": f"{config.group_size} per prompt",
         "chain": f"max {args.max_chain_tokens} tokens, temperature {args.temperature}" if config.chain else "off",
-        "image": f"CFG {args.cfg}, temperature {args.image_temperature}",
+        "image": f"CFG {config.cfg_weight:g}, temperature {args.image_temperature}",
         "seed": f"{args.seed} (batch b: seed + b), batch size {args.batch_size}",
     }
 

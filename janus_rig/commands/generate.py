@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from janus_rig.commands._guidance import add_cfg_argument, cfg_for
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "generate"
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt file: one per line (blank lines and # comments skipped), or .jsonl with a "
                         "\"prompt\" field per line (GenEval metadata works)")
     parser.add_argument("--num", type=int, default=4, help="samples per prompt")
-    parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight (1.0: off)")
+    add_cfg_argument(parser)
     parser.add_argument("--temperature", type=float, default=1.0, help="chain (text) sampling temperature")
     parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     parser.add_argument("--seed", type=int, default=0, help="batch b is drawn with seed + b")
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if not all(p.strip() for p in prompts):
         raise ValueError("--prompt is empty")
     config = RolloutConfig(group_size=args.num, chain=not args.no_chain, max_chain_tokens=args.max_chain_tokens,
-                           text_temperature=args.temperature, cfg_weight=args.cfg,
+                           text_temperature=args.temperature, cfg_weight=cfg_for(args),
                            image_temperature=args.image_temperature)
     prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--prompts": args.prompts})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         "prompts": f"{len(prompts)} ({args.prompts or '--prompt'})",
         "samples": f"{len(traces)} ({args.num} per prompt)",
         "chain": f"max {args.max_chain_tokens} tokens, temperature {args.temperature}" if config.chain else "off",
-        "image": f"CFG {args.cfg}, temperature {args.image_temperature}, {policy.image_size} px",
+        "image": f"CFG {config.cfg_weight:g}, temperature {args.image_temperature}, {policy.image_size} px",
         "seed": f"{args.seed} (batch b: seed + b), batch size {args.batch_size}",
         "device": f"{device}, {next(policy.base.parameters()).dtype}",
         "total time": f"{total:.1f} s",

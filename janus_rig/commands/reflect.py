@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+from janus_rig.commands._guidance import add_cfg_argument, cfg_for
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "reflect"
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
     add_overwrite_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole loop")
-    parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight (generation and edits)")
+    add_cfg_argument(parser, "classifier-free guidance weight of the drawings and edits (default: the model's, its "
+                     "generation_config.json guidance_scale)")
     parser.add_argument("--temperature", type=float, default=1.0, help="chain sampling temperature")
     parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
     parser.add_argument("--max-chain-tokens", type=int, default=600,
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     loop_settings(args)  # flags and recipe checked before the model loads
-    rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=args.cfg,
+    rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=cfg_for(args),
                             text_temperature=args.temperature, image_temperature=args.image_temperature)
     prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--prompts": args.prompts})
     judge = None

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from janus_rig.commands._guidance import add_cfg_argument
+
 NAME = "reflect-data"
 HELP = "write reflection training rows (perturbed ShapeWorld scenes with checker and actor targets) into a world"
 
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a policy directory: --own-share of the rows are checker rows on its own drawings of "
                              "the prompts (what the loop's checker reads), scored by the oracle")
     parser.add_argument("--own-share", type=float, default=0.0, help="share of own-image rows (needs --own)")
-    parser.add_argument("--own-cfg", type=float, default=3.0, help="CFG weight of the own drawings")
+    add_cfg_argument(parser, "CFG weight of the own drawings (default: the --own model's recorded guidance)")
     parser.add_argument("--own-keep", type=float, default=None, metavar="K",
                         help="at most this share of the own rows are keeps (draws on until the rest are failures; "
                              "default: one draw per row, as they come)")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     stats = write_reflect_data(args.world, args.n, seed=args.seed, split=args.split,
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
-                               own_cfg=args.own_cfg, name=args.name,
+                               own_cfg=args.cfg, name=args.name,
                                own_keep=args.own_keep, own_right_plans=args.own_right_plans,
                                own_replan=args.own_replan, overwrite=args.overwrite)
     print(json.dumps(stats))

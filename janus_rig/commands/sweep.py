@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-tags", nargs="+", default=None, metavar="TAG", help=text["eval_tags"])
     parser.add_argument("--samples", type=int, default=4, help=text["samples"] + " (default: %(default)s)")
     parser.add_argument("--eval-seed", type=int, default=0, help=text["eval_seed"] + " (default: %(default)s)")
-    parser.add_argument("--cfg", type=float, default=5.0, help=text["cfg"] + " (default: %(default)s)")
+    parser.add_argument("--cfg", type=float, default=None, help=text["cfg"])
     parser.add_argument("--max-chain-tokens", type=int, default=600,
                         help=text["max_chain_tokens"] + " (default: %(default)s)")
     parser.add_argument("--eval-batch-size", type=int, default=8, help=text["eval_batch_size"] + " (default: "

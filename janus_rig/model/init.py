@@ -13,6 +13,7 @@ import torch
 from transformers import AutoTokenizer, JanusForConditionalGeneration, JanusVQVAE
 
 from janus_rig.model.policy import (
+    DEFAULT_GUIDANCE,
     JanusPolicy,
     make_generation_config,
     make_image_processor,
@@ -48,7 +49,7 @@ def init_policy(
     vq_dir: str | Path | None = None,
     dtype: str = "float32",
     seed: int = 0,
-    guidance_scale: float = 5.0,
+    guidance_scale: float = DEFAULT_GUIDANCE,
 ) -> JanusPolicy:
     """Build (and save, when out_dir is given) a random-init policy; a trained VQ may be plugged in.
 

@@ -48,6 +48,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 MANIFEST = "janus_rig.json"  # provenance written next to the weights; never needed to load
 ADAPTER_DIR = "adapter"  # LoRA saves: the unmerged adapters as a peft adapter directory, what resuming restores
 ADAPTERS = "adapter_model.safetensors"  # peft's weight file inside it
+DEFAULT_GUIDANCE = 5.0  # Janus-Pro's CFG weight (its paper): what a model directory without a guidance_scale gets
 # The reflection roles' record: how they read an image (`image_view`; absent: "vision") and, under "loop", the loop
 # settings the model is released with (janus_rig/reflect/settings.py reads and checks them)
 ROLES_FILE = "roles.json"
@@ -258,6 +259,19 @@ class JanusPolicy:
         pixels = self.base.decode_image_tokens(image_tokens.to(self.device))  # (B, S, S, 3) in [-1, 1]
         return to_uint8(pixels).cpu()
 
+    @property
+    def guidance(self) -> float:
+        """The CFG weight the model records (generation_config.json `guidance_scale`; DEFAULT_GUIDANCE without one):
+        what generation and evaluation use unless told otherwise. Set it and the next save records it."""
+        value = getattr(self.base.generation_config, "guidance_scale", None)
+        return DEFAULT_GUIDANCE if value is None else float(value)
+
+    @guidance.setter
+    def guidance(self, value: float) -> None:
+        if not value >= 0:
+            raise ValueError(f"guidance must be >= 0 (1.0: no guidance), got {value}")
+        self.base.generation_config.guidance_scale = float(value)
+
     # --- persistence -------------------------------------------------------------------------------------------
     def save(self, out_dir: str | Path, manifest: dict | None = None, adapters: bool = True) -> Path:
         """Save in transformers' format. LoRA adapters are merged into a copy so the directory loads without peft;
@@ -454,7 +468,27 @@ def make_image_processor(image_size: int, mean: float = 0.5, std: float = 0.5) -
     )
 
 
-def make_generation_config(tokens: SpecialTokenIds, num_image_tokens: int, guidance_scale: float = 5.0) -> GenerationConfig:
+def read_guidance(path: str | Path) -> float:
+    """The CFG weight a model directory records (generation_config.json `guidance_scale`; an adapter directory: its
+    base's), read without loading the model; DEFAULT_GUIDANCE where none is recorded or the directory is not one
+    (loading it then says what is wrong). LoadError naming the file when it is corrupt."""
+    path = Path(path)
+    if not path.is_dir():
+        return DEFAULT_GUIDANCE
+    if layout(path) == "adapter":
+        base = read_json_file(path / ADAPTER_CONFIG, "adapter").get("base_model_name_or_path")
+        return read_guidance(base) if isinstance(base, str) else DEFAULT_GUIDANCE
+    file = path / "generation_config.json"
+    value = read_json_file(file, "generation config").get("guidance_scale") if file.is_file() else None
+    if value is None:
+        return DEFAULT_GUIDANCE
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise LoadError(f"{file}: guidance_scale must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def make_generation_config(tokens: SpecialTokenIds, num_image_tokens: int,
+                           guidance_scale: float = DEFAULT_GUIDANCE) -> GenerationConfig:
     """A generation config with which transformers' own `generate(generation_mode="image")` works as is."""
     return GenerationConfig(
         bos_token_id=tokens.bos,

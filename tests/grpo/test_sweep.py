@@ -42,7 +42,7 @@ def test_spread_of_one_and_of_no_value():
 # --- rendering ----------------------------------------------------------------------------------------------------
 def _known_document(runs=2):
     config = SweepConfig(out="runs/sw", eval_metadata="W/heldout/metadata.jsonl", seeds=[1, 2], recipe="R.yaml",
-                         trainer_argv=["--max_steps", "3"], command="janus-rig sweep --seeds 1,2 ...")
+                         trainer_argv=["--max_steps", "3"], command="janus-rig sweep --seeds 1,2 ...", cfg=3.0)
     plan = Plan(configs={}, argvs={}, start_model="M", entries=[object()] * 4, oracle=None, rollout=None,
                 tags=["position", "complex"])
     start = {"scores": {"overall": 40.0, "position": 50.0, "complex": 30.0}, "plans": {"position": 80.0,
@@ -65,7 +65,7 @@ def test_document_on_known_inputs():
     assert document["table"]["overall"]["score"]["min"] == 35.0
     assert document["plans"]["complex"]["gains"] == [-10.0, 10.0]
     assert document["eval"] == {"metadata": "W/heldout/metadata.jsonl", "tags": ["position", "complex"],
-                                "prompts": 4, "samples": 4, "seed": 0, "cfg": 5.0, "max_chain_tokens": 600,
+                                "prompts": 4, "samples": 4, "seed": 0, "cfg": 3.0, "max_chain_tokens": 600,
                                 "batch_size": 8}
     assert json.loads(json.dumps(document)) == document  # sweep.json holds it as is
 
@@ -75,7 +75,7 @@ def test_a_sweep_started_from_python_records_its_command_line():
                          eval_tags=["position"], trainer_argv=["--max_steps", "3"])
     assert config.command_line() == (
         "janus-rig sweep --trainer grpo --config R.yaml --seeds 1,2 --eval W/heldout/metadata.jsonl --eval-tags "
-        "position --samples 4 --eval-seed 0 --cfg 5 --max-chain-tokens 600 --eval-batch-size 8 --out o -- "
+        "position --samples 4 --eval-seed 0 --max-chain-tokens 600 --eval-batch-size 8 --out o -- "
         "--max_steps 3")
 
 

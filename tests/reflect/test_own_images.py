@@ -81,6 +81,7 @@ class DrawingPolicy:
     and writes its chain, except for prompts in `garbled`, whose chain does not parse."""
 
     device = "cpu"
+    guidance = 3.0  # the CFG weight a model records (JanusPolicy.guidance): the own drawings' default
 
     def __init__(self, by_prompt: dict[str, dict], garbled: set[str]):
         self.by_prompt, self.garbled, self.drawn, self.garbled_drawn = by_prompt, garbled, [], 0

@@ -105,7 +105,7 @@ def test_codes_view_trains_the_roles_on_codes_and_is_saved(tmp_path, world):
     parts = ["language_model", "lm_head", "aligner"]
     summary = run_sft(sft_config(tmp_path, mixed, max_steps=2, reflect_ratio=0.5, grounding_ratio=0.25,
                                  image_view="codes", trainable_parts=parts, save_strategy="no",
-                                 loop_recipe="train/recipes/shapeworld_reflect.yaml", **FAST))
+                                 loop_recipe="train/recipes/shapeworld_reflect.yaml", cfg_weight=2.5, **FAST))
     assert summary["steps"] == 2 and summary["rows"]["kept"]["reflect.jsonl"] == 4
     out = tmp_path / "out"
     before, after = load_file(out / "init" / "model.safetensors"), load_file(out / "model.safetensors")
@@ -115,6 +115,7 @@ def test_codes_view_trains_the_roles_on_codes_and_is_saved(tmp_path, world):
     assert JanusPolicy.load(out / "init").image_view == "vision"
     loop = JanusPolicy.load(out).loop_settings  # the recipe recorded: `janus-rig reflect` runs it with no flags
     assert (loop["actor"], loop["final"], loop["rating"]) == ("fresh-plan", "best", "plan")
+    assert JanusPolicy.load(out).guidance == 2.5  # recorded: generate / eval sample with it by default
 
 
 def test_time_budget_stops_cleanly(tmp_path, world):

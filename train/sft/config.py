@@ -35,6 +35,9 @@ class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
                             "vision features), 'codes' (the image's VQ codes through the generation embeddings) or "
                             "'' (the starting model's; saved with the model, and what its roles then read)",
                             default="")
+    cfg_weight: float | None = _help("the classifier-free guidance weight recorded in the saved model (generation_config.json "
+                                     "guidance_scale): what `generate`, `eval` and `reflect` sample it with when no --cfg is "
+                                     "given. None keeps the starting model's", default=None)
     loop_recipe: str = _help("a reflect recipe (YAML of loop settings, e.g. train/recipes/shapeworld_reflect.yaml) "
                              "recorded in the saved model (roles.json \"loop\"): the loop `janus-rig reflect` and "
                              "`eval geneval --reflect` then run on it with no flags. '' keeps the starting model's",
@@ -97,6 +100,8 @@ class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
         if self.image_view and self.image_view not in IMAGE_VIEWS:
             raise ValueError(f"image_view must be one of {', '.join(IMAGE_VIEWS)} or '' (the starting model's), got "
                              f"{self.image_view!r}")
+        if self.cfg_weight is not None and not self.cfg_weight >= 0:
+            raise ValueError(f"cfg_weight must be >= 0 (1.0: no guidance), got {self.cfg_weight}")
         if self.loop_recipe:
             from janus_rig.reflect.settings import LoopSettings, read_recipe
 
