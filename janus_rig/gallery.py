@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from janus_rig.chain import BOX_END, BOX_START, CHAIN_TOKENS, OBJ_END, OBJ_START, PALETTE
-from janus_rig.reflect.format import DECISION, EDIT_BOXES, ROLE_TOKENS, VERDICT
+from janus_rig.chain.roles import DECISION, EDIT_BOXES, ROLE_TOKENS, VERDICT
 
 GALLERY_FILE = "index.html"
 _TOKEN_RE = re.compile("|".join(re.escape(t) for t in CHAIN_TOKENS))
@@ -95,7 +95,7 @@ def render_chain(chain: str) -> str:
 
 
 def render_roles(text: str) -> str:
-    """HTML of a reflection or an edit (janus_rig.reflect.format): each role token as a small label (verdicts,
+    """HTML of a reflection or an edit (janus_rig.chain.roles): each role token as a small label (verdicts,
     the decision and the edit boxes on their own line), the text between them as `render_chain` shows chains
     (so seen objects and edit boxes get the colours draw_boxes gives them), verdicts green (yes) or red (no)."""
     if not text:

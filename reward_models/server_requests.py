@@ -23,7 +23,7 @@ from http import HTTPStatus
 
 from PIL import Image
 
-from janus_rig.eval.sg_iou import Vocabulary
+from reward_models.scene_graph import Vocabulary
 from reward_models.judges.base import (
     COMPARE_TASK,
     GRAPH_TASK,

@@ -17,7 +17,7 @@ becomes one record per row, which `janus-rig eval sg-iou` reads (and GRPO / gene
      "vocabulary": {"labels": ["mountains", "river"], "attributes": ["tall", "rocky"], "predicates": ["reflects"]},
      "source": {"file", "row", "name", "url", "score"}, "image"?: "path"}
 
-The graph is read by the SG-IoU metric's own `reference_graph` (janus_rig/eval/sg_iou.py), so the entities and
+The graph is read by the SG-IoU metric's own `reference_graph` (reward_models/scene_graph.py), so the entities and
 triples written here are exactly the strings SG-IoU compares: attributes folded into the entity ("rocky tall
 mountains"), normalised and de-duplicated. `image` is set only with an image root (the downloaded images, by `name`).
 
@@ -46,7 +46,7 @@ from data_prep.converters.common import (
     check_prompt,
     default_id,
 )
-from janus_rig.eval.sg_iou import reference_graph
+from reward_models.scene_graph import reference_graph
 
 TAG = "laion_sg"
 REQUIRED_FIELDS = ("img_id", "caption_ori", "items", "relations")

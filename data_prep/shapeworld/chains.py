@@ -28,6 +28,7 @@ from data_prep.shapeworld.relations import relations_between
 from data_prep.shapeworld.sampler import Relation, Sample
 from data_prep.shapeworld.scene import Scene, SceneObject
 from janus_rig.chain import Box, ChainObject, format_chain
+from janus_rig.chain.roles import NOTHING_SEEN
 
 # ---- fixed phrasing (the vocabulary; vocab.py reads every constant below) -------------------------------------
 LIST_OPENINGS = (
@@ -98,6 +99,11 @@ def grounding_chain(scene: Scene) -> str:
     """The canonical chain of what is in the image: every object in reading order, one fixed sentence."""
     objs = [chain_object(scene.objects[i], scene.size) for i in reading_order(scene)]
     return format_chain(_listing(GROUNDING_OPENING, objs, [""] * len(objs), GROUNDING_ENDING))
+
+
+def seen_chain(scene: Scene) -> str:
+    """What the checker should say is in an image of this scene (the grounding chain; NOTHING_SEEN when empty)."""
+    return grounding_chain(scene) if scene.objects else NOTHING_SEEN
 
 
 def _listing(opening: str, objs: list[ChainObject], details: list[str], ending: str) -> list:

@@ -32,22 +32,25 @@ plan, and a row must be readable strictly.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import torch
 from PIL import Image
 
+from data_prep.shapeworld.chains import seen_chain
 from data_prep.shapeworld.detect import Detection, detect
+from data_prep.shapeworld.facts import oracle_verdicts
 from data_prep.shapeworld.oracle import check_chain
-from data_prep.shapeworld.perturb import seen_chain
 from data_prep.shapeworld.scene import Scene, SceneObject
+from janus_rig.chain import WHOLE_IMAGE as WHOLE_IMAGE_BOX
 from janus_rig.chain import Box, ChainFormatError, ChainObject, parse_chain
-from janus_rig.reflect import loop
-from janus_rig.reflect.facts import oracle_verdicts
-from janus_rig.reflect.format import EDIT, KEEP, format_edit, format_reflection
+from janus_rig.chain.roles import EDIT, KEEP, format_edit, format_reflection
 
 OWN = "own"  # the `perturbation.kind` of an own-image row
-WHOLE_IMAGE = ChainObject("image", loop.WHOLE_IMAGE)  # the edit box of a re-plan
+WHOLE_IMAGE = ChainObject("image", WHOLE_IMAGE_BOX)  # the edit box of a re-plan
+# A model's drawings, as data preparation sees them: (prompts, seed) -> (one chain and one image per prompt). The
+# policy-backed one is built by the command layer (`janus-rig reflect-data --own MODEL`), so preparing data never
+# runs a model itself.
+Drawer = Callable[[list[str], int], tuple[list[str], list[Image.Image]]]
 DRAWN_IOU = 0.5  # a planned object is drawn when a detection of its name overlaps its box at IoU >= this
 
 
@@ -109,27 +112,20 @@ def own_example(record: dict, chain: str, image: Image.Image, size: int, *,
     return row, image
 
 
-def own_examples(policy, records: list[dict], n: int, rng: random.Random, size: int, *,
-                 cfg_weight: float | None = None,
+def own_examples(draw: Drawer, records: list[dict], n: int, rng: random.Random, size: int, *,
                  batch_size: int = 32, seed: int = 0, right_plans: bool = False,
                  replan: bool = False) -> Iterator[tuple[dict, Image.Image] | tuple[None, str]]:
-    """n draws of `policy` (one chain and image per prompt) for records picked with replacement by `rng`: yields
-    (row, image) per usable draw, (None, reason) per skipped one. With `right_plans`, drawings of wrong plans are
-    skipped (`own_wrong_plan`) and the edits of the rest carry the actor's redraw target; with `replan` every edit
-    carries the re-plan target (`own_example`)."""
-    from janus_rig.rollout import RolloutConfig, sample
-
-    config = RolloutConfig(group_size=1, cfg_weight=policy.guidance if cfg_weight is None else cfg_weight)
-    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    """n drawings by `draw` (one chain and image per prompt; batch b drawn with seed + b) for records picked with
+    replacement by `rng`: yields (row, image) per usable drawing, (None, reason) per skipped one. With
+    `right_plans`, drawings of wrong plans are skipped (`own_wrong_plan`) and the edits of the rest carry the
+    actor's redraw target; with `replan` every edit carries the re-plan target (`own_example`)."""
     picked = [rng.choice(records) for _ in range(n)]
-    for start in range(0, n, batch_size):
+    for b, start in enumerate(range(0, n, batch_size)):
         batch = picked[start:start + batch_size]
-        rollout = sample(policy, [r["prompt"] for r in batch], config, generator=generator)
-        pixels = policy.decode_images(rollout.image_tokens)  # (B, S, S, 3) uint8
-        for record, chain, px in zip(batch, rollout.chains, pixels):
+        chains, images = draw([r["prompt"] for r in batch], seed + b)
+        for record, chain, drawn in zip(batch, chains, images):
             try:
-                row, image = own_example(record, chain, Image.fromarray(px.numpy()), size, redraw=right_plans,
-                                         replan=replan)
+                row, image = own_example(record, chain, drawn, size, redraw=right_plans, replan=replan)
             except ChainFormatError:
                 yield None, "own_bad_chain"
                 continue

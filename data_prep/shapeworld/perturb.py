@@ -16,7 +16,7 @@ clauses to objects only changes where intended; `Perturbed.expected_failures` st
 
 Targets (rows of WORLD/reflect.jsonl, see docs/reflection.md):
 - checker: the oracle's description of the perturbed image (the grounding chain of its scene), the true verdict
-  of every stated fact (`janus_rig.reflect.facts.oracle_verdicts`), and the decision: keep iff all hold;
+  of every stated fact (`data_prep.shapeworld.facts.oracle_verdicts`), and the decision: keep iff all hold;
 - actor (edit decisions only): the record's correct chain and the edit boxes, the union of the old and the new
   box of every changed object (a region to clear, a region to draw, or both), each named by its object.
 
@@ -38,14 +38,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.shapeworld.chains import grounding_chain
+from data_prep.shapeworld.chains import seen_chain
+from data_prep.shapeworld.facts import OBJECT, RELATION, Fact, oracle_verdicts, stated_facts
+from data_prep.shapeworld.own_images import own_examples
 from data_prep.shapeworld.relations import holds
 from data_prep.shapeworld.render import render
 from data_prep.shapeworld.sampler import apart, holds_in_chain_too, min_gap, side_range
 from data_prep.shapeworld.scene import COLORS, MAX_OBJECTS, SHAPES, Scene, SceneObject
 from janus_rig.chain import Box, ChainFormatError, ChainObject, format_span
-from janus_rig.reflect.facts import OBJECT, RELATION, Fact, oracle_verdicts, stated_facts
-from janus_rig.reflect.format import EDIT, KEEP, NOTHING_SEEN, format_edit, format_reflection
+from janus_rig.chain.roles import EDIT, KEEP, format_edit, format_reflection
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +238,6 @@ def unperturbed(scene: Scene) -> Perturbed:
 
 
 # --- targets -------------------------------------------------------------------------------------------------------
-def seen_chain(scene: Scene) -> str:
-    """What the checker should say is in an image of this scene."""
-    return grounding_chain(scene) if scene.objects else NOTHING_SEEN
-
-
 def followed_plan(chain: str, old: ChainObject, new: ChainObject) -> str | None:
     """The chain with the span of `old` (its name and box) rewritten with `new`'s box: the plan a moved object's
     image follows. None when the span is not found exactly once."""
@@ -336,13 +332,14 @@ def check_rows_free(world: str | Path, split: str = "train", name: str | None = 
 
 def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "train", keep_fraction: float = 0.25,
                        progress: bool = True, plan_errors: float = 0.0, own=None, own_share: float = 0.0,
-                       own_cfg: float | None = None, name: str | None = None, own_keep: float | None = None,
+                       name: str | None = None, own_keep: float | None = None,
                        own_right_plans: bool = False, own_replan: bool = False, overwrite: bool = False) -> dict:
     """Write n rows to WORLD/reflect.jsonl (WORLD/reflect_val.jsonl for split val) and their images to
     WORLD/reflect/images/, from records of WORLD/{split}.jsonl drawn with replacement (seeded).
 
-    With a policy `own` and `own_share` > 0, that share of the rows are checker rows on the policy's own drawings
-    of the records' prompts (`own_images.py`, CFG `own_cfg`, default: the own model's recorded guidance), written first; the rest are perturbed renders.
+    With a drawer `own` (own_images.Drawer: a model's drawings) and `own_share` > 0, that share of the rows are
+    checker rows on the model's own drawings of the records' prompts (`own_images.py`), written first; the rest
+    are perturbed renders.
     A policy draws correct images more often than wrong ones; `own_keep` caps the share of keep rows among the own
     rows (drawing on, up to OWN_DRAWS_PER_ROW draws per row, and counting the keeps left out as `own_keep_over_cap`),
     so the checker sees enough of its own failures. Without it the own rows are one draw each, as they come.
@@ -404,15 +401,13 @@ def write_reflect_data(world: str | Path, n: int, seed: int = 0, split: str = "t
 
         n_own = round(own_share * n) if own is not None else 0
         if n_own:
-            from data_prep.shapeworld.own_images import own_examples
-
             size = _world_size(root, records)
             keep_cap = n_own if own_keep is None else int(own_keep * n_own)
             max_draws = n_own if own_keep is None and not own_right_plans else OWN_DRAWS_PER_ROW * n_own
             own_rows = keeps = draws = 0
             while own_rows < n_own and draws < max_draws:
                 chunk = min(max(n_own - own_rows, 32), max_draws - draws)
-                for row, image in own_examples(own, records, chunk, rng, size, cfg_weight=own_cfg, seed=seed + draws,
+                for row, image in own_examples(own, records, chunk, rng, size, seed=seed + draws,
                                                right_plans=own_right_plans, replan=own_replan):
                     if row is None:
                         skipped[image] += 1  # the reason

@@ -130,6 +130,9 @@ class Box:
         return cls(left, top, right, bottom)
 
 
+WHOLE_IMAGE = Box(0, 0, COORD_MAX, COORD_MAX)  # an edit box that redraws every patch
+
+
 def _check_size(width: int, height: int) -> None:
     if not (width > 0 and height > 0):
         raise ValueError(f"image size must be positive, got {width}x{height}")

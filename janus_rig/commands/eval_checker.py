@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from janus_rig.model.policy import JanusPolicy
-    from janus_rig.reflect.format import Verdict, parse_reflection
+    from janus_rig.chain.roles import Verdict, parse_reflection
     from janus_rig.reflect.probe import (checker_scores, grounding_scores, missing_fields, probe_checker,
                                          probe_grounding, read_rows)
     from janus_rig.reflect.prompts import ensure_role_tokens

@@ -24,10 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
     from janus_rig.model.init import init_policy
 
     prepare_out_dir(args.out, args.overwrite, inputs={"--tokenizer": args.tokenizer, "--vq": args.vq})
-    policy = init_policy(args.preset, args.out, args.tokenizer, args.vq, args.dtype, args.seed, args.cfg)
+    tokenizer = args.tokenizer
+    if tokenizer is None:
+        if args.preset != "tiny":
+            print(f"warning: preset {args.preset} without --tokenizer: the ShapeWorld word tokenizer (benchmarks only)")
+        tokenizer = shapeworld_tokenizer()
+    policy = init_policy(args.preset, args.out, tokenizer, args.vq, args.dtype, args.seed, args.cfg)
     n = sum(p.numel() for p in policy.base.parameters())
     print(f"wrote {args.preset} ({n / 1e6:.1f} M parameters, {policy.num_image_tokens} image tokens) to {args.out}")
     return 0

@@ -69,12 +69,30 @@ def run(args: argparse.Namespace) -> int:
 
         from janus_rig.model.policy import JanusPolicy
 
-        own = JanusPolicy.load(args.own, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        policy = JanusPolicy.load(args.own, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        own = policy_drawer(policy, policy.guidance if args.cfg is None else args.cfg)
     stats = write_reflect_data(args.world, args.n, seed=args.seed, split=args.split,
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
-                               own_cfg=args.cfg, name=args.name,
+                               name=args.name,
                                own_keep=args.own_keep, own_right_plans=args.own_right_plans,
                                own_replan=args.own_replan, overwrite=args.overwrite)
     print(json.dumps(stats))
     return 0
+
+
+def policy_drawer(policy, cfg_weight: float):
+    """The policy's drawings as data preparation takes them (`own_images.Drawer`): (prompts, seed) -> one chain and
+    one decoded image per prompt, CFG `cfg_weight`."""
+    from PIL import Image
+
+    from janus_rig.rollout import RolloutConfig, sample
+
+    config = RolloutConfig(group_size=1, cfg_weight=cfg_weight)
+
+    def draw(prompts: list[str], seed: int):
+        rollout = sample(policy, prompts, config, seed=seed)
+        pixels = policy.decode_images(rollout.image_tokens)  # (B, S, S, 3) uint8
+        return list(rollout.chains), [Image.fromarray(px.numpy()) for px in pixels]
+
+    return draw

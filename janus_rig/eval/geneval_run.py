@@ -19,7 +19,7 @@ A folder's number is its metadata line's index in the file (0-based, blank lines
 
 Generation goes through a `GenerateFn` (default `sample_once`: one rollout per batch, chain then image). A
 generate-reflect-edit loop plugs in as another GenerateFn returning the final Draws
-(`janus_rig.reflect.generate.reflect_generate`, `eval geneval --reflect K`); the writers here and in
+(`janus_rig.eval.reflect_generate.reflect_generate`, `eval geneval --reflect K`); the writers here and in
 t2i_compbench_layout.py do not change. Draws that carry `round_images` (the image after 0..K rounds) also get
 
     OUT/00012/rounds/0000_r1.png   sample 0 after 1 round (r0: before any edit; the last round is samples/0000.png)

@@ -1,5 +1,5 @@
 """`janus-rig eval sg-iou`: generate images for scene-graph records, have a judge read each image's scene graph in
-the record's vocabulary, and score SG-IoU, Entity-IoU and Relation-IoU (janus_rig/eval/sg_iou.py).
+the record's vocabulary, and score SG-IoU, Entity-IoU and Relation-IoU (reward_models/scene_graph.py).
 
 Records (JSONL, one per line) come in two shapes:
 
@@ -34,8 +34,16 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from janus_rig.lines import json_object, read_lines
+from reward_models.scene_graph import (
+    METRICS,
+    SceneGraph,
+    Vocabulary,
+    mean_scores,
+    normalize,
+    reference_graph,
+    sg_scores,
+)
 
-from janus_rig.eval.sg_iou import METRICS, SceneGraph, Vocabulary, mean_scores, normalize, reference_graph, sg_scores
 
 RESULTS_FILE = "results.jsonl"
 ATTRIBUTE_RULES = ("auto", "all", "stated")

@@ -29,13 +29,6 @@ from janus_rig.model.tokens import SpecialTokenIds
 log = logging.getLogger(__name__)
 
 
-def default_tokenizer():
-    """The ShapeWorld word-level tokenizer (the tiny preset's)."""
-    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
-
-    return shapeworld_tokenizer()
-
-
 def _vq_geometry(vq: JanusVQVAE) -> tuple[int, int]:
     """(image_size, patch_size) a trained VQ implies: it downsamples by 2 ** (levels - 1)."""
     patch = 2 ** (len(vq.config.channel_multiplier) - 1)
@@ -53,7 +46,8 @@ def init_policy(
 ) -> JanusPolicy:
     """Build (and save, when out_dir is given) a random-init policy; a trained VQ may be plugged in.
 
-    `tokenizer` is a directory, a tokenizer object, or None for the ShapeWorld word tokenizer.
+    `tokenizer` is a directory or a tokenizer object (the tiny preset's own is the ShapeWorld word tokenizer,
+    `data_prep.shapeworld.tokenizer.shapeworld_tokenizer()`, which `janus-rig init` and `sft` use by default).
     """
     build = PRESETS.get(preset)
     if isinstance(tokenizer, (str, Path)):
@@ -64,9 +58,7 @@ def init_policy(
         add_chain_tokens(tokenizer)
         add_role_tokens(tokenizer)
     else:
-        if preset != "tiny":
-            log.warning("preset %s without --tokenizer: using the ShapeWorld word tokenizer (benchmarks only)", preset)
-        tokenizer = default_tokenizer()
+        raise ValueError("init_policy needs a tokenizer: a directory or a tokenizer object")
     tokens = SpecialTokenIds.from_tokenizer(tokenizer)
 
     vq = None

@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerFast
 
 from janus_rig.chain import CHAIN_TOKENS, COORD_MAX
 from janus_rig.model.tokens import BOI, BOS, EOI, EOS, IMAGE, MODEL_SPECIFIC, PAD
-from janus_rig.reflect.format import ROLE_TOKENS
+from janus_rig.chain.roles import ROLE_TOKENS, role_texts
 
 UNK = "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, IMAGE, BOI, EOI)
@@ -49,8 +49,6 @@ def build_word_tokenizer(
     pre = _pre_tokenizer()
     pieces: set[str] = {"▁", *BASIC_PUNCTUATION}
     if chain_tokens:
-        from janus_rig.reflect.prompts import role_texts  # the role questions live with the reflection code
-
         texts = [*texts, *role_texts()]
     for text in texts:
         for chunk in _split_on(text, (*SPECIAL_TOKENS, *CHAIN_TOKENS, *ROLE_TOKENS)):

@@ -2,7 +2,7 @@
 
 The strings are those of the published Janus-Pro tokenizer; the reasoning-chain tokens are GoT-R1's
 (`janus_rig.chain.CHAIN_TOKENS`), added to a tokenizer when missing; the reflection roles' tokens
-(`janus_rig.reflect.format.ROLE_TOKENS`) likewise (`janus_rig.model.tokenizer.add_role_tokens`).
+(`janus_rig.chain.roles.ROLE_TOKENS`) likewise (`janus_rig.model.tokenizer.add_role_tokens`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from janus_rig.chain import CHAIN_TOKENS
-from janus_rig.reflect.format import ROLE_TOKENS
+from janus_rig.chain.roles import ROLE_TOKENS
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"

@@ -25,8 +25,9 @@ from types import SimpleNamespace
 
 import torch
 
-from janus_rig.reflect.format import EDIT_BOXES, EDIT_END, EDIT_START, LINE, format_span
-from janus_rig.reflect.loop import WHOLE_IMAGE, ActFn, act
+from janus_rig.chain.roles import EDIT_BOXES, EDIT_END, EDIT_START, LINE, format_span
+from janus_rig.chain import WHOLE_IMAGE
+from janus_rig.reflect.loop import ActFn, act
 from janus_rig.registry import Registry
 from janus_rig.rollout import RolloutConfig, sample
 

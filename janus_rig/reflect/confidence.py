@@ -32,7 +32,7 @@ import torch
 from data_prep.shapeworld.relations import RELATIONS, holds
 from janus_rig.chain.chain import ChainObject, parse_chain
 from janus_rig.model.mixed import mixed_hidden_states
-from janus_rig.reflect.format import NO, VERDICT_SEPARATOR, YES, normalize_statement, parse_reflection
+from janus_rig.chain.roles import NO, VERDICT_SEPARATOR, YES, normalize_statement, parse_reflection
 from janus_rig.rollout.sampler import eval_mode
 
 RATINGS = ("verdicts", "grounded", "plan")

@@ -16,7 +16,7 @@ sequence (caption -> chain -> image), which SFT already trains.
 from __future__ import annotations
 
 from janus_rig.chain import ChainFormatError, parse_chain
-from janus_rig.reflect.format import EDIT, parse_edit, parse_reflection
+from janus_rig.chain.roles import EDIT, parse_edit, parse_reflection
 from janus_rig.reflect.prompts import encode_actor, encode_checker
 
 ROW_FIELDS = ("id", "image", "prompt", "chain", "reflection", "decision")

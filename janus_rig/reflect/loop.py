@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from janus_rig.chain import COORD_MAX, Box, ChainObject
+from janus_rig.chain import WHOLE_IMAGE, ChainObject
 from janus_rig.model.tokens import BOI, BOS, EOI, EOS, IMAGE, PAD, role_token_ids
-from janus_rig.reflect.format import (
+from janus_rig.chain.roles import (
     ALL_PROBLEM_KINDS,
     EDIT_END,
     KEEP,
@@ -60,7 +60,6 @@ from janus_rig.rollout.regions import pixel_mask
 
 STATUSES = ("keep", "edited", "malformed_reflection", "malformed_edit", "out_of_rounds")
 EDIT_REGIONS = ("boxes", "full")
-WHOLE_IMAGE = Box(0, 0, COORD_MAX, COORD_MAX)
 
 
 @dataclass

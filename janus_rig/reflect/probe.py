@@ -24,8 +24,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from janus_rig.chain import parse_chain
-from janus_rig.reflect.facts import stated_facts
-from janus_rig.reflect.format import DECISIONS, EDIT, ParsedReflection, Verdict, normalize_statement
+from data_prep.shapeworld.facts import stated_facts
+from janus_rig.chain.roles import DECISIONS, EDIT, ParsedReflection, Verdict, normalize_statement
 from janus_rig.reflect.reward import checker_accuracy, seen_objects, verdict_matches
 
 PROBE_FIELDS = ("id", "image", "prompt", "chain", "decision", "verdicts", "metadata", "scene")

@@ -78,7 +78,7 @@ def write_reflect_outputs(out_dir: str | Path, result: LoopResult, prompt_index:
 
     `rewards` has one entry per edit of `result.edits()`; `metadata` (per row, None where unknown) adds the
     oracle's verdicts on every checked image."""
-    from janus_rig.reflect.facts import oracle_verdicts
+    from data_prep.shapeworld.facts import oracle_verdicts
 
     out = Path(out_dir)
     for d in DIRS:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from janus_rig.chain import Box, ChainObject
-from janus_rig.reflect.format import EDIT, KEEP, ParsedReflection, Verdict
+from janus_rig.chain.roles import EDIT, KEEP, ParsedReflection, Verdict
 
 INTRINSIC = "intrinsic"
 UNREADABLE_SCORE = 0.0  # a reflection without a readable verdict thinks nothing of its image: the lowest score
@@ -36,7 +36,7 @@ def intrinsic_reward(before: ParsedReflection, after: ParsedReflection,
                      unreadable: float = UNREADABLE_SCORE) -> float:
     """verdict_score(after) - verdict_score(before); a reflection without verdicts scores `unreadable`.
 
-    >>> from janus_rig.reflect.format import parse_reflection
+    >>> from janus_rig.chain.roles import parse_reflection
     >>> b = parse_reflection("<|verdict|>red circle: yes<|verdict|>red circle left of blue square: no")
     >>> a = parse_reflection("<|verdict|>red circle: yes<|verdict|>red circle left of blue square: yes")
     >>> intrinsic_reward(b, a)
@@ -195,7 +195,7 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     drawn from a right plan (`fixable`: a redraw of the same plan can fix them) and wrong plans; per group its size
     and the share the checker says "edit" on. A loop gains when it flags the fixable ones and leaves the right ones."""
     from data_prep.shapeworld.detect import detect
-    from janus_rig.reflect.facts import chain_verdicts, oracle_verdicts
+    from data_prep.shapeworld.facts import chain_verdicts, oracle_verdicts
 
     if len(metadata) != len(result.traces):
         raise ValueError(f"oracle_report needs one metadata record per row: {len(result.traces)} rows, "

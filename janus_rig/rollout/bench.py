@@ -63,19 +63,15 @@ class BenchResult:
 
 
 def bench_policy(tokenizer=None):
-    """The tiny preset, random init (speed does not depend on the weights)."""
+    """The tiny preset, random init (speed does not depend on the weights); without `tokenizer`, a word tokenizer of
+    the prompt templates and BENCH_PROMPTS."""
     from janus_rig.model.init import init_policy
 
     if tokenizer is None:
-        try:
-            from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
+        from janus_rig.model.prompts import template_texts
+        from janus_rig.model.tokenizer import build_word_tokenizer
 
-            tokenizer = shapeworld_tokenizer()
-        except ImportError:
-            from janus_rig.model.prompts import template_texts
-            from janus_rig.model.tokenizer import build_word_tokenizer
-
-            tokenizer = build_word_tokenizer([*template_texts(), *BENCH_PROMPTS])
+        tokenizer = build_word_tokenizer([*template_texts(), *BENCH_PROMPTS])
     return init_policy("tiny", tokenizer=tokenizer, seed=0)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from janus_rig.chain import Box
-from janus_rig.eval.sg_iou import SceneGraph, Vocabulary
+from reward_models.scene_graph import SceneGraph, Vocabulary
 from janus_rig.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -199,15 +199,3 @@ class Judge:
 def is_url(name_or_url: str) -> bool:
     return name_or_url.startswith(("http://", "https://"))
 
-
-def make_judge(name_or_url: str, **options) -> Judge:
-    """A judge by registry name ("shapeworld", "hf", ...) or an OpenAI-compatible base URL ("http://host:port/v1").
-
-    Options set to None are dropped, so callers can pass every CLI flag whether or not this judge takes it.
-    """
-    import reward_models.judges  # noqa: F401  (registers the built-in judges)
-
-    options = {k: v for k, v in options.items() if v is not None}
-    if is_url(name_or_url):
-        return JUDGES.get("http")(url=name_or_url, **options)
-    return JUDGES.get(name_or_url)(**options)

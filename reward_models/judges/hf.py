@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from janus_rig.chain import Box
-from janus_rig.eval.sg_iou import SceneGraph
+from reward_models.scene_graph import SceneGraph
 from janus_rig.model.loading import require_config, strict_from_pretrained
 from reward_models.judges.base import JUDGES, GraphRequest, GroundRequest, Judge, PairRequest, RubricRequest
 from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score

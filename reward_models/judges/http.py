@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image
 
 from janus_rig.chain import Box
-from janus_rig.eval.sg_iou import SceneGraph
+from reward_models.scene_graph import SceneGraph
 from reward_models.judges.base import (
     COMPARE_TASK,
     GRAPH_TASK,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from janus_rig.chain import Box
-from janus_rig.eval.sg_iou import Vocabulary
+from reward_models.scene_graph import Vocabulary
 
 MAX_REPLY_CHARS = 20_000  # longer replies are cut: a judge that rambles that long has not answered
 MAX_JSON_STARTS = 64  # positions tried as the start of an embedded JSON value

@@ -4,7 +4,7 @@
 - spatial (R_spa): `chain_layout_score` on the chain's boxes (it reads the boxes; the drawn picture is for VLMs);
 - prompt_image (R_PI): `image_score` below (1.0 when GenEval's rules pass on the detections, else partial credit);
 - grounding (R_RI): every detected object that the oracle's `ground` rule calls `name`, largest first;
-- scene graph (SG-IoU): the exact graph of the image in the request's vocabulary (janus_rig/eval/scene_graph.py);
+- scene graph (SG-IoU): the exact graph of the image in the request's vocabulary (`shapeworld_graph` below);
 - pairs: the candidate with the higher `image_score` (images) or chain score (mean of the semantic and layout
   scores) is preferred; equal scores are a tie.
 
@@ -14,7 +14,12 @@ Rubric and pair requests need `metadata` (the record's GenEval metadata); one wi
 
 from __future__ import annotations
 
-from data_prep.shapeworld.detect import detect
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from data_prep.shapeworld.detect import Detection, detect
 from data_prep.shapeworld.oracle import (
     chain_layout_score,
     chain_semantic_score,
@@ -22,15 +27,44 @@ from data_prep.shapeworld.oracle import (
     score_metadata,
     validate_metadata,
 )
+from data_prep.shapeworld.relations import relations_between
 from janus_rig.chain import Box, parse_chain
-from janus_rig.eval.scene_graph import shapeworld_graph
-from janus_rig.eval.sg_iou import SceneGraph
 from reward_models.judges.base import JUDGES, GraphRequest, GroundRequest, Judge, PairRequest, RubricRequest
+from reward_models.scene_graph import SceneGraph, Vocabulary
 
 # An image that fails GenEval's rules earns at most this much, scaled by the share of include clauses it
 # satisfies, so every incorrect image stays below every correct one while "one object of two right" still
 # beats "nothing right" (a denser signal for GRPO than 0/1).
 PARTIAL_CREDIT = 0.5
+
+
+def shapeworld_graph(image: Image.Image | np.ndarray | Sequence[Detection], vocabulary: Vocabulary) -> SceneGraph:
+    """The exact scene graph of a ShapeWorld image (or of its detections), in the words of a record's vocabulary
+    (the oracle's SG extraction). The detector finds every object exactly; each is named "colour shape" when its shape is a vocabulary label (the
+    colour only when it is a vocabulary attribute), and every ordered pair of named objects gets the triples of the
+    vocabulary's predicates that hold between their boxes by the world's own rule (relations.relations_between).
+    It is what an ideal annotator restricted to the vocabulary would write: every true relation, stated or not.
+
+        vocabulary = Vocabulary(labels=("circle", "square"), attributes=("red", "blue"), predicates=("left of",))
+        shapeworld_graph(image, vocabulary).triples   # the render of "a red circle left of a blue square":
+        # frozenset({('red circle', 'left of', 'blue square')})
+
+    `dropped` counts the objects the vocabulary cannot name."""
+    dets = detect(image) if isinstance(image, (Image.Image, np.ndarray)) else list(image)
+    named = []  # (entity, pixel box) of the objects the vocabulary names
+    for det in dets:
+        entity, _ = vocabulary.entity(det.shape, attributes=[det.color])  # a colour outside it is simply not said
+        if entity is not None:
+            named.append((entity, det.box))
+    predicates = set(vocabulary.predicates)
+    triples = [
+        (a, relation, b)
+        for i, (a, box_a) in enumerate(named)
+        for j, (b, box_b) in enumerate(named)
+        if i != j
+        for relation in sorted(relations_between(box_a, box_b) & predicates)
+    ]
+    return SceneGraph.build((e for e, _ in named), triples, dropped=len(dets) - len(named))
 
 
 def _clause_check(include: list[dict], i: int) -> dict:

@@ -292,7 +292,7 @@ def test_round_images_are_written_and_scored_per_round(tmp_path, world):
 def test_reflect_generate_starts_from_the_plain_samples(tiny_policy, world, tmp_path):
     """--reflect K draws the first images exactly as plain generation does (same seeds), then edits them: after
     round 0 are the plain samples, the last round is the written sample."""
-    from janus_rig.reflect.generate import reflect_generate
+    from janus_rig.eval.reflect_generate import reflect_generate
     from janus_rig.reflect.loop import ReflectConfig
     from tests.reflect.scripted import Scripted, edit, reflection
 
@@ -321,7 +321,7 @@ def test_reflect_generate_with_final_best_writes_the_chosen_image(tiny_policy, w
     """--final best: the written sample (and the image after the last round) is the round its checker rated highest,
     here the first drawing, rated above the edit; its chain is that round's plan."""
     import janus_rig.reflect.loop as loop
-    from janus_rig.reflect.generate import reflect_generate
+    from janus_rig.eval.reflect_generate import reflect_generate
     from janus_rig.reflect.loop import ReflectConfig
     from tests.reflect.scripted import Scripted, edit, reflection
 

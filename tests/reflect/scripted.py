@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from janus_rig.chain import Box, ChainObject
-from janus_rig.reflect.format import NOTHING_SEEN, Verdict, format_edit, format_reflection
+from janus_rig.chain.roles import NOTHING_SEEN, Verdict, format_edit, format_reflection
 
 PLAN = "A <|obj_start|>red circle<|obj_end|> <|box_start|>(31,47),(312,328)<|box_end|> left of a blue square."
 EDIT_BOXES = [ChainObject("red circle", Box(0, 0, 400, 400)), ChainObject("blue square", Box(625, 625, 1000, 875))]

@@ -8,7 +8,7 @@ import torch
 
 from janus_rig.chain import COORD_MAX, Box
 from janus_rig.reflect.actors import ACTORS, fresh_plan, keep_plan
-from janus_rig.reflect.format import parse_edit
+from janus_rig.chain.roles import parse_edit
 from janus_rig.reflect.loop import ReflectConfig, act, reflect
 from janus_rig.reflect.text import TextConfig
 from janus_rig.rollout import RolloutConfig

@@ -22,7 +22,9 @@ def shapeworld_policy():
     from janus_rig.model.init import init_policy
 
     torch.manual_seed(0)
-    return init_policy("tiny")  # the ShapeWorld word tokenizer, which also knows the roles' words
+    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
+
+    return init_policy("tiny", tokenizer=shapeworld_tokenizer())  # which also knows the roles' words
 
 
 def rows(n, seed=0):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from janus_rig.chain import CHAIN_TOKENS, Box, ChainFormatError, ChainObject, format_chain
-from janus_rig.reflect.format import (
+from janus_rig.chain.roles import (
     ALL_PROBLEM_KINDS,
     DECISION,
     EDIT_BOXES,

@@ -160,7 +160,7 @@ def test_untrusted_revised_chain_is_cleaned_and_initial_is_checked(tiny_policy):
 
 def test_verdict_bias_is_the_model_checkers_threshold(tiny_policy):
     from janus_rig.reflect.confidence import verdict_ids
-    from janus_rig.reflect.format import NO, VERDICT_SEPARATOR, YES
+    from janus_rig.chain.roles import NO, VERDICT_SEPARATOR, YES
 
     sep, yes, no = verdict_ids(tiny_policy.tokenizer)
     assert tiny_policy.tokenizer.decode([sep, no]).endswith(f"{VERDICT_SEPARATOR.strip()} {NO}")
@@ -253,7 +253,7 @@ def test_verdict_confidence_is_p_yes_among_yes_and_no(tiny_policy):
     checked against two scored texts that differ only in their one verdict's value."""
     from janus_rig.model.tokens import role_token_ids
     from janus_rig.reflect.confidence import verdict_confidence
-    from janus_rig.reflect.format import NOTHING_SEEN, REFLECT_END, Verdict, format_reflection
+    from janus_rig.chain.roles import NOTHING_SEEN, REFLECT_END, Verdict, format_reflection
     from janus_rig.reflect.prompts import encode_checker
     from janus_rig.reflect.text import score_text
 
@@ -308,7 +308,7 @@ def test_grounded_rating_replaces_relation_verdicts_with_the_seen_boxes(tiny_pol
     wrote for what it sees satisfy the relation, whatever value it wrote for it."""
     from janus_rig.model.tokens import role_token_ids
     from janus_rig.reflect.confidence import verdict_confidence
-    from janus_rig.reflect.format import REFLECT_END, Verdict, format_reflection
+    from janus_rig.chain.roles import REFLECT_END, Verdict, format_reflection
     from janus_rig.reflect.prompts import encode_checker
     from janus_rig.reflect.text import score_text
 

@@ -9,14 +9,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from data_prep.shapeworld.own_images import OWN, own_example
-from data_prep.shapeworld.perturb import perturb, seen_chain, write_reflect_data
+from data_prep.shapeworld.chains import seen_chain
+from data_prep.shapeworld.perturb import perturb, write_reflect_data
 from data_prep.shapeworld.render import render
 from data_prep.shapeworld.scene import Scene
 from janus_rig.chain import ChainFormatError
 from janus_rig.reflect.data import check_reflect_row, has_actor_target, role_sequences
-from janus_rig.reflect.format import EDIT, KEEP
+from janus_rig.chain.roles import EDIT, KEEP
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +99,20 @@ class DrawingPolicy:
     def decode_images(self, tokens):
         return torch.from_numpy(np.stack([np.array(render(s)) for s in self.drawn]))  # (B, S, S, 3)
 
+    def __call__(self, prompts, seed):
+        """An own_images.Drawer, as `janus-rig reflect-data --own` builds one from a policy."""
+        out = self.sample(self, prompts, SimpleNamespace(group_size=1))
+        return out.chains, [Image.fromarray(px.numpy()) for px in self.decode_images(out.image_tokens)]
+
 
 def test_writer_mixes_own_rows_with_perturbed_ones(world, tmp_path, monkeypatch):
     import shutil
 
-    import janus_rig.rollout
 
     world = shutil.copytree(world, tmp_path / "w")
     position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
     by_prompt = {r["prompt"]: r for r in position}
     policy = DrawingPolicy(by_prompt, garbled={r["prompt"] for r in position[::2]})
-    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))  # prompts it can draw
     stats = write_reflect_data(world, 40, seed=2, progress=False, own=policy, own_share=0.5, overwrite=True)
     rows = [json.loads(x) for x in (world / "reflect.jsonl").read_text().splitlines()]
@@ -153,12 +158,10 @@ def test_named_rows_sit_next_to_the_default_ones(world, tmp_path, capsys):
 def test_own_keep_caps_the_keeps_by_drawing_on(world, tmp_path, monkeypatch):
     import shutil
 
-    import janus_rig.rollout
 
     world = shutil.copytree(world, tmp_path / "w")
     position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
     policy = DrawingPolicy({r["prompt"]: r for r in position}, garbled=set())
-    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
     # one drawing in three is wrong (an object dropped); half of the own rows may be keeps
     stats = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5,
@@ -171,12 +174,14 @@ def test_own_keep_caps_the_keeps_by_drawing_on(world, tmp_path, monkeypatch):
     assert sum(r["decision"] == KEEP for r in free_own) > 6 and "own_keep_over_cap" not in free["skipped"]
     # a policy that never fails cannot supply the failures: perturbed rows fill the rest, and the stats say so
 
+    draw = policy.sample
+
     def always_right(*args, **kwargs):
-        out = policy.sample(*args, **kwargs)
+        out = draw(*args, **kwargs)
         policy.drawn = [Scene.from_json(policy.by_prompt[p]["scene"]) for p in args[1]]
         return out
 
-    monkeypatch.setattr(janus_rig.rollout, "sample", always_right)
+    monkeypatch.setattr(policy, "sample", always_right)
     capped = write_reflect_data(world, 24, seed=1, progress=False, own=policy, own_share=0.5, own_keep=0.5,
         overwrite=True)
     assert capped["kinds"][OWN] == 6 and sum(capped["kinds"].values()) == 24
@@ -206,7 +211,7 @@ def test_redraw_boxes_name_what_the_drawing_got_wrong():
 
 def test_right_plans_drawn_wrong_teach_the_actor_to_redraw(world, tiny_shapeworld_policy_dir):
     from janus_rig.model.policy import JanusPolicy
-    from janus_rig.reflect.format import parse_edit
+    from janus_rig.chain.roles import parse_edit
 
     policy = JanusPolicy.load(tiny_shapeworld_policy_dir)
     rows = records(world)
@@ -233,15 +238,13 @@ def test_right_plans_drawn_wrong_teach_the_actor_to_redraw(world, tiny_shapeworl
 def test_writer_keeps_right_plans_only_when_asked(world, tmp_path, monkeypatch):
     import shutil
 
-    import janus_rig.rollout
     from data_prep.converters.common import RowReport
-    from janus_rig.reflect.format import parse_edit
+    from janus_rig.chain.roles import parse_edit
     from train.reflect.trainer import load_edit_rows
 
     world = shutil.copytree(world, tmp_path / "w")
     position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
     policy = WrongPlanPolicy({r["prompt"]: r for r in position}, garbled=set())
-    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
     stats = write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_right_plans=True,
         overwrite=True)
@@ -280,9 +283,8 @@ class WrongPlanPolicy(DrawingPolicy):
 def test_replan_teaches_the_actor_the_records_plan_and_the_whole_image(world, tmp_path, monkeypatch):
     import shutil
 
-    import janus_rig.rollout
     from data_prep.shapeworld.own_images import WHOLE_IMAGE
-    from janus_rig.reflect.format import parse_edit
+    from janus_rig.chain.roles import parse_edit
 
     rows = records(world)
     record = next(r for r in rows if r["tag"] in ("position", "two_object"))
@@ -300,7 +302,6 @@ def test_replan_teaches_the_actor_the_records_plan_and_the_whole_image(world, tm
     world = shutil.copytree(world, tmp_path / "w")
     position = [r for r in records(world) if r["tag"] in ("position", "complex", "color_attr", "two_object")]
     policy = WrongPlanPolicy({r["prompt"]: r for r in position}, garbled=set())
-    monkeypatch.setattr(janus_rig.rollout, "sample", policy.sample)
     (world / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in position))
     write_reflect_data(world, 24, seed=3, progress=False, own=policy, own_share=0.5, own_replan=True,
         overwrite=True)

@@ -25,8 +25,8 @@ from data_prep.shapeworld.prompts import metadata, prompt_text
 from data_prep.shapeworld.render import render
 from data_prep.shapeworld.sampler import TAGS, apart, min_gap, sample, side_range
 from janus_rig.reflect.data import check_reflect_row
-from janus_rig.reflect.facts import oracle_verdicts, stated_facts
-from janus_rig.reflect.format import parse_edit, parse_reflection
+from data_prep.shapeworld.facts import oracle_verdicts, stated_facts
+from janus_rig.chain.roles import parse_edit, parse_reflection
 from janus_rig.rollout.regions import patch_mask
 
 COLOURED = ("colors", "color_attr", "position", "complex")

@@ -10,7 +10,7 @@ import torch
 from data_prep.shapeworld.chains import grounding_chain
 from data_prep.shapeworld.scene import Scene
 from janus_rig.cli import main
-from janus_rig.reflect.format import EDIT, KEEP, Verdict, format_reflection, parse_reflection
+from janus_rig.chain.roles import EDIT, KEEP, Verdict, format_reflection, parse_reflection
 from janus_rig.reflect.probe import checker_scores, grounding_scores, read_rows
 from tests.reflect.conftest import VAL_ROWS
 

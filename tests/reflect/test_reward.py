@@ -7,7 +7,7 @@ import torch
 
 from data_prep.shapeworld.render import render
 from data_prep.shapeworld.scene import Scene, SceneObject
-from janus_rig.reflect.format import parse_reflection
+from janus_rig.chain.roles import parse_reflection
 from janus_rig.reflect.loop import LoopResult, RoundTrace
 from janus_rig.reflect.reward import (
     checker_accuracy,
@@ -18,7 +18,7 @@ from janus_rig.reflect.reward import (
     verdict_score,
 )
 from reward_models.judges import make_judge
-from tests.reflect.test_facts import POSITION
+from tests.shapeworld.test_facts import POSITION
 
 
 def r(*verdicts, decision="edit"):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from janus_rig.model.mixed import mixed_logprobs
 from janus_rig.model.tokens import role_token_ids
-from janus_rig.reflect.format import REFLECT_END
+from janus_rig.chain.roles import REFLECT_END
 from janus_rig.reflect.prompts import encode_checker
 from janus_rig.reflect.text import TextConfig, sample_text
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from janus_rig.chain import Box
 from reward_models import RewardConfig, compute_rewards, make_judge
-from janus_rig.eval.sg_iou import Vocabulary
+from reward_models.scene_graph import Vocabulary
 from reward_models.judges import JUDGES, GraphRequest, GroundRequest, PairRequest, RubricRequest
 from reward_models.judges.http import qwen_resized
 from reward_models.judges.shapeworld import image_score
@@ -64,7 +64,7 @@ def test_oracle_counts_requests_and_bad_requests(world):
 
 
 def _vocabulary(record) -> Vocabulary:
-    from janus_rig.eval.sg_iou import reference_graph
+    from reward_models.scene_graph import reference_graph
 
     graph = record["scene_graph"]
     return reference_graph(graph["items"], graph["relations"])[1]

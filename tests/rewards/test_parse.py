@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from janus_rig.chain import Box
-from janus_rig.eval.sg_iou import SceneGraph, Vocabulary
+from reward_models.scene_graph import SceneGraph, Vocabulary
 import reward_models.judges.parse as parse_module
 from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score
 from tests.timing import fastest_run

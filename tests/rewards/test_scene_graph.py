@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from janus_rig.eval.sg_iou import (
+from reward_models.scene_graph import (
     SceneGraph,
     Vocabulary,
     entity_name,

@@ -10,7 +10,7 @@ from data_prep.shapeworld.prompts import metadata, prompt_text
 from data_prep.shapeworld.render import render
 from data_prep.shapeworld.sampler import TAGS, sample
 from data_prep.shapeworld.scene import Scene, SceneObject
-from janus_rig.reflect.facts import OBJECT, RELATION, oracle_verdicts, shapeworld_metadata, stated_facts
+from data_prep.shapeworld.facts import OBJECT, RELATION, oracle_verdicts, shapeworld_metadata, stated_facts
 
 POSITION = {"tag": "position", "prompt": "a red circle left of a blue square",
             "include": [{"class": "square", "count": 1, "color": "blue"},

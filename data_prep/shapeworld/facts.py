@@ -28,7 +28,7 @@ from data_prep.shapeworld.prompts import COUNT_WORDS, PLURALS, metadata
 from data_prep.shapeworld.relations import RELATIONS
 from data_prep.shapeworld.sampler import Description
 from data_prep.shapeworld.scene import COLORS, SHAPES
-from janus_rig.reflect.format import Verdict
+from janus_rig.chain.roles import Verdict
 
 OBJECT, RELATION = "object", "relation"
 

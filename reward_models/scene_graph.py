@@ -17,7 +17,7 @@ Strings match exactly after normalisation (lower case, single spaces, no leading
 A score is None when both sets are empty (a record with no relation has no SG-IoU or Relation-IoU: the judge,
 restricted to the record's vocabulary, has no predicate to report); averages skip None and say how many counted.
 
-Pure functions on strings: no images, no judges (those are janus_rig/eval/scene_graph.py and reward_models/judges).
+Pure functions on strings: no images, no judges (those are reward_models/judges).
 """
 
 from __future__ import annotations

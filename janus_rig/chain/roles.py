@@ -1,4 +1,6 @@
-"""The two text formats of the reflection roles: the checker's reflection and the actor's edit.
+"""The two text formats of the reflection roles, the checker's reflection and the actor's edit, and the questions
+the roles are asked (`CHECKER_QUESTION`, `ACTOR_QUESTION`; janus_rig/reflect/prompts.py puts them in the
+understanding template). They are the model's text as much as the chain is: the tokenizer is built from them.
 
 Both are read from model output, which is untrusted: `parse_reflection` and `parse_edit` never raise on a str
 (problems are listed with their kind and position, like `parse_chain`); `strict=True` (for building datasets)
@@ -47,6 +49,7 @@ Lenient reading rules (model output):
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -355,3 +358,24 @@ def parse_edit(text: str, strict: bool = False) -> ParsedEdit:
 def vocabulary_texts() -> list[str]:
     """Every fixed text the two formats write (for building a word-level vocabulary)."""
     return [f"{VERDICT_SEPARATOR}{YES}", f"{VERDICT_SEPARATOR}{NO}", *DECISIONS, NOTHING_SEEN]
+
+
+# --- the questions ------------------------------------------------------------------------------------------------
+CHECKER_QUESTION = "Check the image against the caption and the plan.\nCaption: {prompt}\nPlan: {chain}"
+ACTOR_QUESTION = (
+    "Revise the plan and mark the regions to redraw.\nCaption: {prompt}\nPlan: {chain}\nReflection: {reflection}"
+)
+
+
+def checker_question(prompt: str, chain: str) -> str:
+    return CHECKER_QUESTION.format(prompt=prompt, chain=chain)
+
+
+def actor_question(prompt: str, chain: str, reflection: str) -> str:
+    return ACTOR_QUESTION.format(prompt=prompt, chain=chain, reflection=reflection)
+
+
+def role_texts() -> list[str]:
+    """Every fixed text of the roles (questions and formats), for building a word-level vocabulary."""
+    literals = [lit for q in (CHECKER_QUESTION, ACTOR_QUESTION) for lit, *_ in string.Formatter().parse(q) if lit]
+    return [*literals, *vocabulary_texts()]
