@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from janus_rig.chain import Box, ChainObject
 from janus_rig.model.tokens import role_token_ids
-from janus_rig.reflect.format import EDIT_END, NOTHING_SEEN, REFLECT_END, Verdict, format_edit, format_reflection
+from janus_rig.chain.roles import EDIT_END, NOTHING_SEEN, REFLECT_END, Verdict, format_edit, format_reflection
 from janus_rig.reflect.prompts import encode_actor, encode_checker
 from janus_rig.reflect.text import score_text
 

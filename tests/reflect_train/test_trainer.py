@@ -381,6 +381,8 @@ def test_editor_rows_are_checked_and_bad_ones_reported(tmp_path, world, policy_d
     (dict(actor="fresh-plan", train_checker=False), "nothing would learn"),
     (dict(checker_tokens="seen"), "valid: all, verdicts"),
     (dict(final="first"), "unknown final"),
+    (dict(reward="verdicts"), "needs phase: actor and rounds: 0"),
+    (dict(rounds=0), "rounds: 0 goes with reward: verdicts"),
     (dict(final="best", rating="oracle"), "unknown rating"),
 ])
 def test_invalid_settings_say_how_to_fix(tmp_path, world, policy_dir, overrides, message):
@@ -404,6 +406,8 @@ def test_recipes_and_command_flags(tmp_path, world, policy_dir):
     assert (actor.phase, editor.phase) == ("actor", "editor") and actor.max_train_seconds <= 240
     assert editor.model_name_or_path == actor.output_dir == "runs/quickstart/reflect_actor"
     assert actor.model_name_or_path == "runs/quickstart/grpo" and editor.output_dir == "runs/quickstart/reflect"
+    checker = parse_config(["--config", "train/recipes/shapeworld_reflect_checker.yaml"])
+    assert (checker.reward, checker.rounds, checker.checker_tokens) == ("verdicts", 0, "verdicts")
 
     from janus_rig.commands.reflect_grpo import config_from_args
 
@@ -414,3 +418,38 @@ def test_recipes_and_command_flags(tmp_path, world, policy_dir):
     parsed = config_from_args(args)
     assert (parsed.phase, parsed.reward, parsed.rounds, parsed.beta) == ("editor", "judge", 2, 0.05)
     assert parsed.reflect_config().rounds == 2 and parsed.reflect_config().checker.max_new_tokens == 160
+
+
+def test_verdicts_reward_is_the_checkers_own_accuracy_and_trains_the_checker_alone(tmp_path, world, policy_dir):
+    """reward: verdicts (rounds 0): each episode is one check of the first image, rewarded by how right it is by the
+    oracle (half its verdicts' accuracy, half its decision's); no actor runs, and one step learns and logs it."""
+    from data_prep.shapeworld.facts import oracle_verdicts
+    from janus_rig.model.policy import JanusPolicy
+    from janus_rig.reflect.reward import true_decision
+    from train.reflect.episodes import verdict_rewards
+
+    checker = Forced("checker", lambda k, i: reflection(before_yes(i), "edit" if before_yes(i) < 2 else "keep"))
+    actor = Forced("actor", lambda k, i: edit_text())
+    summary = run_reflect_grpo(config(tmp_path, world, policy_dir, reward="verdicts", rounds=0, eval_every=0),
+                               checker, actor)
+    assert summary["steps"] == 1 and actor.calls == []  # the checker alone
+    (line,) = [json.loads(x) for x in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()
+               if '"reward"' in x]
+    assert 0.0 <= line["reward/verdicts"] <= 1.0 and line["reward"] == line["reward/verdicts"]
+    # the reward by hand on a loop of the same kind: a checker that says "red circle: yes, blue square: yes, keep"
+    policy = JanusPolicy.load(policy_dir)
+    prompts = ["a red circle left of a blue square"]
+    meta = [{"tag": "position", "include": [{"class": "circle", "count": 1, "color": "red"},
+                                           {"class": "square", "count": 1, "color": "blue",
+                                            "position": ["left of", 0]}], "prompt": prompts[0]}]
+    always_yes = Forced("checker", lambda k, i: reflection(2, "keep"))
+    result = reflect(policy, prompts, replace(config_for_loop(), rounds=0),
+                     RolloutConfig(group_size=2, max_chain_tokens=6, cfg_weight=3.0), seed=3, checker=always_yes)
+    got = verdict_rewards(result, meta * 2)
+    for row, reward in zip(result.traces, got):
+        truths = oracle_verdicts(meta[0], row[0].image)
+        said = {"red circle": True, "blue square": True}
+        right = sum(said.get(t.statement) == t.holds for t in truths)
+        decision_right = true_decision(truths) == "keep"
+        assert reward == pytest.approx(0.5 * right / len(truths) + 0.5 * decision_right)
+    assert verdict_rewards(result, [None, None]) == [None, None]

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from train.common import help_field as _help
 from train.common import parse_recipe
 from train.grpo.config import GRPOConfig
 
 PHASES = ("actor", "editor")
-REWARDS = ("intrinsic", "judge")
+VERDICTS = "verdicts"  # the checker's own accuracy by the oracle (episodes.verdict_rewards)
+REWARDS = ("intrinsic", "judge", VERDICTS)
 CHECKER_TOKENS = ("all", "verdicts")
 REFLECT_FILE = "reflect.jsonl"  # WORLD/reflect.jsonl, written by `janus-rig reflect-data`
 
@@ -35,8 +37,10 @@ class ReflectGRPOConfig(GRPOConfig):
                        "rewarded on the edited image; the redrawn image tokens are optimised", default="actor")
     reward: str = _help("intrinsic: the policy's own checker, share of its verdicts that say yes after minus "
                         "before (RL-RIG, no external verifier); judge: the `judge` field's prompt-image score after "
-                        "minus before (shapeworld, hf, or an http URL). The ShapeWorld oracle's truth is logged "
-                        "either way", default="intrinsic")
+                        "minus before (shapeworld, hf, or an http URL); verdicts: how right the first reflection "
+                        "is about the first image by the ShapeWorld oracle (half its verdicts' accuracy, half its "
+                        "decision's), which trains the checker alone (rounds: 0, no edits). The oracle's truth is "
+                        "logged either way", default="intrinsic")
     rounds: int = _help("actor phase: K, the loop's edits per image at most in each episode (every edit is "
                         "followed by a check; the reward is the score after the last one minus the first); "
                         "also the rounds of the bench evaluation (eval_every)", default=1)
@@ -76,6 +80,14 @@ class ReflectGRPOConfig(GRPOConfig):
     collapse_guard: str = _help("GRPO's collapse guard watches the chain's reward and length; reflect-grpo's "
                                 "episodes have neither: off (the only value)", default="off")
 
+    # --help lists this group first, then GRPOConfig's (janus_rig/commands/_recipe.py); the two GRPO fields redefined
+    # above keep their GRPO groups
+    FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "reflection": ("phase", "reward", "rounds", "max_reflection_tokens", "max_edit_tokens", "paste_back",
+                       "edit_region", "train_checker", "checker_tokens", "actor", "final", "rating",
+                       "malformed_penalty"),
+    }
+
     def __post_init__(self):
         if self.collapse_guard != "off":
             raise ValueError("collapse_guard is a `janus-rig grpo` setting; reflect-grpo runs without it (off)")
@@ -84,8 +96,15 @@ class ReflectGRPOConfig(GRPOConfig):
         if self.reward not in REWARDS:
             raise ValueError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARDS)} (the judge itself is "
                              "the `judge` field: --reward judge --judge shapeworld)")
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1 (the edits per image in an episode), got {self.rounds}")
+        if self.reward == VERDICTS:
+            if self.phase != "actor" or self.rounds != 0:
+                raise ValueError("reward: verdicts scores the first check alone: it needs phase: actor and rounds: 0 "
+                                 "(no edits in the episode)")
+            if not self.train_checker:
+                raise ValueError("reward: verdicts trains the checker: set train_checker: true")
+        elif self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1 (the edits per image in an episode), got {self.rounds}; rounds: 0 "
+                             "goes with reward: verdicts")
         for name in ("max_reflection_tokens", "max_edit_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -50,7 +50,7 @@ def repeat_rows(rollout: Rollout, times: int) -> Rollout:
 # --- scores and rewards ---------------------------------------------------------------------------------------------
 def fact_score(meta: dict, image: Image.Image) -> float:
     """The oracle's share of the caption's stated facts that hold in the image (0..1)."""
-    from janus_rig.reflect.facts import oracle_verdicts
+    from data_prep.shapeworld.facts import oracle_verdicts
 
     truth = oracle_verdicts(meta, image)
     return sum(v.holds for v in truth) / len(truth) if truth else 0.0
@@ -83,6 +83,27 @@ def episode_rewards(result: LoopResult, source: str = INTRINSIC, judge=None,
                                [ends[r].image for r in edited], meta)
         for r, score in zip(edited, scores):
             rewards[r] = score
+    return rewards
+
+
+def verdict_rewards(result: LoopResult, metadata: list[dict | None]) -> list[float | None]:
+    """Per row: how right its first reflection is about its first image, by the oracle (None without metadata):
+    half the share of the caption's stated facts whose verdict it gets right (an unanswered fact counts wrong),
+    half whether its decision is the right one (keep iff every fact holds). The checker's own accuracy as a
+    reward: what `reward: verdicts` trains, with no edit in the episode."""
+    from data_prep.shapeworld.facts import oracle_verdicts
+    from janus_rig.reflect.reward import true_decision, verdict_matches
+
+    rewards: list[float | None] = []
+    for row, meta in zip(result.traces, metadata):
+        if meta is None:
+            rewards.append(None)
+            continue
+        first = row[0]
+        truths = oracle_verdicts(meta, first.image)
+        matches = verdict_matches(first.reflection, truths)
+        facts = sum(m is True for m in matches) / len(matches) if matches else 0.0
+        rewards.append(0.5 * facts + 0.5 * float(first.reflection.decision == true_decision(truths)))
     return rewards
 
 

@@ -42,8 +42,8 @@ from janus_rig.chain import Box
 from janus_rig.model.policy import JanusPolicy, manifest
 from janus_rig.model.tokens import role_token_ids
 from janus_rig.reflect.data import check_reflect_row, has_actor_target
-from janus_rig.reflect.facts import oracle_verdicts
-from janus_rig.reflect.format import EDIT, VERDICT, parse_reflection
+from data_prep.shapeworld.facts import oracle_verdicts
+from janus_rig.chain.roles import EDIT, VERDICT, parse_reflection
 from janus_rig.reflect.loop import ActFn, CheckFn, act, check, reflect
 from janus_rig.reflect.reward import INTRINSIC, checker_accuracy, intrinsic_reward, judge_rewards, oracle_report
 from janus_rig.rollout import edit, sample
@@ -59,7 +59,7 @@ from train.grpo.trainer import (
     load_prompts,
     rollout_seed,
 )
-from train.reflect.config import REFLECT_FILE, ReflectGRPOConfig
+from train.reflect.config import REFLECT_FILE, VERDICTS, ReflectGRPOConfig
 from train.reflect.episodes import (
     actor_batch,
     editor_batch,
@@ -69,6 +69,7 @@ from train.reflect.episodes import (
     oracle_correct,
     oracle_rewards,
     repeat_rows,
+    verdict_rewards,
 )
 from train.sft.data import BAD_ROWS_FILE, WorldInfo, read_records
 from train.tracking import track
@@ -193,7 +194,12 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
         t1 = time.perf_counter()
         metadata = [records[i].get("metadata") for i in result.initial.prompt_index.tolist()]
         intrinsic = episode_rewards(result)  # RL-RIG's own signal, logged whatever the reward
-        rewards = intrinsic if args.reward == INTRINSIC else episode_rewards(result, args.judge, self.judge, metadata)
+        if args.reward == INTRINSIC:
+            rewards = intrinsic
+        elif args.reward == VERDICTS:
+            rewards = verdict_rewards(result, metadata)
+        else:
+            rewards = episode_rewards(result, args.judge, self.judge, metadata)
         malformed = malformed_rows(result)
         rewards = [None if r is None else r - args.malformed_penalty * bad for r, bad in zip(rewards, malformed)]
         oracle = oracle_rewards(result, metadata)
@@ -209,7 +215,7 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
 
         m = self._metrics
         if args.reward != INTRINSIC:
-            m["reward/judge"].append(_mean(rewards))
+            m[f"reward/{args.reward}"].append(_mean(rewards))
         m["reward/intrinsic"].append(_mean(intrinsic))
         m["reward/oracle"].append(_mean(oracle))
         known = [(row, meta) for row, meta in zip(result.traces, metadata) if meta is not None]
@@ -404,7 +410,7 @@ def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: Ac
         report.write(out / BAD_ROWS_FILE)
         report.log(out / BAD_ROWS_FILE)
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
-                              lora=config.lora())
+                              lora=config.lora(), attn_implementation=config.attn_implementation)
     policy.guidance = config.cfg_weight  # the saved model records the guidance it was trained with
     judge = config.reward_config().make_judge() if config.reward == "judge" else None
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
