@@ -12,12 +12,13 @@ setup(
     install_requires=[
         # torch is pinned by the Makefile to the CPU build before this runs (a bare "torch" pulls CUDA wheels).
         "torch>=2.4",
-        "transformers>=5.20,<6",
+        # 5.24 renamed the layers' `past_key_values` argument to `cache` (the old name warns, and goes in 5.40); our
+        # rollout passes `cache=`, which 5.20-5.23 would silently drop into **kwargs.
+        "transformers>=5.24,<6",
         "accelerate>=1.0",
         "trl>=1.0",
         "peft>=0.15",
         "datasets>=3.0",
-        "einops>=0.8",
         "tokenizers>=0.21",
         "pillow>=10",
         "numpy>=1.26",
@@ -27,12 +28,14 @@ setup(
     ],
     extras_require={
         # tensorboard: `--report_to tensorboard` (docs/tracking.md) and tests/test_tracking.py; wandb is never a
-        # dependency (install it yourself for `--report_to wandb`).
-        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "tensorboard>=2.14"],
+        # dependency (install it yourself for `--report_to wandb`). import-linter: the layer contracts
+        # (.importlinter, tests/test_layers.py).
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "tensorboard>=2.14", "import-linter>=2.1"],
         # The aesthetic term. open_clip imports torchvision, whose PyPI wheels are built against torch's CUDA build and
         # fail to import beside the CPU-only torch: install a matching torch + torchvision pair first (`make
         # test-clip` builds .venv-clip with torch==2.14.1 torchvision==0.29.1). open_clip >= 3 reads local-dir: models.
         "clip": ["open_clip_torch>=3.0,<4", "torchvision"],
+        # flash-attn: `attn_implementation: flash_attention_2`, which the janus_pro_* recipes set (docs/presets.md).
         "gpu": ["flash-attn>=2.5", "deepspeed>=0.14"],
     },
     entry_points={"console_scripts": ["janus-rig=janus_rig.cli:main"]},

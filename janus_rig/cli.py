@@ -8,6 +8,10 @@ Every module in `janus_rig/commands/` is one subcommand. It defines
     def run(args: argparse.Namespace) -> int | None
 
 so adding a command never touches this file.
+
+Flag spelling: a trainer's flags (`sft`, `grpo`, `reflect-grpo`, and the trainer flags `ablate` and `sweep` pass on)
+are its config's field names, as trl, transformers and the YAML recipes spell them (`--num_generations`); every other
+flag uses dashes (`--max-chain-tokens`). Every command also takes the other spelling; `--help` shows its own.
 """
 
 from __future__ import annotations
@@ -43,8 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
                 groups[group] = group_parser.add_subparsers(dest=f"{group}_command", metavar="COMMAND", required=True)
             sub = groups[group].add_parser(leaf, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
+        _accept_both_spellings(sub)
         sub.set_defaults(_run=module.run)
     return parser
+
+
+def _accept_both_spellings(parser: argparse.ArgumentParser) -> None:
+    """`--max_chain_tokens` works where `--max-chain-tokens` is the flag, and the reverse. The other spelling goes
+    only into the parser's lookup table, not into the action's option_strings, so usage and --help list one."""
+    for action in list(parser._actions):
+        for option in action.option_strings:
+            if option.startswith("--"):
+                for alias in ("--" + option[2:].replace("-", "_"), "--" + option[2:].replace("_", "-")):
+                    parser._option_string_actions.setdefault(alias, action)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,7 +121,8 @@ def grpo(preset: str, device: str, out: Path, prompts_per_step: int, bf16: bool)
             "--judge", "shapeworld", "--judge_options", "{}", "--max_steps", "2", "--max_completion_length", "64",
             "--per_device_train_batch_size", str(prompts_per_step), "--gradient_checkpointing", "true",
             "--save_strategy", "no", "--gallery_every", "0", "--bf16", str(bf16).lower(),
-            "--use_cpu", str(device == "cpu").lower(), "--overwrite_output_dir", "true"]  # a rerun redoes OUT/grpo
+            "--use_cpu", str(device == "cpu").lower(), "--overwrite_output_dir", "true",  # a rerun redoes OUT/grpo
+            "--attn_implementation", "sdpa"]  # the recipe's flash_attention_2 needs flash-attn, not on a lent GPU
     config = parse_config(argv)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

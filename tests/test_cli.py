@@ -62,3 +62,66 @@ def test_missing_tokenizer_dir_is_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("janus-rig init: error:") and "Traceback" not in err
+
+
+# --- flag spelling: trainers take config field names (`--num_generations`, as trl, transformers and the YAML recipes
+# spell them), other commands dashes; every command takes the other spelling too (janus_rig/cli.py) ---
+
+
+def leaf_parsers():
+    parser = build_parser()
+    for module in _command_modules():
+        words = module.NAME.split()
+        sub = parser._subparsers._group_actions[0].choices[words[0]]
+        if len(words) == 2:
+            sub = sub._subparsers._group_actions[0].choices[words[1]]
+        yield module.NAME, sub
+
+
+def test_every_flag_takes_both_spellings_and_help_shows_one():
+    for name, sub in leaf_parsers():
+        for action in sub._actions:
+            for option in (o for o in action.option_strings if o.startswith("--")):
+                for other in ("--" + option[2:].replace("-", "_"), "--" + option[2:].replace("_", "-")):
+                    assert sub._option_string_actions[other] is action, f"`janus-rig {name} {other}`"
+        shown = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+        spellings = {o[2:].replace("-", "_") for o in shown}
+        assert len(spellings) == len(shown), f"`janus-rig {name} --help` lists a flag in two spellings"
+
+
+def test_generate_flags_in_either_spelling():
+    base = ["generate", "--model", "M", "--prompt", "a red circle", "--out", "O"]
+    dashes = build_parser().parse_args([*base, "--max-chain-tokens", "4", "--image-temperature=0.5", "--no-chain"])
+    underscores = build_parser().parse_args([*base, "--max_chain_tokens", "4", "--image_temperature=0.5", "--no_chain"])
+    assert vars(dashes) == vars(underscores)
+    assert (dashes.max_chain_tokens, dashes.image_temperature, dashes.no_chain) == (4, 0.5, True)
+
+
+def test_grpo_flags_in_either_spelling_give_one_config(tmp_path):
+    from janus_rig.commands.grpo import config_from_args
+
+    base = ["grpo", "--world", str(tmp_path / "W"), "--model_name_or_path", str(tmp_path / "M"),
+            "--output_dir", str(tmp_path / "O"), "--max_steps", "1"]
+    underscores = build_parser().parse_args(
+        [*base, "--num_generations", "4", "--no_chain", "--optimize", "image", "--max_train_seconds=30"])
+    dashes = build_parser().parse_args(
+        [*base, "--num-generations", "4", "--no-chain", "--optimize", "image", "--max-train-seconds=30"])
+    # trl receives the field's own spelling, whichever was typed
+    assert dashes.recipe_argv == underscores.recipe_argv == [
+        *base[1:], "--num_generations", "4", "--no_chain", "--optimize", "image", "--max_train_seconds", "30"]
+    config = config_from_args(dashes)
+    assert (config.num_generations, config.chain, config.max_train_seconds) == (4, False, 30.0)
+    assert config.to_dict() == config_from_args(underscores).to_dict()
+
+
+def test_vq_train_and_ablate_flags_in_either_spelling():
+    from janus_rig.commands.vq_train import config_from_args
+
+    vq = [build_parser().parse_args(["vq", "train", flag, "4", "--hflip", "false"]) for flag in ("--batch-size",
+                                                                                                   "--batch_size")]
+    assert config_from_args(vq[0]) == config_from_args(vq[1])
+    assert config_from_args(vq[0]).batch_size == 4
+    ablate = [build_parser().parse_args(["ablate", "--out", "A", budget, "60", steps, "3"])
+              for budget, steps in (("--budget-s", "--max_steps"), ("--budget_s", "--max-steps"))]
+    assert vars(ablate[0]) == vars(ablate[1])
+    assert ablate[0].budget_s == 60.0 and ablate[0].recipe_argv == ["--max_steps", "3"]

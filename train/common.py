@@ -8,10 +8,11 @@ import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from transformers import TrainerCallback
 
+from janus_rig.model.loading import ATTENTION_IMPLEMENTATIONS
 from janus_rig.model.policy import DTYPES, LoraSettings, TrainableParts
 from janus_rig.outputs import overlap, prepare_out_dir
 from train.checkpoints import resuming
@@ -28,11 +29,16 @@ def help_field(text: str, **kwargs):
 
 @dataclass
 class PolicyArgs:
-    """What trains and how it loads: dtype, trainable parts, LoRA. A mixin of the trainers' configs, listed before
-    TrainingArguments in the bases; the config's __post_init__ calls validate_policy_args()."""
+    """What trains and how it loads: dtype, attention kernel, trainable parts, LoRA. A mixin of the trainers' configs,
+    listed before TrainingArguments in the bases; the config's __post_init__ calls validate_policy_args()."""
 
     model_dtype: str = help_field(f"dtype the weights are loaded in ({', '.join(DTYPES)}); use bf16: true for mixed "
                              "precision", default="float32")
+    attn_implementation: str = help_field(
+        f"attention kernel of the language model and vision tower ({', '.join(ATTENTION_IMPLEMENTATIONS)}); "
+        "flash_attention_2 needs the flash-attn package (pip install flash-attn, the gpu extra), a CUDA GPU and "
+        "bf16/fp16 (bf16: true, or model_dtype bfloat16/float16); rollouts decode with their own kernel either way",
+        default="sdpa")
     trainable_parts: list[str] = help_field(f"model parts that receive gradients; valid: "
                                        f"{', '.join(f.name for f in fields(TrainableParts))}",
                                        default_factory=lambda: list(DEFAULT_PARTS))
@@ -47,9 +53,22 @@ class PolicyArgs:
     lora_modules_to_save: list[str] = help_field("with use_lora: modules trained in full next to the adapters, e.g. "
                                             "generation_head", default_factory=list)
 
+    # --help groups of these fields (janus_rig/commands/_recipe.py); the config's own "model" fields come first
+    FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "model": ("model_dtype", "attn_implementation", "trainable_parts", "use_lora", "lora_r", "lora_alpha",
+                  "lora_dropout", "lora_target_modules", "lora_modules_to_save"),
+    }
+
     def validate_policy_args(self) -> None:
         if self.model_dtype not in DTYPES:
             raise ValueError(f"model_dtype {self.model_dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation {self.attn_implementation!r}; "
+                             f"valid: {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+        half = self.model_dtype != "float32" or getattr(self, "bf16", False) or getattr(self, "fp16", False)
+        if self.attn_implementation == "flash_attention_2" and not half:
+            raise ValueError("attn_implementation flash_attention_2 computes in bf16/fp16 only: set --bf16 true "
+                             "(fp32 weights under autocast), or --attn_implementation sdpa")
         valid = {f.name for f in fields(TrainableParts)}
         unknown = sorted(set(self.trainable_parts) - valid)
         if unknown:
@@ -91,6 +110,8 @@ class OutputArgs:
         "write into a non-empty output_dir: its contents (an earlier run's checkpoints, model and logs) are deleted "
         "first. Without it a non-empty output_dir is refused unless resuming (--resume_from_checkpoint)",
         default=False)
+
+    FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {"output": ("overwrite_output_dir",)}
 
     def validate_output_args(self, model_dirs: dict[str, str | None]) -> None:
         """Parse-time checks: contradicting flags, and output_dir against the model directories the run reads (a

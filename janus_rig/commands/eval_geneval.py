@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     generate = {}
     if reflecting is not None:
         from janus_rig.reflect.actors import actor_for
-        from janus_rig.reflect.generate import reflect_generate
+        from janus_rig.eval.reflect_generate import reflect_generate
         from janus_rig.reflect.prompts import ensure_role_tokens
 
         reflecting = loop_settings(args, policy.loop_settings, f"{args.model}'s loop record", rounds=args.reflect)

@@ -5,7 +5,7 @@
     janus-rig eval sg-iou --model M --records R.jsonl --judge hf --judge-model /models/Qwen2.5-VL-7B-Instruct \\
         --judge-option device=cuda --out E
 
-Records and the output folder: see janus_rig/eval/sg_run.py; the metric: janus_rig/eval/sg_iou.py.
+Records and the output folder: see janus_rig/eval/sg_run.py; the metric: reward_models/scene_graph.py.
 The generation flags here are shared with `eval judge`.
 """
 

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _prompts_and_metadata(args) -> tuple[list[str], list[dict | None]]:
     from janus_rig.generate import read_prompts
-    from janus_rig.reflect.facts import shapeworld_metadata
+    from data_prep.shapeworld.facts import shapeworld_metadata
 
     if args.prompt is not None:
         if not args.prompt.strip():

@@ -22,14 +22,23 @@ def _bool(text: str) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from janus_rig.commands._recipe import UNGROUPED, flag_groups, ungrouped_fields
+
     parser.add_argument("--config", default=None, help="YAML recipe of VQTrainConfig fields; flags override it")
-    for f in fields(VQTrainConfig):
-        boolean = f.type in (bool, "bool")
-        default = f.default if f.default is not MISSING else None
-        # a bare boolean flag means true (`--overwrite`), as in the other commands; `--hflip false` still works
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_bool if boolean else type(f.default),
-                            default=None, nargs="?" if boolean else None, const=True if boolean else None,
-                            help=f"{f.metadata['help']} (default: {default!r})")
+    by_name = {f.name: f for f in fields(VQTrainConfig)}
+    groups = flag_groups(VQTrainConfig)
+    left = ungrouped_fields(VQTrainConfig)
+    if left:
+        groups[UNGROUPED] = left
+    for title, names in groups.items():
+        group = parser.add_argument_group(title)
+        for f in (by_name[name] for name in names):
+            boolean = f.type in (bool, "bool")
+            default = f.default if f.default is not MISSING else None
+            # a bare boolean flag means true (`--overwrite`), as in the other commands; `--hflip false` still works
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_bool if boolean else type(f.default),
+                               default=None, nargs="?" if boolean else None, const=True if boolean else None,
+                               help=f"{f.metadata['help']} (default: {default!r})")
 
 
 def config_from_args(args: argparse.Namespace) -> VQTrainConfig:

@@ -10,6 +10,9 @@ inside. For a researcher that means a silently random model. Every weight janus-
 The layouts we recognise (`layout`): `janus` (transformers' Janus: ours, deepseek-community/Janus-Pro-*),
 `deepseek` (deepseek-ai's own release format, `"model_type": "multi_modality"`: convert it first), `adapter`
 (a peft adapter directory: `adapter_config.json`, no `config.json`).
+
+The attention kernel is chosen at load (`attn_implementation`, one of ATTENTION_IMPLEMENTATIONS) and checked here
+first, so that a machine that cannot run it is told so in one line instead of by transformers' ImportError.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pickle
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,10 @@ CONFIG = "config.json"
 ADAPTER_CONFIG = "adapter_config.json"
 SHOWN_KEYS = 5  # tensors named in an error; the rest are counted
 CONVERT_HINT = "janus-rig convert janus-pro {src} --out DST"
+# What transformers' Janus runs its language model and vision tower with (the VQ's attention is a convolution block
+# that ignores the setting). sdpa is transformers' default; flash_attention_2 needs the flash-attn package (the gpu
+# extra), a CUDA GPU and fp16/bf16 compute. Rollouts decode with their own kernel whatever is chosen (rollout/cache.py).
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 
 
 class LoadError(ValueError):
@@ -90,6 +98,31 @@ def require_janus_dir(path: str | Path) -> Path:
     if kind == "adapter":
         raise LoadError(f"{path} is a LoRA adapter directory, not a model; load it on its base model")
     raise LoadError(f"{path} holds a {kind!r} model, not a Janus model (model_type 'janus')")
+
+
+def require_attention(name: str) -> str:
+    """`name` when this machine can run it; a one-line LoadError saying what to install or choose instead."""
+    if name not in ATTENTION_IMPLEMENTATIONS:
+        raise LoadError(f"attn_implementation {name!r}; valid: {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+    if name != "flash_attention_2":
+        return name
+    if not torch.cuda.is_available():
+        raise LoadError("attn_implementation flash_attention_2 runs on a CUDA GPU in fp16/bf16 only; "
+                        "use attn_implementation sdpa on this machine")
+    problem = flash_attn_import_error()
+    if problem:
+        raise LoadError(f"attn_implementation flash_attention_2 needs the flash-attn package ({problem}): "
+                        "pip install flash-attn (the gpu extra), or use attn_implementation sdpa")
+    return name
+
+
+def flash_attn_import_error() -> str | None:
+    """Why `flash_attn` does not import (not installed, or built for another torch / CUDA); None when it does."""
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError as err:
+        return first_line(err)
+    return None
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from janus_rig.model.loading import (
     layout,
     name_keys,
     read_json_file,
+    require_attention,
     require_janus_dir,
     strict_from_pretrained,
 )
@@ -349,9 +350,13 @@ class JanusPolicy:
         device: str | torch.device | None = None,
         trainable: TrainableParts | None = None,
         lora: LoraSettings | None = None,
+        attn_implementation: str | None = None,
     ) -> "JanusPolicy":
         """Load our directories, any transformers-format Janus directory (e.g. deepseek-community/Janus-Pro-1B), or a
         LoRA adapter directory (merged into the local base model its adapter_config.json names).
+
+        attn_implementation: "eager", "sdpa" or "flash_attention_2" for the language model and vision tower (None:
+        transformers' default, sdpa); one this machine cannot run is refused in one line before any weight is read.
 
         Strict (`janus_rig.model.loading`): a directory of another layout, a corrupt file, or weights that do not
         fit the config raise a one-line LoadError; nothing is ever initialised at random, except new token rows:
@@ -360,13 +365,16 @@ class JanusPolicy:
         tokenizer length).
         """
         path = Path(path)
+        attention = {}
+        if attn_implementation is not None:
+            attention["attn_implementation"] = require_attention(attn_implementation)
         if layout(path) == "adapter":
-            return cls._load_adapter(path, dtype, device, trainable, lora)
+            return cls._load_adapter(path, dtype, device, trainable, lora, attn_implementation)
         path = require_janus_dir(path)
         tokenizer = _load_tokenizer(path)
         added = add_chain_tokens(tokenizer) + add_role_tokens(tokenizer)
         model = strict_from_pretrained(JanusForConditionalGeneration, path, "Janus model",
-                                       dtype=resolve_dtype(dtype) or "auto")
+                                       dtype=resolve_dtype(dtype) or "auto", **attention)
         if added:
             log.info("added %d chain / role tokens to the tokenizer of %s", added, path)
             grow_vocabulary(model, len(tokenizer), path)
@@ -379,7 +387,7 @@ class JanusPolicy:
         return cls(model, tokenizer, image_processor, *read_roles(path))
 
     @classmethod
-    def _load_adapter(cls, path: Path, dtype, device, trainable, lora) -> "JanusPolicy":
+    def _load_adapter(cls, path: Path, dtype, device, trainable, lora, attn_implementation) -> "JanusPolicy":
         """A peft adapter directory: its base (adapter_config.json's base_model_name_or_path, a local directory)
         loaded strictly, the adapters merged in. The tokenizer and roles come from the base."""
         from peft import PeftModel
@@ -390,7 +398,7 @@ class JanusPolicy:
         if not isinstance(base_dir, str) or not Path(base_dir).is_dir():
             raise LoadError(f"{path / ADAPTER_CONFIG}: base_model_name_or_path {base_dir!r} is not a local directory; "
                             "set it to the model the adapters were trained on")
-        base = cls.load(base_dir, dtype=dtype, device=device)
+        base = cls.load(base_dir, dtype=dtype, device=device, attn_implementation=attn_implementation)
         try:
             merged = PeftModel.from_pretrained(base.model, path).merge_and_unload()
         except (ValueError, KeyError, RuntimeError, OSError, SafetensorError) as err:

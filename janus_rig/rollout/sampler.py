@@ -125,7 +125,7 @@ class Decoder:
         extra = {"rollout_cache": cache} if isinstance(cache, DecodeCache) else {}
         hidden = embeds
         for layer in self.layers:
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, past_key_values=cache, **extra)
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, cache=cache, **extra)
         cache.advance(embeds.shape[1])
         return self.norm(hidden)  # (B, S, D)
 

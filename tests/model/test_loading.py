@@ -20,7 +20,7 @@ from janus_rig.model.policy import ADAPTER_DIR, ADAPTERS, JanusPolicy, LoraSetti
 from janus_rig.model.presets import get_preset
 from janus_rig.model.tokenizer import add_chain_tokens, add_role_tokens
 from janus_rig.model.tokens import BOI, BOS, EOI, EOS, IMAGE, MODEL_SPECIFIC, PAD, SpecialTokenIds
-from janus_rig.reflect.format import ROLE_TOKENS
+from janus_rig.chain.roles import ROLE_TOKENS
 from tests.model.deepseek_fixture import write_deepseek_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")

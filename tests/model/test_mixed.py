@@ -63,7 +63,7 @@ def stepwise_logprobs(policy, input_ids, image_mask, attention, cfg_weight=None,
         emb = embed_mixed(base, ids[:, t : t + 1], masks[:, t : t + 1])  # (R, 1, D)
         h = base.model.language_model(
             inputs_embeds=emb, attention_mask=attn[:, : t + 1], position_ids=pos[:, t : t + 1],
-            past_key_values=cache, use_cache=True,
+            cache=cache, use_cache=True,
         ).last_hidden_state[:, -1]  # (R, D)
         for b in range(B):
             target = input_ids[b, t + 1]

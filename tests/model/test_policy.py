@@ -13,7 +13,7 @@ from janus_rig.cli import main as cli
 from janus_rig.model.policy import JanusPolicy, LoraSettings, TrainableParts, apply_lora, parts_from_dict, set_trainable
 from janus_rig.model.tokenizer import build_word_tokenizer
 from janus_rig.model.tokens import SpecialTokenIds
-from janus_rig.reflect.format import ROLE_TOKENS
+from janus_rig.chain.roles import ROLE_TOKENS
 
 
 def test_init_cli_dir_loads_and_generates_in_plain_transformers(tmp_path, word_tokenizer):

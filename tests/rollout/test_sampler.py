@@ -47,7 +47,7 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
     ids, attention = left_pad(prompt_ids, t.pad)
     cache = DynamicCache()
     out = lm(input_ids=ids, attention_mask=attention, position_ids=position_ids_from_mask(attention),
-             past_key_values=cache, use_cache=True)
+             cache=cache, use_cache=True)
     logits = base.lm_head(out.last_hidden_state[:, -1]).float()
     V = logits.shape[-1]
     banned = torch.zeros(V, dtype=torch.bool)
@@ -73,7 +73,7 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
             break
         attention = torch.cat([attention, torch.ones(R, 1, dtype=torch.long)], 1)
         out = lm(input_ids=token[:, None], attention_mask=attention,
-                 position_ids=position_ids_from_mask(attention)[:, -1:], past_key_values=cache, use_cache=True)
+                 position_ids=position_ids_from_mask(attention)[:, -1:], cache=cache, use_cache=True)
         logits = base.lm_head(out.last_hidden_state[:, -1]).float()
 
     # Image phase: prompt + chain + <boi>, and BOS + pads + <boi> of the same length, prefilled from scratch.
@@ -85,7 +85,7 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
     ids, attention = torch.cat([cond, uncond]), attention.repeat(2, 1)
     cache = DynamicCache()
     out = lm(input_ids=ids, attention_mask=attention, position_ids=position_ids_from_mask(attention),
-             past_key_values=cache, use_cache=True)
+             cache=cache, use_cache=True)
     codes, guided_lp, cond_lp = torch.zeros(R, N, dtype=torch.long), torch.zeros(R, N), torch.zeros(R, N)
     for i in range(N):
         h = base.model.generation_head(out.last_hidden_state[:, -1]).float()  # (2R, K)
@@ -99,7 +99,7 @@ def reference_sample(policy, prompts, config: RolloutConfig, seed: int):
         embeds = base.prepare_embeddings_for_image_generation(code.repeat(2))[:, None]  # (2R, 1, D)
         attention = torch.cat([attention, torch.ones(2 * R, 1, dtype=torch.long)], 1)
         out = lm(inputs_embeds=embeds, attention_mask=attention,
-                 position_ids=position_ids_from_mask(attention)[:, -1:], past_key_values=cache, use_cache=True)
+                 position_ids=position_ids_from_mask(attention)[:, -1:], cache=cache, use_cache=True)
     return chains, chain_lps, done, codes, guided_lp, cond_lp
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
@@ -151,6 +152,22 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
                                default="no")
     ddp_find_unused_parameters: bool | None = _help("DDP: some trainable heads get no gradient when only one span "
                                                     "is optimised", default=True)
+
+    # --help lists these groups first, then PolicyArgs' and OutputArgs', then TrainingArguments' fields (the ones
+    # above whose defaults changed stay there); janus_rig/commands/_recipe.py. Every field of ours is in one group.
+    FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data": ("world", "prompts", "tags", "max_train_records"),
+        "model": ("model_name_or_path",),
+        "sampling": ("num_generations", "max_completion_length", "chain", "temperature", "top_p", "top_k",
+                     "cfg_weight", "image_temperature", "image_top_k", "rollout_dtype", "chain_only_rollouts"),
+        "loss": ("optimize", "image_logprob", "loss_type", "beta", "epsilon", "epsilon_high", "scale_rewards",
+                 "advantage_std_floor", "num_iterations", "importance_sampling_level", "mask_truncated_completions"),
+        "reward": ("reward_terms", "reward_combine", "reward_weights", "judge", "judge_model", "judge_options",
+                   "term_options"),
+        "collapse guard": ("collapse_guard", "guard_window", "guard_reward_drop", "guard_grad_factor",
+                           "guard_length_growth", "guard_every", "guard_lr_factor"),
+        "budget and logging": ("max_train_seconds", "eval_every", "eval_prompts", "gallery_every", "gallery_size"),
+    }
 
     def __post_init__(self):
         for name in ("world", "prompts", "model_name_or_path", "judge_model"):

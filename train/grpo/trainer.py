@@ -487,7 +487,7 @@ def build_trainer(config: GRPOConfig, keep: tuple[str, ...] = ()) -> GRPOTrainer
                            needs_metadata=judge_needs_metadata(config.judge))  # cheap checks before the model loads
     out = config.prepare_output_dir(inputs={"world": config.world, "prompts": config.prompts}, keep=keep)
     policy = JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype, trainable=config.trainable(),
-                              lora=config.lora())
+                              lora=config.lora(), attn_implementation=config.attn_implementation)
     policy.guidance = config.cfg_weight  # the saved model records the guidance it was trained with
     callbacks = [TimeBudget(config.max_train_seconds), JsonlLog(out / LOG_FILE)]
     if config.collapse_guard != "off":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
@@ -73,6 +74,17 @@ class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
                                         default=False)
     logging_steps: float = _help("log every this many steps", default=10)
     save_strategy: str = _help("checkpoint strategy ('no', 'steps', 'epoch')", default="steps")
+
+    # --help lists these groups first, then PolicyArgs' and OutputArgs', then TrainingArguments' fields (the ones
+    # above whose defaults changed stay there); janus_rig/commands/_recipe.py. Every field of ours is in one group.
+    FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data": ("world", "chain", "grounding_ratio", "reflect_ratio", "image_view", "max_train_records",
+                 "max_eval_records", "vq_cache", "cache_dir", "vq_batch_size"),
+        "model": ("model_name_or_path", "init_preset", "vq", "tokenizer"),
+        "loss": ("text_weight", "image_weight", "cond_dropout"),
+        "recorded in the saved model": ("cfg_weight", "loop_recipe"),
+        "budget and logging": ("max_train_seconds",),
+    }
 
     def __post_init__(self):
         for name in ("world", "model_name_or_path", "init_preset", "vq", "tokenizer", "cache_dir"):

@@ -23,6 +23,7 @@ import torch
 from transformers import Trainer
 
 from data_prep.vq_cache import encode_images
+from janus_rig.model.loading import require_attention
 from janus_rig.model.mixed import drop_conditions, sft_loss, target_counts
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
 from train.checkpoints import AtomicCheckpoints, resume_checkpoint
@@ -124,16 +125,20 @@ def load_policy(config: SFTConfig) -> JanusPolicy:
     """The policy to train: loaded from model_name_or_path, or random-init from init_preset (saved in OUT/init)."""
     if config.model_name_or_path:
         return JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype,
-                                trainable=config.trainable(), lora=config.lora())
+                                trainable=config.trainable(), lora=config.lora(),
+                                attn_implementation=config.attn_implementation)
+    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
     from janus_rig.model.init import init_policy
 
     init_dir = Path(config.output_dir) / "init"
     with config.main_process_first(local=False, desc="initialising the policy"):  # the others load its folder
         if config.process_index == 0:
-            policy = init_policy(config.init_preset, init_dir, tokenizer=config.tokenizer, vq_dir=config.vq,
+            policy = init_policy(config.init_preset, init_dir, tokenizer=config.tokenizer or shapeworld_tokenizer(),
+                                 vq_dir=config.vq,
                                  dtype=config.model_dtype, seed=config.seed)
         else:
             policy = JanusPolicy.load(init_dir, dtype=config.model_dtype)
+    policy.base.set_attn_implementation(require_attention(config.attn_implementation))  # init builds with sdpa
     set_trainable(policy.model, config.trainable())
     if config.lora() is not None:
         policy.model = apply_lora(policy.model, config.lora())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from train.common import help_field as _help
 from train.tracking import ScalarBoard
@@ -73,6 +74,18 @@ class VQTrainConfig:
                            "docs/tracking.md); 'none': only metrics.json's history", default="none")
     eval_batch_size: int = _help("images per batch when reconstructing the validation set", default=64)
     train_eval_images: int = _help("training images reconstructed to report train MSE", default=256)
+
+    # --help groups (janus_rig/commands/vq_train.py); every field is in one
+    FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data and output": ("world", "out", "overwrite", "image_size", "hflip"),
+        "model": ("grid", "codebook_size"),
+        "optimisation": ("steps", "time_budget_s", "time_schedule", "batch_size", "lr", "min_lr_ratio",
+                         "warmup_steps", "weight_decay", "grad_clip", "seed"),
+        "loss": ("l1_weight", "mse_weight", "fg_weight", "edge_weight", "commitment_weight", "consistency_weight"),
+        "codebook": ("codebook_update", "ema_decay", "ae_warmup_steps", "kmeans_vectors", "kmeans_iters",
+                     "dead_code_interval", "dedup_threshold", "content_dedup_purity", "restart_by_error"),
+        "budget and logging": ("threads", "log_every", "report_to", "eval_batch_size", "train_eval_images"),
+    }
 
     def __post_init__(self):
         if self.report_to not in REPORTS:
