@@ -29,7 +29,7 @@ EXAMPLE = (
     "A <|obj_start|>red circle<|obj_end|> <|box_start|>(31,47),(312,328)<|box_end|> sits left of a "
     "<|obj_start|>blue square<|obj_end|> <|box_start|>(500,500),(800,800)<|box_end|>."
 )
-GOT_R1_7B = (  # the real sample quoted in REFERENCE.md, ending in the image-start token
+GOT_R1_7B = (  # a GoT-R1-7B sample as its authors publish it, ending in the image-start token
     "A <|obj_start|>vibrant still life painting<|obj_end|> <|box_start|>(0,60),(997,983)<|box_end|> showcases a "
     "<|obj_start|>bouquet of red tulips<|obj_end|> <|box_start|>(0,60),(698,780)<|box_end|> in a <|obj_start|>yellow "
     "vase<|obj_end|> <|box_start|>(65,488),(582,982)<|box_end|>, creating a harmonious scene.<begin_of_image>"
