@@ -28,6 +28,8 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from janus_rig.model.policy import MANIFEST  # what every model janus-rig saves carries
+
 WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth", "*.ckpt")
 SHOWN = 3  # entries named in a refusal
 
@@ -116,8 +118,6 @@ def _names(entries: list[Path]) -> str:
 
 def _check_safe_to_empty(out: Path, what: str) -> None:
     """Folders a mistyped path must never lose, whatever the flag says (ValueError naming why)."""
-    from janus_rig.model.policy import MANIFEST  # what every model janus-rig saves carries
-
     resolved = out.resolve()
     reason = None
     if Path.cwd().resolve().is_relative_to(resolved):

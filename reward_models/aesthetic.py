@@ -33,7 +33,9 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from janus_rig.registry import Registry
 from reward_models.judges.base import JudgeStats
@@ -61,7 +63,7 @@ SCORES: Registry = Registry("aesthetic score")
 
 def import_open_clip():
     try:
-        import open_clip
+        import open_clip  # optional: the clip extra, needed by the aesthetic term only
     except Exception as err:  # ImportError, or torchvision's compiled ops failing to load beside this torch
         raise ImportError(f"{CLIP_EXTRA_HINT} ({type(err).__name__}: {err})") from err
     return open_clip
@@ -74,8 +76,6 @@ def head_score(scorer: "AestheticScorer", image_emb, prompts: Sequence[str]):
 
 @SCORES.register("similarity")
 def similarity_score(scorer: "AestheticScorer", image_emb, prompts: Sequence[str]):
-    import torch
-
     tokens = scorer.tokenizer(list(prompts)).to(image_emb.device)  # (B, T)
     text_emb = torch.nn.functional.normalize(scorer.model.encode_text(tokens).float(), dim=-1)  # (B, D)
     return (image_emb * text_emb).sum(-1)  # (B,)
@@ -134,8 +134,6 @@ def check_model_dir(directory: Path) -> tuple[dict, dict]:
 
 def build_head(state: Mapping, activation: str, in_features: int, path: Path):
     """nn.Sequential of the linear layers linear.0, linear.1, ... with `activation` between them; (B, D) -> (B, 1)."""
-    import torch
-
     count = len({key.split(".")[1] for key in state if key.startswith("linear.")})
     expected = {f"linear.{i}.{p}" for i in range(count) for p in ("weight", "bias")}
     if count == 0 or set(state) != expected:
@@ -160,8 +158,6 @@ def build_head(state: Mapping, activation: str, in_features: int, path: Path):
 
 
 def _activation(name: str):
-    import torch
-
     return {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU}[name]()
 
 
@@ -170,8 +166,6 @@ class AestheticScorer:
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 32):
         open_clip = import_open_clip()  # first: the missing extra is the error to report
-        from safetensors.torch import load_file
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         directory = Path(model_dir)
@@ -195,8 +189,6 @@ class AestheticScorer:
 
     def raw_scores(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
         """The score before scaling, one per image (equal-length lists, every image preprocessable)."""
-        import torch
-
         out: list[float] = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
@@ -285,8 +277,6 @@ def write_model_dir(out: str | Path, model, model_cfg: dict | None, *, score: st
     The directory is checked before returning, so a bad one fails here rather than at the first reward.
     """
     open_clip = import_open_clip()
-    from safetensors.torch import save_file
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if model is not None:
@@ -305,8 +295,6 @@ def convert(out: str | Path, *, score: str, low: float, high: float, arch: str |
             activation: str = "none") -> Path:
     """A model directory from a real checkpoint: an open_clip architecture + its weights file (or, with neither,
     the open_clip files already in `out`), and a head checkpoint for score head."""
-    import torch
-
     if (score == "head") != (head_checkpoint is not None):
         raise ValueError("score 'head' needs a head checkpoint, and only it takes one")
     if (arch is None) != (clip_weights is None):
@@ -324,8 +312,6 @@ def convert(out: str | Path, *, score: str, low: float, high: float, arch: str |
 def make_tiny_model_dir(out: str | Path, *, score: str = "head", seed: int = 0, low: float = -0.5, high: float = 0.5,
                         activation: str = "relu") -> Path:
     """A random-init open_clip model (TINY_MODEL_CFG) + a random 2-layer head: a real one's layout, in ~7 MB."""
-    import torch
-
     torch.manual_seed(seed)
     model, model_cfg = build_open_clip(TINY_MODEL_CFG)
     head_state = None

@@ -7,6 +7,7 @@ import inspect
 import math
 from dataclasses import dataclass, field, fields
 
+from reward_models.aesthetic import CLIP_EXTRA_HINT
 from reward_models.combine import COMBINERS, PAIR, PAIR_NAME
 from reward_models.judges import JUDGES, Judge, is_url, make_judge
 from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
@@ -96,8 +97,6 @@ class RewardConfig:
             if not self.term_options.get("aesthetic", {}).get("model_dir"):
                 raise ValueError("the aesthetic term needs term_options {aesthetic: {model_dir: DIR}} (a local model)")
             if importlib.util.find_spec("open_clip") is None:
-                from reward_models.aesthetic import CLIP_EXTRA_HINT
-
                 raise ValueError(CLIP_EXTRA_HINT)
 
     def make_judge(self) -> Judge:

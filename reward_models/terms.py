@@ -34,6 +34,7 @@ from PIL import Image
 
 from janus_rig.chain import Box, draw_boxes, parse_chain
 from janus_rig.registry import Registry
+from reward_models.aesthetic import load_scorer
 from reward_models.judges.base import GroundRequest, Judge, RubricRequest
 
 REWARD_TERMS: Registry = Registry("reward term")
@@ -156,8 +157,6 @@ def prompt_image_reward(prompts, chains, images, metadata, judge: Judge) -> list
 @REWARD_TERMS.register("aesthetic")
 def aesthetic_reward(prompts, chains, images, metadata, judge: Judge, *, model_dir: str | None = None) -> list[float | None]:
     """An open_clip preference score of image and prompt (HPS v2.1 in GoT-R1 v2), needs the `clip` extra."""
-    from reward_models.aesthetic import load_scorer
-
     if model_dir is None:
         raise ValueError("the aesthetic term needs term option model_dir (a local open_clip model directory)")
     scorer = load_scorer(model_dir)

@@ -27,7 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from accelerate.state import PartialState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from peft import get_peft_model
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from transformers import JanusForConditionalGeneration
 
 from janus_rig.model.policy import JanusPolicy, unwrap
 
@@ -65,8 +70,6 @@ class PolicyModule(nn.Module):
 # --- what is sharded --------------------------------------------------------------------------------------------------
 def sharding(accelerator) -> str | None:
     """"fsdp" or "zero3" when each process holds only a slice of the parameters, else None."""
-    from accelerate.utils import DistributedType
-
     if accelerator is None or accelerator.num_processes == 1:
         return None
     if accelerator.distributed_type == DistributedType.FSDP:
@@ -90,8 +93,6 @@ def whole_state_dict(accelerator, model: nn.Module) -> dict[str, torch.Tensor]:
     process calls it). `model` as the Trainer wrapped it (`trainer.model_wrapped`). Keys of the policy model."""
     kind = sharding(accelerator)
     if kind == "fsdp":  # FSDP 1 and 2: torch's own gather, canonical keys (no wrapper prefixes)
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=False))
     elif kind == "zero3":
         deepspeed = _deepspeed()
@@ -118,7 +119,7 @@ def zero3_gathered(module: nn.Module):
 
 def _deepspeed():
     try:
-        import deepspeed
+        import deepspeed  # optional: the gpu extra (ZeRO-3)
     except ImportError as err:  # only reached under a ZeRO-3 launch, which needs it anyway
         raise ImportError("ZeRO-3 gathers parameters with deepspeed.zero.GatheredParameters: pip install "
                           "deepspeed (an optional extra)") from err
@@ -130,15 +131,11 @@ def policy_on(policy: JanusPolicy, state: dict[str, torch.Tensor]) -> JanusPolic
     """A copy of `policy` (tokenizer, roles, loop settings alike) whose model holds `state`'s tensors: built on the
     meta device (no memory, no random init), LoRA adapters as the policy has them, then every tensor assigned. Buffers
     a state dict leaves out (non-persistent: the rotary tables) are taken from the policy, which never shards them."""
-    from transformers import JanusForConditionalGeneration
-
     base = policy.base
     with torch.device("meta"):
         model = JanusForConditionalGeneration(base.config)
     model.generation_config = copy.deepcopy(base.generation_config)
     if hasattr(policy.model, "peft_config"):
-        from peft import get_peft_model
-
         name = policy.model.active_adapter
         model = get_peft_model(model, copy.deepcopy(policy.model.peft_config[name]), adapter_name=name)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
@@ -244,13 +241,9 @@ def allow_cpu_fsdp(accelerator) -> bool:
     """Under an FSDP launch (ACCELERATE_USE_FSDP) of CPU processes (MULTI_CPU), turn `accelerator` (just built,
     nothing prepared yet) into an FSDP one with the launcher's plugin (FSDP_* variables); accelerate alone falls back
     to DDP there. True when it did; a no-op anywhere else (GPUs, one process, no FSDP launch)."""
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
     if (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true"
             or accelerator.distributed_type != DistributedType.MULTI_CPU):
         return False
-    from accelerate.state import PartialState
-
     state = accelerator.state
     state.distributed_type = DistributedType.FSDP
     state.fsdp_plugin = FullyShardedDataParallelPlugin()

@@ -30,8 +30,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
+import torch
+
+from janus_rig.eval.geneval_run import choose_oracle, read_geneval_metadata, run_geneval, write_geneval_outputs
+from janus_rig.model.policy import JanusPolicy, read_guidance
+from janus_rig.outputs import prepare_out_dir
 from janus_rig.registry import Registry
+from janus_rig.rollout.config import RolloutConfig
 from train.common import help_field as _help
+from train.grpo.config import parse_config as parse_grpo_config
+from train.sft.config import parse_config as parse_sft_config
 
 START = "start"
 EVAL_DIR = "geneval"
@@ -51,19 +59,17 @@ TRAINERS: Registry[Callable[[], SweepTrainer]] = Registry("sweep trainer")
 
 
 @TRAINERS.register("grpo")
-def _grpo() -> SweepTrainer:  # imports on use: `janus-rig --help` stays light
-    from train.grpo.config import parse_config
-    from train.grpo.trainer import run_grpo
+def _grpo() -> SweepTrainer:
+    from train.grpo.trainer import run_grpo  # startup: keeps datasets + pandas (0.4 s) out of `janus-rig --help`
 
-    return SweepTrainer(parse_config, run_grpo)
+    return SweepTrainer(parse_grpo_config, run_grpo)
 
 
 @TRAINERS.register("sft")
 def _sft() -> SweepTrainer:  # the control: the same budget spent on more SFT
-    from train.sft.config import parse_config
-    from train.sft.trainer import run_sft
+    from train.sft.trainer import run_sft  # startup: keeps datasets + pandas (0.4 s) out of `janus-rig --help`
 
-    return SweepTrainer(parse_config, run_sft)
+    return SweepTrainer(parse_sft_config, run_sft)
 
 
 # --- statistics and rendering: pure -------------------------------------------------------------------------------
@@ -224,9 +230,6 @@ def seed_argv(config: SweepConfig, seed: int) -> list[str]:
 def plan_sweep(config: SweepConfig) -> Plan:
     """Parse every seed's config and read the prompt file without loading a model: a mistake stops the sweep
     before the first run."""
-    from janus_rig.eval.geneval_run import choose_oracle, read_geneval_metadata
-    from janus_rig.rollout.config import RolloutConfig
-
     trainer = TRAINERS.get(config.trainer)()
     argvs = {seed: seed_argv(config, seed) for seed in config.seeds}
     configs = {seed: trainer.parse(argv) for seed, argv in argvs.items()}
@@ -237,8 +240,6 @@ def plan_sweep(config: SweepConfig) -> Plan:
     entries = read_geneval_metadata(config.eval_metadata, tags=config.eval_tags)
     oracle = choose_oracle(entries, "on", config.eval_metadata)  # the table needs scores: ShapeWorld prompts
     if config.cfg is None:  # one guidance for every model: the one the start model records
-        from janus_rig.model.policy import read_guidance
-
         config.cfg = read_guidance(start)
     rollout = RolloutConfig(group_size=config.samples, cfg_weight=config.cfg, max_chain_tokens=config.max_chain_tokens)
     tags = list(dict.fromkeys(e.metadata["tag"] for e in entries))
@@ -248,11 +249,6 @@ def plan_sweep(config: SweepConfig) -> Plan:
 def evaluate(model_dir: str | Path, plan: Plan, config: SweepConfig, out_dir: Path) -> dict:
     """Sample the prompt file with the policy in model_dir into out_dir (GenEval layout, oracle-scored, summary.json,
     gallery) -> {"scores": {tag: %, "overall": %}, "plans": {tag: %}}."""
-    import torch
-
-    from janus_rig.eval.geneval_run import run_geneval, write_geneval_outputs
-    from janus_rig.model.policy import JanusPolicy
-
     first = plan.configs[config.seeds[0]]  # every model loads as the runs do: the trainer's dtype and device
     device = "cuda" if torch.cuda.is_available() and not getattr(first, "use_cpu", False) else "cpu"
     policy = JanusPolicy.load(model_dir, dtype=getattr(first, "model_dtype", None), device=device)
@@ -270,8 +266,6 @@ def evaluate(model_dir: str | Path, plan: Plan, config: SweepConfig, out_dir: Pa
 
 
 def _free_memory() -> None:
-    import torch
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -306,8 +300,6 @@ def write_outputs(config: SweepConfig, plan: Plan, start: dict, runs: list[dict]
 def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> dict:
     """Plan; evaluate the start model; then per seed train and evaluate, rewriting sweep.json / sweep.md after each.
     -> sweep.json's document."""
-    from janus_rig.outputs import prepare_out_dir
-
     plan = plan_sweep(config)
     first = plan.configs[config.seeds[0]]
     out = prepare_out_dir(config.out, config.overwrite, inputs={

@@ -19,7 +19,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
+from transformers.integrations.integration_utils import default_logdir
 
 STRIP_TAG = "gallery"
 _STRIP = re.compile(r"step_(\d+)\.png")  # the gallery's file names: step_000050.png
@@ -28,16 +31,12 @@ _STRIP = re.compile(r"step_(\d+)\.png")  # the gallery's file names: step_000050
 def tensorboard_dir(output_dir: str | Path) -> Path:
     """Where a run's TensorBoard events go, by transformers' rule: $TENSORBOARD_LOGGING_DIR, else
     OUTPUT_DIR/runs/<Mon DD_HH-MM-SS>_<host> (a new folder per run, so a resumed run is a second curve)."""
-    from transformers.integrations.integration_utils import default_logdir
-
     env = os.getenv("TENSORBOARD_LOGGING_DIR")
     return Path(env).expanduser() if env else Path(output_dir) / default_logdir()
 
 
 def strip_pixels(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 of a gallery strip PNG."""
-    from PIL import Image
-
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
 
@@ -78,8 +77,6 @@ class SampleStrips(TrainerCallback):
 def track(trainer, gallery: str | Path | None = None):
     """Wire a built Trainer's sample strips to TensorBoard when its report_to has tensorboard (a no-op otherwise);
     `gallery`: the folder its strips are written to. -> the trainer, so `return track(Trainer(...), ...)` reads."""
-    from transformers.integrations import TensorBoardCallback
-
     board = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
     if board is not None and gallery is not None:
         trainer.add_callback(SampleStrips(board, gallery))
@@ -98,7 +95,7 @@ class ScalarBoard:
             raise ValueError(f"report_to {report_to!r}; valid here: {', '.join(self.REPORTS)}")
         self.writer = None
         if report_to == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: tensorboard, the dev extra
 
             self.writer = SummaryWriter(log_dir=str(tensorboard_dir(output_dir)))
 

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import pyarrow.parquet as pq
+
 from janus_rig.chain import CHAIN_TOKENS, OBJ_END, OBJ_START
 
 log = logging.getLogger(__name__)
@@ -133,8 +135,6 @@ class RowSource:
     def fields(self) -> set[str]:
         """Top-level field names: the parquet schema, or the keys of the first JSON row."""
         if self.path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
             return set(pq.ParquetFile(self.path).schema_arrow.names)
         entries = self._jsonl(report=False) if self.path.suffix == ".jsonl" else self._entries()
         for _, _, row in entries:
@@ -161,8 +161,6 @@ class RowSource:
         return ((i, key, row) for i, (key, row) in enumerate(self._load_json()))
 
     def _parquet(self):
-        import pyarrow.parquet as pq
-
         index = 0
         for batch in pq.ParquetFile(self.path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
             for row in batch.to_pylist():

@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import re
 import time
 from contextlib import nullcontext
@@ -48,6 +49,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
+from PIL import Image
 from tqdm import tqdm
 
 from data_prep.converters.common import (
@@ -409,8 +411,6 @@ def canvas_box(coords: Coords, extent: tuple[float, float], place: Placement, si
 # --- one row: the image ------------------------------------------------------------------------------------------
 def open_image(value: Any, root: Path):
     """A lazily opened PIL image from a path (relative to root), bytes, or an HF image {'bytes', 'path'}."""
-    from PIL import Image
-
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         value = value.get("bytes") or value.get("path")
     if isinstance(value, (bytes, bytearray)):
@@ -430,8 +430,6 @@ def open_image(value: Any, root: Path):
 
 def fit_image(image, size: int, fit: str, place: Placement):
     """The RGB size x size image: stretched, or letterboxed on PAD_COLOR at `place`."""
-    from PIL import Image
-
     image.draft("RGB", (place.width, place.height))  # JPEG: decode at a reduced scale when much larger (fast)
     image = image.convert("RGB").resize((place.width, place.height), Image.BICUBIC, reducing_gap=3.0)
     if fit == "stretch":
@@ -454,8 +452,6 @@ class RowTask:
 
 def convert_row(task: RowTask, config: GotConfig, out: Path) -> dict:
     """One row -> its record (and its image written under out/images); RowError names what is wrong."""
-    from PIL import Image
-
     plan = plan_row(task.data, config.fields, config.box_space, config.box_format)
     image = open_image(plan.image, Path(task.image_root))
     try:
@@ -555,8 +551,6 @@ def convert_got(config: GotConfig) -> dict:
     work = partial(_convert_task, config=config, out=out)
     pool_context = nullcontext(None)
     if config.workers > 1:
-        import multiprocessing
-
         pool_context = multiprocessing.Pool(config.workers)
     with pool_context as pool, open(out / "train.jsonl", "w", encoding="utf-8") as train_f, \
             open(out / "val.jsonl", "w", encoding="utf-8") as val_f, \

@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from transformers import TrainingArguments
+from trl import TrlParser
+
 ARGV = "recipe_argv"
 DEST = "_recipe_"  # prefix of the recorded flags' dests
 TRAINING_ARGUMENTS = "TrainingArguments (transformers)"
@@ -43,8 +46,6 @@ def flag_groups(config_cls: type) -> dict[str, list[str]]:
 def own_fields(config_cls: type) -> list[str]:
     """The config's fields that are not TrainingArguments' (those keep transformers' group, even where we changed a
     default)."""
-    from transformers import TrainingArguments
-
     inherited = {f.name for f in fields(TrainingArguments)} if issubclass(config_cls, TrainingArguments) else set()
     return [f.name for f in fields(config_cls) if f.name not in inherited]
 
@@ -79,8 +80,6 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    from trl import TrlParser
-
     parser.formatter_class = _HelpFormatter
     parser.add_argument("--config", default=None, help=f"YAML recipe of {config_cls.__name__} fields; flags override it")
     parser.set_defaults(**{ARGV: []})

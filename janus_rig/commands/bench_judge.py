@@ -140,14 +140,17 @@ def _run_mode(model: str, max_batch: int, questions, args, scratch: Path) -> dic
     finally:
         server.send_signal(signal.SIGINT)  # judge serve logs its judge calls on the way out
         try:
-            server.wait(timeout=30)
+            server.wait(timeout=120)  # a loaded machine can take a while to shut the judge down
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
     errors = sum(after[f"failures/{k}"] - before[f"failures/{k}"] for k in ("http_error", "timeout"))
     calls = CALLS_RE.findall(log.read_text())
+    if not calls:
+        raise RuntimeError(f"judge serve (max batch {max_batch}) logged no judge calls on exit; its log:\n"
+                           f"{log.read_text()[-2000:]}")
     return {"max_batch": max_batch, "seconds": round(seconds, 3), "requests_per_s": round(args.requests / seconds, 2),
-            "errors": errors, "calls": json.loads(calls[-1]) if calls else {"calls": 0, "mean": 0.0}}
+            "errors": errors, "calls": json.loads(calls[-1])}
 
 
 def _served_url(server: subprocess.Popen, log: Path) -> str:

@@ -13,6 +13,7 @@ Everything after `--` goes to the trainer as `janus-rig grpo` (or `sft`) would t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from janus_rig.outputs import add_overwrite_argument
 
@@ -66,8 +67,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from train.sweep import SWEEP_JSON, SWEEP_MD, run_sweep
 
     config = config_from_args(args)

@@ -47,7 +47,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from data_prep.shapeworld.oracle import check_chain
+from data_prep.shapeworld.oracle import check_chain, validate_metadata
 from janus_rig.chain import ParsedChain, draw_boxes, parse_chain
 from janus_rig.eval.geneval_layout import (
     CHAINS_FILE,
@@ -58,7 +58,7 @@ from janus_rig.eval.geneval_layout import (
     sample_path,
     write_prompt_dir,
 )
-from janus_rig.eval.score import ScoreSummary, chain_split, score_geneval_dir
+from janus_rig.eval.score import ScoreSummary, chain_split, score_geneval_dir, score_image
 from janus_rig.eval.summary import MAX_THUMBNAILS, write_summary
 from janus_rig.gallery import write_gallery
 from janus_rig.lines import json_object, read_lines
@@ -200,8 +200,6 @@ class Oracle:
 def choose_oracle(entries: list[Entry], mode: str = "auto", source: str | Path = "metadata") -> Oracle:
     """Score with the ShapeWorld oracle? "on" demands it (ValueError naming the first line it cannot score),
     "off" refuses it, "auto" uses it exactly when every selected line is a ShapeWorld record."""
-    from data_prep.shapeworld.oracle import validate_metadata
-
     if mode not in ORACLE_MODES:
         raise ValueError(f"oracle mode {mode!r} is not one of {', '.join(ORACLE_MODES)}")
     if mode == "off":
@@ -290,8 +288,6 @@ def run_geneval(policy, entries: list[Entry], out_dir: str | Path, config: Rollo
 def _save_rounds(draw: Draw, folder: Path, k: int, metadata: dict | None, record: dict) -> list[bool]:
     """Write a reflecting draw's image after each round to FOLDER/rounds/<k>_r<j>.png (paths into
     record["round_images"]); with metadata, the oracle's verdict on each (GenEval's rule, as the samples)."""
-    from janus_rig.eval.score import score_image
-
     if not draw.round_images:
         return []
     (folder / ROUNDS_DIR).mkdir(parents=True, exist_ok=True)

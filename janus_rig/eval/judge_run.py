@@ -32,7 +32,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from janus_rig.eval.summary import read_summary, write_summary
+from janus_rig.gallery import write_gallery
+from janus_rig.generate import generate, prompt_of, read_prompts
 from janus_rig.lines import json_object, read_lines
+from reward_models.judges import PairRequest, RubricRequest
 
 RESULTS_FILE = "results.jsonl"
 HISTOGRAM_BINS = 11  # scores 0..10
@@ -48,8 +52,6 @@ class PromptRecord:
 
 def read_prompt_records(path: str | Path) -> list[PromptRecord]:
     """Prompts (with metadata where the file has it); ValueError naming bad lines as FILE:LINE: problem."""
-    from janus_rig.generate import prompt_of, read_prompts
-
     if Path(path).suffix.lower() != ".jsonl":
         return [PromptRecord(f"{i:05d}", p) for i, p in enumerate(read_prompts(path))]
 
@@ -116,8 +118,6 @@ def versus_metrics(rows: list[dict]) -> dict[str, float]:
 def judge_scores(judge, prompts: list[str], images: list[Image.Image], metadata: list[dict | None],
                  batch_size: int = 32, progress: bool = True) -> list[float | None]:
     """R_PI (prompt -> image) per image, in [0, 1], or None where the judge failed."""
-    from reward_models.judges import RubricRequest
-
     out: list[float | None] = []
     for start in tqdm(range(0, len(images), batch_size), desc="judge", unit="batch", disable=not progress):
         stop = start + batch_size
@@ -129,8 +129,6 @@ def judge_scores(judge, prompts: list[str], images: list[Image.Image], metadata:
 def judge_pairs(judge, kind: str, prompts: list[str], a: list, b: list, metadata: list[dict | None],
                 batch_size: int = 32, progress: bool = True) -> list[dict]:
     """Each pair asked in both orders; per pair {"a_first", "b_first", "preference", "consistent"}."""
-    from reward_models.judges import PairRequest
-
     requests = [PairRequest(kind, p, x, y, metadata=m) for p, x, y, m in zip(prompts, a, b, metadata)]
     requests += [PairRequest(kind, p, y, x, metadata=m) for p, x, y, m in zip(prompts, a, b, metadata)]
     answers: list[float | None] = []
@@ -149,8 +147,6 @@ def judge_pairs(judge, kind: str, prompts: list[str], a: list, b: list, metadata
 
 def _generate(policy, records: list[PromptRecord], out: Path, config, seed: int, batch_size: int, display_size: int,
               progress: bool) -> tuple[list[dict], list[Image.Image]]:
-    from janus_rig.generate import generate
-
     traces = generate(policy, [r.prompt for r in records], out, config, seed=seed, batch_size=batch_size,
                       display_size=display_size, progress=progress)
     return traces, [Image.open(out / t["image"]).convert("RGB") for t in traces]
@@ -170,9 +166,6 @@ def run_judge(policy, records: list[PromptRecord], judge, out_dir: str | Path, c
               batch_size: int = 4, judge_batch_size: int = 32, display_size: int = 256, model_name: str = "",
               header: dict | None = None, progress: bool = True) -> dict:
     """Generate, score every image with R_PI, write results.jsonl, summary.json (kind "judge"), index.html."""
-    from janus_rig.eval.summary import read_summary, write_summary
-    from janus_rig.gallery import write_gallery
-
     out = Path(out_dir)
     traces, images = _generate(policy, records, out, config, seed, batch_size, display_size, progress)
     owners = [records[t["prompt_index"]] for t in traces]
@@ -201,9 +194,6 @@ def run_versus(load_policy, model_a: str, model_b: str, records: list[PromptReco
                display_size: int = 256, header: dict | None = None, progress: bool = True) -> dict:
     """Generate with model A into out/a and model B into out/b (one model in memory at a time, same seeds), compare
     every pair in both orders; write results.jsonl, summary.json (kind "judge-versus"), index.html."""
-    from janus_rig.eval.summary import read_summary, write_summary
-    from janus_rig.gallery import write_gallery
-
     if kind == "chain" and not config.chain:
         raise ValueError("comparing chains needs chains: drop --no-chain or compare images")
     out = Path(out_dir)

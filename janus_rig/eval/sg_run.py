@@ -33,7 +33,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from janus_rig.eval.summary import read_summary, write_summary
+from janus_rig.gallery import write_gallery
+from janus_rig.generate import generate
 from janus_rig.lines import json_object, read_lines
+from reward_models.judges import GraphRequest
 from reward_models.scene_graph import (
     METRICS,
     SceneGraph,
@@ -117,8 +121,6 @@ def score_graphs(records: list[SGRecord], images: list[list[Image.Image]], judge
     """Ask the judge for every image's graph (images[i]: record i's samples); one result row per record."""
     if len(images) != len(records):
         raise ValueError(f"{len(images)} image lists for {len(records)} records")
-    from reward_models.judges import GraphRequest
-
     flat = [(i, k) for i, samples in enumerate(images) for k in range(len(samples))]
     graphs: list[SceneGraph | None] = []
     with tqdm(total=len(flat), desc="scene graphs", unit="img", disable=not progress) as bar:
@@ -187,10 +189,6 @@ def run_sg_iou(policy, records: list[SGRecord], judge, out_dir: str | Path, conf
                batch_size: int = 4, judge_batch_size: int = 32, display_size: int = 256, model_name: str = "",
                header: dict | None = None, progress: bool = True) -> dict:
     """Generate `config.group_size` images per record, score them, write the output folder; -> the summary dict."""
-    from janus_rig.eval.summary import read_summary, write_summary
-    from janus_rig.gallery import write_gallery
-    from janus_rig.generate import generate
-
     out = Path(out_dir)
     traces = generate(policy, [r.prompt for r in records], out, config, seed=seed, batch_size=batch_size,
                       display_size=display_size, progress=progress)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
+from transformers.utils import logging as hf_logging
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def require_attention(name: str) -> str:
 def flash_attn_import_error() -> str | None:
     """Why `flash_attn` does not import (not installed, or built for another torch / CUDA); None when it does."""
     try:
-        import flash_attn  # noqa: F401
+        import flash_attn  # optional: the gpu extra; this probes whether it imports  # noqa: F401
     except ImportError as err:
         return first_line(err)
     return None
@@ -128,8 +129,6 @@ def flash_attn_import_error() -> str | None:
 @contextmanager
 def quiet_transformers():
     """transformers prints its own load report table; ours is the one-line error below."""
-    from transformers.utils import logging as hf_logging
-
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:

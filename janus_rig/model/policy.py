@@ -12,13 +12,17 @@ injected), so a saved policy directory loads in plain transformers:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+import transformers
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 from transformers import (
     AutoTokenizer,
     GenerationConfig,
@@ -27,6 +31,7 @@ from transformers import (
 )
 from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
+from janus_rig import __version__
 from janus_rig.model.loading import (
     ADAPTER_CONFIG,
     LoadError,
@@ -148,8 +153,6 @@ class LoraSettings:
 
 def apply_lora(model: JanusForConditionalGeneration, settings: LoraSettings):
     """Wrap the model with peft LoRA adapters on the language model only (the vision tower has q_proj too)."""
-    from peft import LoraConfig, get_peft_model
-
     pattern = r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.(" + "|".join(settings.target_modules) + ")"
     config = LoraConfig(
         r=settings.r,
@@ -283,8 +286,6 @@ class JanusPolicy:
         out.mkdir(parents=True, exist_ok=True)
         model = self.model
         if hasattr(model, "merge_and_unload"):
-            import copy
-
             if adapters:
                 model.save_pretrained(out / ADAPTER_DIR)
             model = copy.deepcopy(model).merge_and_unload()
@@ -307,8 +308,6 @@ class JanusPolicy:
         or its tensors do not match this model."""
         path = require_dir(path, "checkpoint")
         if hasattr(self.model, "merge_and_unload"):
-            from peft import set_peft_model_state_dict
-
             file = next((f for f in (path / ADAPTER_DIR / ADAPTERS, path / ADAPTERS) if f.is_file()), None)
             if file is None:
                 raise ValueError(f"{path} holds no {ADAPTER_DIR}/{ADAPTERS}: this run trains LoRA adapters, and only "
@@ -390,8 +389,6 @@ class JanusPolicy:
     def _load_adapter(cls, path: Path, dtype, device, trainable, lora, attn_implementation) -> "JanusPolicy":
         """A peft adapter directory: its base (adapter_config.json's base_model_name_or_path, a local directory)
         loaded strictly, the adapters merged in. The tokenizer and roles come from the base."""
-        from peft import PeftModel
-
         if lora is not None:
             raise LoadError(f"{path} is a LoRA adapter directory: train new adapters on its base, or on a merged save")
         base_dir = read_json_file(path / ADAPTER_CONFIG, "adapter").get("base_model_name_or_path")
@@ -425,8 +422,6 @@ def _load_tokenizer(path: Path):
 
 
 def _load_safetensors(file: Path) -> dict:
-    from safetensors.torch import load_file
-
     try:
         return load_file(file)
     except (SafetensorError, OSError) as err:
@@ -511,10 +506,6 @@ def make_generation_config(tokens: SpecialTokenIds, num_image_tokens: int,
 
 
 def manifest(**extra) -> dict:
-    import transformers
-
-    from janus_rig import __version__
-
     return {"janus_rig": __version__, "transformers": transformers.__version__, "torch": torch.__version__, **extra}
 
 

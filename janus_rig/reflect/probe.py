@@ -23,10 +23,14 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from janus_rig.chain import parse_chain
 from data_prep.shapeworld.facts import stated_facts
+from data_prep.vq_cache import encode_images, load_image
+from janus_rig.chain import Box, parse_chain
 from janus_rig.chain.roles import DECISIONS, EDIT, ParsedReflection, Verdict, normalize_statement
-from janus_rig.reflect.reward import checker_accuracy, seen_objects, verdict_matches
+from janus_rig.model.prompts import GROUNDING_QUESTION
+from janus_rig.reflect.loop import check
+from janus_rig.reflect.reward import SEEN_IOU, checker_accuracy, seen_objects, verdict_matches
+from janus_rig.reflect.text import sample_text
 
 PROBE_FIELDS = ("id", "image", "prompt", "chain", "decision", "verdicts", "metadata", "scene")
 
@@ -133,9 +137,6 @@ def grounding_scores(texts: Sequence[str], scenes: Sequence[dict]) -> dict:
     """Grounding answers against their scenes: `names_exact` (the answer names exactly the scene's objects),
     `objects_found` (scene objects named with a box at IoU >= SEEN_IOU), and the two halves of that: the name
     anywhere (`names_found`) and the box under any name (`boxes_found`). Unparseable answers find nothing."""
-    from janus_rig.chain import Box
-    from janus_rig.reflect.reward import SEEN_IOU
-
     if len(texts) != len(scenes):
         raise ValueError(f"{len(texts)} answers but {len(scenes)} scenes")
     exact = objects = found = names = boxes = unreadable = 0
@@ -159,8 +160,6 @@ def grounding_scores(texts: Sequence[str], scenes: Sequence[dict]) -> dict:
 def _show(policy, root: Path, world_size: int, images: Sequence[str]) -> tuple[list[Image.Image], torch.Tensor | None]:
     """Row images as PIL (the vision view) and, for the codes view, their (B, N) VQ codes (the VQ encoder's reading,
     as SFT's rows see them)."""
-    from data_prep.vq_cache import encode_images, load_image
-
     pixels = torch.stack([load_image(root / p, world_size, policy.image_size) for p in images])  # (B, 3, S, S)
     pil = [Image.fromarray(p.permute(1, 2, 0).numpy()) for p in pixels]
     if policy.image_view != "codes":
@@ -178,8 +177,6 @@ def _batches(policy, rows: Sequence[dict], root: Path, world_size: int, batch_si
 def probe_checker(policy, rows: Sequence[dict], root: Path, world_size: int, config, seed: int = 0,
                   batch_size: int = 32, verdict_bias: float = 0.0) -> list[str]:
     """The checker's reflection on every row's image (batch b sampled with seed + b; `verdict_bias`: check's)."""
-    from janus_rig.reflect.loop import check
-
     texts = []
     for b, batch, images, codes in _batches(policy, rows, root, world_size, batch_size, "checker"):
         out = check(policy, images, [r["prompt"] for r in batch], [r["chain"] for r in batch], config,
@@ -191,9 +188,6 @@ def probe_checker(policy, rows: Sequence[dict], root: Path, world_size: int, con
 def probe_grounding(policy, records: Sequence[dict], root: Path, world_size: int, config, seed: int = 0,
                     batch_size: int = 32) -> list[str]:
     """The answer to the grounding question on every record's image (stops at EOS, as SFT's grounding rows end)."""
-    from janus_rig.model.prompts import GROUNDING_QUESTION
-    from janus_rig.reflect.text import sample_text
-
     texts = []
     for b, batch, images, codes in _batches(policy, records, root, world_size, batch_size, "grounding"):
         contexts = [policy.encode_question(GROUNDING_QUESTION) for _ in batch]

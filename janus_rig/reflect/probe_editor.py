@@ -22,7 +22,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from janus_rig.chain import COORD_MAX, Box, ChainObject, parse_chain
+from data_prep.shapeworld.detect import detect
+from data_prep.shapeworld.oracle import check_chain, detections_to_objects, score_metadata
+from data_prep.vq_cache import encode_images, load_image
+from janus_rig.chain import COORD_MAX, Box, ChainFormatError, ChainObject, parse_chain
+from janus_rig.rollout import edit
 
 REGIONS = ("boxes", "full")
 MATCH_IOU = 0.5  # a drawn object is where the plan put it: same name, IoU >= this (the loop's seen-object rule)
@@ -46,11 +50,6 @@ def edit_cases(rows: Sequence[dict], root: Path, world_size: int) -> tuple[list[
     its plan)}. Rows with an unreadable or wrong plan are counted (`plan_unreadable`, `plan_wrong`), not probed:
     redrawing cannot fix a wrong plan.
     """
-    from data_prep.shapeworld.detect import detect
-    from data_prep.shapeworld.oracle import check_chain, detections_to_objects, score_metadata
-    from data_prep.vq_cache import load_image
-    from janus_rig.chain import ChainFormatError
-
     cases, counts = [], {"rows": len(rows), "plan_unreadable": 0, "plan_wrong": 0}
     for row in rows:
         try:
@@ -98,9 +97,6 @@ def redraw(policy, cases: Sequence[dict], root: Path, world_size: int, region: s
     """Each case's image redrawn from its plan (batch b with seed + b): only its departure boxes (`boxes`; a case
     without any, `no_departure`, is redrawn whole) or the whole image (`full`). The image goes in as its VQ
     encoder's codes."""
-    from data_prep.vq_cache import encode_images, load_image
-    from janus_rig.rollout import edit
-
     if region not in REGIONS:
         raise ValueError(f"unknown region {region!r}; valid: {', '.join(REGIONS)}")
     out = []

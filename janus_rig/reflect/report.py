@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_prep.shapeworld.facts import oracle_verdicts
 from janus_rig.chain import draw_boxes
 from janus_rig.gallery import write_gallery
 from janus_rig.reflect.loop import LoopResult, RoundTrace
@@ -78,8 +79,6 @@ def write_reflect_outputs(out_dir: str | Path, result: LoopResult, prompt_index:
 
     `rewards` has one entry per edit of `result.edits()`; `metadata` (per row, None where unknown) adds the
     oracle's verdicts on every checked image."""
-    from data_prep.shapeworld.facts import oracle_verdicts
-
     out = Path(out_dir)
     for d in DIRS:
         (out / d).mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,13 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from janus_rig.chain import Box, ChainObject
+from data_prep.shapeworld.detect import detect
+from data_prep.shapeworld.facts import chain_verdicts, oracle_verdicts
+from data_prep.shapeworld.oracle import check_chain
+from janus_rig.chain import Box, ChainObject, parse_chain
 from janus_rig.chain.roles import EDIT, KEEP, ParsedReflection, Verdict
+from janus_rig.rollout.regions import patch_mask
+from reward_models.judges import RubricRequest
 
 INTRINSIC = "intrinsic"
 UNREADABLE_SCORE = 0.0  # a reflection without a readable verdict thinks nothing of its image: the lowest score
@@ -51,8 +56,6 @@ def judge_rewards(judge, prompts: Sequence[str], before: Sequence, after: Sequen
                   metadata: Sequence[dict | None] | None = None) -> list[float | None]:
     """The judge's prompt-image score (0..1) of each edited image minus that of the image before; None where the
     judge could not answer either question. Images are PIL; metadata feeds structured judges (shapeworld)."""
-    from reward_models.judges import RubricRequest
-
     n = len(prompts)
     if not len(before) == len(after) == n:
         raise ValueError(f"judge_rewards needs one before and one after image per prompt: {n} prompts, "
@@ -138,9 +141,6 @@ def outside_objects_kept(before: Image.Image, after: Image.Image, edit_boxes: Se
     the very same box. The editor keeps every outside token by construction, but the VQ decoder mixes neighbouring
     patches (convolutions, and attention in its middle block), so pixels outside a redrawn patch can still move.
     """
-    from data_prep.shapeworld.detect import detect
-    from janus_rig.rollout.regions import patch_mask
-
     redrawn = patch_mask([o.box for o in edit_boxes], grid)  # (g, g)
     size = before.size[0]  # PIL images, square
     found = detect(after)
@@ -172,9 +172,6 @@ def seen_objects(size: int, detections, seen: Sequence[ChainObject]) -> tuple[in
 
 def plan_ok(chain: str, metadata: dict) -> bool:
     """Whether a chain names exactly the prompt's objects and lays them out as it states (`oracle.check_chain`)."""
-    from data_prep.shapeworld.oracle import check_chain
-    from janus_rig.chain import parse_chain
-
     return check_chain(parse_chain(chain).objects, metadata)
 
 
@@ -194,9 +191,6 @@ def oracle_report(result, metadata: Sequence[dict | None]) -> dict[str, float]:
     Where the first check's decisions fall (`first_flags`): the starting images split into right ones, wrong ones
     drawn from a right plan (`fixable`: a redraw of the same plan can fix them) and wrong plans; per group its size
     and the share the checker says "edit" on. A loop gains when it flags the fixable ones and leaves the right ones."""
-    from data_prep.shapeworld.detect import detect
-    from data_prep.shapeworld.facts import chain_verdicts, oracle_verdicts
-
     if len(metadata) != len(result.traces):
         raise ValueError(f"oracle_report needs one metadata record per row: {len(result.traces)} rows, "
                          f"{len(metadata)} records")

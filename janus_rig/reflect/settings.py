@@ -17,6 +17,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import yaml
+
+from janus_rig.reflect.actors import ACTORS
+from janus_rig.reflect.loop import ReflectConfig
+from janus_rig.reflect.text import TextConfig
+
 
 def _help(text: str, default):
     return field(default=default, metadata={"help": text})
@@ -45,16 +51,11 @@ class LoopSettings:
 
     def __post_init__(self):
         self.loop_config()  # ValueError naming a bad rounds / edit_region / final / rating / role setting
-        from janus_rig.reflect.actors import ACTORS
-
         if self.actor not in ACTORS:
             raise ValueError(f"unknown actor {self.actor!r}; valid: {', '.join(ACTORS)}")
 
     def loop_config(self, rounds: int | None = None):
         """The ReflectConfig the loop runs (`rounds` overrides K, e.g. `eval geneval --reflect K`)."""
-        from janus_rig.reflect.loop import ReflectConfig
-        from janus_rig.reflect.text import TextConfig
-
         def role(tokens: int) -> TextConfig:
             return TextConfig(max_new_tokens=tokens, temperature=self.role_temperature, top_k=self.role_top_k)
 
@@ -99,8 +100,6 @@ def checked(values: dict, source: str) -> dict:
 
 def read_recipe(path: str | Path) -> dict:
     """A YAML recipe of loop settings (ValueError naming the file when it is missing, unreadable or wrong)."""
-    import yaml
-
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"{file}: no such reflect recipe")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from janus_rig.model.mixed import embed_mixed, left_pad, position_ids_from_mask
+from janus_rig.model.mixed import embed_mixed, left_pad, mixed_logprobs, position_ids_from_mask
 from janus_rig.rollout import sampling
 from janus_rig.rollout.cache import Block, DecodeCache, SharedPrefix, rollout_attention_for
 from janus_rig.rollout.sampler import Decoder, banned_text_tokens, eval_mode
@@ -174,8 +174,6 @@ def score_text(
     """The TextRollout that `sample_text` returns had it written `completions` (token lists) after `contexts`: each
     written token's log-prob under the policy at `temperature`, teacher-forced in one forward; `stopped` where a
     completion ends with a stop id. For fixed texts in place of samples (scripted roles in tests, replayed edits)."""
-    from janus_rig.model.mixed import mixed_logprobs
-
     if len(contexts) != len(completions) or not contexts:
         raise ValueError(f"score_text needs one completion per context: {len(contexts)} contexts, "
                          f"{len(completions)} completions")

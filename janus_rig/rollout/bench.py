@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from janus_rig.model.init import init_policy
 from janus_rig.model.mixed import left_pad
+from janus_rig.model.prompts import template_texts
+from janus_rig.model.tokenizer import build_word_tokenizer
 from janus_rig.rollout.config import RolloutConfig
 from janus_rig.rollout.sampler import sample
 
@@ -65,12 +68,7 @@ class BenchResult:
 def bench_policy(tokenizer=None):
     """The tiny preset, random init (speed does not depend on the weights); without `tokenizer`, a word tokenizer of
     the prompt templates and BENCH_PROMPTS."""
-    from janus_rig.model.init import init_policy
-
     if tokenizer is None:
-        from janus_rig.model.prompts import template_texts
-        from janus_rig.model.tokenizer import build_word_tokenizer
-
         tokenizer = build_word_tokenizer([*template_texts(), *BENCH_PROMPTS])
     return init_policy("tiny", tokenizer=tokenizer, seed=0)
 

@@ -23,23 +23,32 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import torch
 from PIL import Image
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+)
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.processing_utils import ProcessorMixin
 
 from janus_rig.chain import Box
 from reward_models.scene_graph import SceneGraph
 from janus_rig.model.loading import require_config, strict_from_pretrained
 from reward_models.judges.base import JUDGES, GraphRequest, GroundRequest, Judge, PairRequest, RubricRequest
 from reward_models.judges.parse import parse_boxes, parse_preference, parse_scene_graph, parse_score
-from reward_models.judges.prompts import question
+from reward_models.judges.prompts import GROUNDING, RUBRICS, question
 
 COORD_SPACES = ("qwen2.5-vl", "norm1000", "pixels")
 
 
 def _image_only_processor_class():
     """Qwen2.5-VL's processor without its video half, which needs torchvision (absent on CPU-only installs)."""
-    from transformers import Qwen2_5_VLProcessor
-    from transformers.processing_utils import ProcessorMixin
-
     class Qwen2_5_VLImageProcessorOnly(Qwen2_5_VLProcessor):
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             self.image_token = "<|image_pad|>" if not hasattr(tokenizer, "image_token") else tokenizer.image_token
@@ -53,8 +62,6 @@ def _image_only_processor_class():
 
 def load_processor(model_dir: str):
     """AutoProcessor, or Qwen2.5-VL's image-only processor where the full one cannot be built (no torchvision)."""
-    from transformers import AutoProcessor
-
     try:
         processor = AutoProcessor.from_pretrained(model_dir)
     except (ImportError, AttributeError, ValueError, TypeError, OSError, KeyError):
@@ -79,9 +86,6 @@ class HFJudge(Judge):
         coords: str = "qwen2.5-vl",
     ):
         super().__init__()
-        import torch
-        from transformers import AutoModelForImageTextToText
-
         if coords not in COORD_SPACES:
             raise ValueError(f"unknown coords {coords!r}; valid: {', '.join(COORD_SPACES)}")
         if batch_size < 1 or max_new_tokens < 1:
@@ -163,8 +167,6 @@ class HFJudge(Judge):
             return [(None, [])]
 
     def _generate_batch(self, batch: list[tuple[str, list[Image.Image]]]) -> list[tuple[str, list]]:
-        import torch
-
         texts, images = [], []
         for text, item_images in batch:
             content = [{"type": "image"} for _ in item_images] + [{"type": "text", "text": text}]
@@ -203,13 +205,6 @@ def make_tiny_model_dir(out: str | Path, *, hidden_size: int = 32, layers: int =
     the rubric words and the PIL image processor (images resized to 4..64 patches of 28 px), saved as a model
     directory: no downloads. Its replies are garbage; its shapes and code paths are Qwen2.5-VL's. -> the directory.
     """
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    from reward_models.judges.prompts import GROUNDING, RUBRICS
-
     words = " ".join([*RUBRICS.values(), GROUNDING, "user assistant score bbox_2d 0 1 2 3 4 5 6 7 8 9 10"])
     vocab = {"<unk>": 0, "<pad>": 1}
     pre = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])

@@ -50,6 +50,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from janus_rig.chain import Box
 from reward_models.scene_graph import SceneGraph
@@ -122,8 +123,6 @@ def chat_body(model: str, request: Request, structured: bool, max_tokens: int) -
 
 def qwen_resized(width: int, height: int) -> tuple[int, int]:
     """(width, height) after Qwen2.5-VL's smart_resize (sides multiples of 28, pixels within its bounds)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize  # no torchvision needed
-
     h, w = smart_resize(height, width, factor=QWEN_FACTOR, min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS)
     return w, h
 

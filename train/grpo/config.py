@@ -20,11 +20,13 @@ from typing import ClassVar
 
 from transformers import TrainingArguments
 
+from janus_rig.rollout.config import COMPUTE_DTYPES, RolloutConfig
 from reward_models.config import RewardConfig
-from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS
+from reward_models.terms import DEFAULT_TERMS, REWARD_TERMS, reads_image
 from train.grpo.algos import LOSS_TYPES, SCALE_REWARDS
 from train.common import OutputArgs, PolicyArgs, parse_recipe
 from train.common import help_field as _help
+from train.grpo.guard import GuardSettings
 
 IMAGE_LOGPROBS = ("cond", "cfg")
 OPTIMIZE = ("chain", "image", "both")
@@ -227,8 +229,6 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
                 raise ValueError(f"{name} must be >= 1 or None (off), got {getattr(self, name)}")
         if self.cfg_weight < 0:
             raise ValueError(f"cfg_weight must be >= 0, got {self.cfg_weight}; 1.0 means no guidance")
-        from janus_rig.rollout.config import COMPUTE_DTYPES
-
         if self.rollout_dtype != "auto" and self.rollout_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"unknown rollout_dtype {self.rollout_dtype!r}; valid: auto, {', '.join(COMPUTE_DTYPES)}")
 
@@ -275,8 +275,6 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
                              "off)")
 
     def guard_settings(self):
-        from train.grpo.guard import GuardSettings
-
         return GuardSettings(window=self.guard_window, reward_drop=self.guard_reward_drop,
                              grad_factor=self.guard_grad_factor, length_growth=self.guard_length_growth)
 
@@ -289,8 +287,6 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
 
     def rollout_config(self, group_size: int, images: bool = True):
         """The sampler's settings; group_size is this process's share of num_generations."""
-        from janus_rig.rollout.config import RolloutConfig
-
         return RolloutConfig(group_size=group_size, chain=self.chain, max_chain_tokens=self.max_completion_length,
                              text_temperature=self.temperature, text_top_k=self.top_k, text_top_p=self.top_p,
                              cfg_weight=self.cfg_weight, image_temperature=self.image_temperature,
@@ -298,8 +294,6 @@ class GRPOConfig(PolicyArgs, OutputArgs, TrainingArguments):
 
     def rollout_images(self) -> bool:
         """Whether training rollouts sample images: not when only the chain is optimised and scored."""
-        from reward_models.terms import reads_image
-
         chain_only = self.optimize == "chain" and not any(reads_image(t) for t in self.reward_terms)
         return not (self.chain_only_rollouts and chain_only)
 

@@ -25,13 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
+from data_prep.shapeworld.oracle import score_metadata, validate_metadata
+from janus_rig.chain import draw_boxes, parse_chain
 from janus_rig.model.mixed import mixed_logprobs
 from janus_rig.model.policy import JanusPolicy, manifest
 from janus_rig.rollout.sampler import sample
 from reward_models import compute_rewards
+from reward_models.judges import JUDGES, is_url
 from train.grpo.algos import group_advantages, policy_loss
 from train.grpo.config import GRPOConfig
 from train.grpo.guard import CollapseGuard
@@ -106,8 +110,6 @@ def load_prompts(world: str | Path | None, tags: list[str], max_records: int = 0
     if max_records:
         used = used[:max_records]
     if needs_metadata:
-        from data_prep.shapeworld.oracle import validate_metadata
-
         for i in used:
             try:
                 validate_metadata(records[i].get("metadata"))
@@ -427,8 +429,6 @@ def _correct(terms: dict, metadata: dict | None, image) -> float:
         return float(terms["R_PI"] == 1.0)
     if metadata is None or image is None:
         return math.nan
-    from data_prep.shapeworld.oracle import score_metadata
-
     return float(score_metadata(metadata, np.asarray(image))[0])
 
 
@@ -446,8 +446,6 @@ def load_bench(world: str | Path, limit: int, tags: list[str] | None = None) -> 
 @torch.no_grad()
 def bench_accuracy(policy: JanusPolicy, bench: list[dict], rollout_config, seed: int, batch: int = 16) -> dict:
     """One sample per bench prompt, judged by the ShapeWorld oracle: overall and per-tag accuracy."""
-    from data_prep.shapeworld.oracle import score_metadata
-
     per_tag = defaultdict(list)
     for start in range(0, len(bench), batch):
         lines = bench[start : start + batch]
@@ -462,10 +460,6 @@ def bench_accuracy(policy: JanusPolicy, bench: list[dict], rollout_config, seed:
 # --- pictures --------------------------------------------------------------------------------------------------------
 def gallery_strip(images, chains: list[str], prompts: list[str], rewards: list, path: Path, tile: int = 128) -> Path:
     """A PNG strip: each sampled image (upscaled) with its chain's boxes drawn on it, its reward and prompt below."""
-    from PIL import Image, ImageDraw
-
-    from janus_rig.chain import draw_boxes, parse_chain
-
     caption = 36
     strip = Image.new("RGB", (tile * len(images), tile + caption), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
@@ -499,8 +493,6 @@ def build_trainer(config: GRPOConfig, keep: tuple[str, ...] = ()) -> GRPOTrainer
 
 def judge_needs_metadata(judge: str) -> bool:
     """A registered structured judge (the shapeworld oracle) reads each record's metadata; a URL's server decides."""
-    from reward_models.judges import JUDGES, is_url
-
     return not is_url(judge) and getattr(JUDGES.get(judge), "structured", False)
 
 

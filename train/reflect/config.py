@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from janus_rig.reflect.actors import ACTORS
+from janus_rig.reflect.loop import ReflectConfig
+from janus_rig.reflect.text import TextConfig
 from train.common import help_field as _help
 from train.common import parse_recipe
 from train.grpo.config import GRPOConfig
@@ -108,8 +111,6 @@ class ReflectGRPOConfig(GRPOConfig):
         for name in ("max_reflection_tokens", "max_edit_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        from janus_rig.reflect.actors import ACTORS
-
         if self.actor not in ACTORS:
             raise ValueError(f"unknown actor {self.actor!r}; valid: {', '.join(ACTORS)}")
         if self.actor != "model" and not self.train_checker:
@@ -142,9 +143,6 @@ class ReflectGRPOConfig(GRPOConfig):
 
     def reflect_config(self, rounds: int | None = None):
         """The loop's settings: K rounds, the roles sampled at this config's text temperature / top-k / top-p."""
-        from janus_rig.reflect.loop import ReflectConfig
-        from janus_rig.reflect.text import TextConfig
-
         def text(tokens: int) -> TextConfig:
             return TextConfig(max_new_tokens=tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 

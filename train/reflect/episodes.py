@@ -30,9 +30,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from data_prep.shapeworld.facts import oracle_verdicts
+from data_prep.shapeworld.oracle import score_metadata
 from janus_rig.model.mixed import left_pad
 from janus_rig.reflect.loop import FINALS, LoopResult
-from janus_rig.reflect.reward import INTRINSIC, intrinsic_reward, judge_rewards
+from janus_rig.reflect.reward import INTRINSIC, intrinsic_reward, judge_rewards, true_decision, verdict_matches
 from janus_rig.rollout import Rollout
 from train.grpo.trainer import old_logprobs
 
@@ -50,16 +52,12 @@ def repeat_rows(rollout: Rollout, times: int) -> Rollout:
 # --- scores and rewards ---------------------------------------------------------------------------------------------
 def fact_score(meta: dict, image: Image.Image) -> float:
     """The oracle's share of the caption's stated facts that hold in the image (0..1)."""
-    from data_prep.shapeworld.facts import oracle_verdicts
-
     truth = oracle_verdicts(meta, image)
     return sum(v.holds for v in truth) / len(truth) if truth else 0.0
 
 
 def oracle_correct(meta: dict, image: Image.Image) -> bool:
     """GenEval's verdict on the whole caption (what `accuracy` counts)."""
-    from data_prep.shapeworld.oracle import score_metadata
-
     return bool(score_metadata(meta, np.asarray(image))[0])
 
 
@@ -91,9 +89,6 @@ def verdict_rewards(result: LoopResult, metadata: list[dict | None]) -> list[flo
     half the share of the caption's stated facts whose verdict it gets right (an unanswered fact counts wrong),
     half whether its decision is the right one (keep iff every fact holds). The checker's own accuracy as a
     reward: what `reward: verdicts` trains, with no edit in the episode."""
-    from data_prep.shapeworld.facts import oracle_verdicts
-    from janus_rig.reflect.reward import true_decision, verdict_matches
-
     rewards: list[float | None] = []
     for row, meta in zip(result.traces, metadata):
         if meta is None:

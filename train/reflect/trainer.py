@@ -37,10 +37,12 @@ import torch
 from PIL import Image
 
 from data_prep.converters.common import RowReport
+from data_prep.shapeworld.oracle import score_metadata
 from data_prep.vq_cache import encode_images, load_image
 from janus_rig.chain import Box
 from janus_rig.model.policy import JanusPolicy, manifest
 from janus_rig.model.tokens import role_token_ids
+from janus_rig.reflect.actors import actor_for
 from janus_rig.reflect.data import check_reflect_row, has_actor_target
 from data_prep.shapeworld.facts import oracle_verdicts
 from janus_rig.chain.roles import EDIT, VERDICT, parse_reflection
@@ -326,8 +328,6 @@ PHASE_TRAINERS = {"actor": ActorPhaseTrainer, "editor": EditorPhaseTrainer}
 def bench_round_accuracy(policy, bench: list[dict], args: ReflectGRPOConfig, checker: CheckFn = check,
                          actor: ActFn = act, batch: int = 16) -> list[float]:
     """One loop per bench prompt (K = args.rounds): the oracle's accuracy (mean over tags) after 0..K rounds."""
-    from data_prep.shapeworld.oracle import score_metadata
-
     per_round = [defaultdict(list) for _ in range(args.rounds + 1)]
     for start in range(0, len(bench), batch):
         lines = bench[start : start + batch]
@@ -396,8 +396,6 @@ def _edit_row_problem(record: dict, world: WorldInfo) -> tuple[str, str] | None:
 def build_trainer(config: ReflectGRPOConfig, checker: CheckFn = check, actor: ActFn | None = None
                   ) -> ReflectGRPOTrainer:
     """The phase's trainer; `actor` None: the one `config.actor` names (scripted roles in tests pass their own)."""
-    from janus_rig.reflect.actors import actor_for
-
     actor = actor or actor_for(config.actor, config.rollout_config(1))
     report = RowReport()
     if config.phase == "editor":

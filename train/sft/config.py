@@ -13,8 +13,10 @@ from typing import ClassVar
 from transformers import TrainingArguments
 
 from janus_rig.model.policy import IMAGE_VIEWS
+from janus_rig.reflect.settings import LoopSettings, read_recipe
 from train.common import OutputArgs, PolicyArgs, parse_recipe
 from train.common import help_field as _help
+from train.sft.data import WorldInfo
 
 
 @dataclass
@@ -95,8 +97,6 @@ class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
         if not self.world:
             raise ValueError("world is required: --world DIR, a directory written by `janus-rig world` "
                              "(chain and no-chain training both read its train.jsonl)")
-        from train.sft.data import WorldInfo
-
         WorldInfo.read(self.world)  # a missing world fails here, before output_dir is touched
         if bool(self.model_name_or_path) == bool(self.init_preset):
             which = "both" if self.model_name_or_path else "neither"
@@ -115,8 +115,6 @@ class SFTConfig(PolicyArgs, OutputArgs, TrainingArguments):
         if self.cfg_weight is not None and not self.cfg_weight >= 0:
             raise ValueError(f"cfg_weight must be >= 0 (1.0: no guidance), got {self.cfg_weight}")
         if self.loop_recipe:
-            from janus_rig.reflect.settings import LoopSettings, read_recipe
-
             try:
                 LoopSettings(**read_recipe(self.loop_recipe))
             except ValueError as err:

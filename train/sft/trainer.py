@@ -22,10 +22,13 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
+from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
 from data_prep.vq_cache import encode_images
+from janus_rig.model.init import init_policy
 from janus_rig.model.loading import require_attention
 from janus_rig.model.mixed import drop_conditions, sft_loss, target_counts
 from janus_rig.model.policy import JanusPolicy, apply_lora, manifest, set_trainable, unwrap
+from janus_rig.reflect.settings import read_recipe
 from train.checkpoints import AtomicCheckpoints, resume_checkpoint
 from train.common import JsonlLog, TimeBudget, plot_curves
 from train.distributed import PolicyModule, PolicyTrainer, zero3_gathered
@@ -127,9 +130,6 @@ def load_policy(config: SFTConfig) -> JanusPolicy:
         return JanusPolicy.load(config.model_name_or_path, dtype=config.model_dtype,
                                 trainable=config.trainable(), lora=config.lora(),
                                 attn_implementation=config.attn_implementation)
-    from data_prep.shapeworld.tokenizer import shapeworld_tokenizer
-    from janus_rig.model.init import init_policy
-
     init_dir = Path(config.output_dir) / "init"
     with config.main_process_first(local=False, desc="initialising the policy"):  # the others load its folder
         if config.process_index == 0:
@@ -153,8 +153,6 @@ def run_sft(config: SFTConfig) -> dict:
     policy = load_policy(config)
     policy.image_view = config.image_view or policy.image_view
     if config.loop_recipe:
-        from janus_rig.reflect.settings import read_recipe
-
         policy.loop_settings = read_recipe(config.loop_recipe)  # checked in SFTConfig
     if config.cfg_weight is not None:
         policy.guidance = config.cfg_weight  # recorded in the saved generation_config.json

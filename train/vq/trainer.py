@@ -21,6 +21,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import JanusVQVAE
 
+from data_prep.shapeworld.detect import detect
+from data_prep.shapeworld.oracle import score_metadata
 from janus_rig.model.pixels import to_uint8, to_unit_range
 from janus_rig.model.policy import MANIFEST, manifest
 from janus_rig.model.presets import tiny_vq_config
@@ -147,20 +149,14 @@ def fidelity(records: list[dict], originals: torch.Tensor, recons: torch.Tensor)
     """How much of each val image's content survives the VQ, judged by the ShapeWorld detector and oracle.
 
     same_verdict: share whose reconstruction gets the oracle's verdict on the record's GenEval metadata that the
-    original gets (None when the oracle is not available); same_objects: share whose detected (shape, colour)
+    original gets (None when no record has metadata); same_objects: share whose detected (shape, colour)
     multiset equals the original's.
     """
-    from data_prep.shapeworld.detect import detect
-
-    try:
-        from data_prep.shapeworld.oracle import score_metadata
-    except ImportError:
-        score_metadata = None
     same_objects, same_verdict, n_verdict = 0, 0, 0
     for record, original, recon in zip(records, originals, recons):
         found = [detect(_pil(image)) for image in (original, recon)]
         same_objects += Counter((d.shape, d.color) for d in found[0]) == Counter((d.shape, d.color) for d in found[1])
-        if score_metadata is not None and "metadata" in record:
+        if "metadata" in record:
             n_verdict += 1
             same_verdict += score_metadata(record["metadata"], found[0])[0] == score_metadata(record["metadata"], found[1])[0]
     return {
