@@ -1,38 +1,65 @@
 #!/usr/bin/env bash
-# Regenerate the shipped ShapeWorld checkpoints (checkpoints/shapeworld/{vq,sft}) with the project's own commands.
-# `make quickstart` starts from them; docs/results.md has what they score and how long each stage took.
-#   bash scripts/make_checkpoints.sh [WORK_DIR]        (~2 h 55 min on 2 CPU cores, one torch thread per stage)
-# The SFT model is trained in four legs, as the shipped one was: the chain recipe to 1,000 steps, a continuation
-# at a lower learning rate (image tokens then follow the chain's boxes: docs/results.md), a third leg that mixes
-# in the reflection roles (checker, actor) and grounding rows, then a fourth on the same scenes with the prompt-style
-# chains (`world --chains prompt`: the plans the varied chains could not teach; docs/results.md 3.8). Time budgets
-# (the VQ's, the last three legs') and thread scheduling make a rerun close to, not bit-identical with, the shipped files.
+# Regenerate the shipped ShapeWorld checkpoints (checkpoints/shapeworld/{vq,sft}) with the project's own commands:
+# one lineage that plans in prompt-style chains, draws, and holds the reflection roles (checker and actor).
+# `make quickstart` starts from them; docs/lab/notebook.md has what they score and how long each stage took.
+#   bash scripts/make_checkpoints.sh [WORK_DIR]        (~3 h on 2 CPU cores, two torch threads)
+# The world has the held-out split (`janus-rig world` default): no training row holds a held-out prompt, so the
+# models can be scored on WORLD/heldout/metadata.jsonl. The SFT model is trained in four legs, each a step budget:
+#   1. the chain recipe (varied chains) to 1,000 steps;
+#   2. a continuation at lr 5e-4 over 1,300 steps (image tokens then follow the chain's boxes: docs/lab/notebook.md);
+#   3. the roles leg: prompt-style chains (`world --chains prompt`: the plans the varied chains could not teach), with
+#      reflection rows (checker and actor on perturbed renders, half the moves plan errors) and grounding rows at
+#      half the batch each, images shown as the model's own VQ codes (`--image_view codes`), lr 5e-4 over 2,700 steps;
+#   4. the own-drawings leg: checker rows on leg 3's own drawings of right plans (the drawn-wrong ones carry the
+#      actor's redraw), lr 3e-4 over 600 steps; the saved model records the reflection loop it is released with
+#      (train/recipes/shapeworld_reflect.yaml, roles.json "loop"), so `janus-rig reflect` runs it with no flags.
+# A rerun picks up where it stopped: finished stages are skipped and a leg with checkpoints resumes from the newest
+# complete one. Thread scheduling makes a rerun close to, not bit-identical with, the shipped files.
 set -euo pipefail
 WORK=${1:-runs/checkpoints}
 PY=${PY:-.venv/bin/python}
 JR="$PY -m janus_rig.cli"
 OUT=${OUT:-checkpoints/shapeworld}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 stage() { printf '\n== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-SFT="$JR sft --config train/recipes/shapeworld_sft.yaml --overwrite_output_dir true"  # a rerun redoes WORK afresh
+WORLD="--train 20000 --val 1000 --bench-per-tag 64 --size 32"  # the quickstart's world; seed 0, held-out split on
+SFT="$JR sft --config train/recipes/shapeworld_sft.yaml --max_train_seconds 0"
+CONT='--init_preset "" --vq "" --warmup_steps 10'  # a leg that continues a trained model
 
-stage "world (the quickstart's: same seed and sizes, no held-out split: the shipped models predate it) + reflection rows"
-$JR world --out "$WORK/world" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --heldout-per-tag 0 --overwrite
-$JR reflect-data --world "$WORK/world" --n 4000 --quiet
+world() {  # world DIR [world flags]: skipped when DIR/world.json exists
+  local dir=$1; shift
+  if [ -f "$dir/world.json" ]; then echo "   $dir: written before, kept"; else $JR world --out "$dir" $WORLD "$@" --overwrite; fi
+}
+leg() {  # leg DIR [sft flags]: skipped when finished, resumed from its newest checkpoint when it has one
+  local dir=$1; shift
+  if [ -f "$dir/sft_summary.json" ]; then echo "   $dir: trained before, kept"; return; fi
+  if compgen -G "$dir/checkpoint-*" > /dev/null; then
+    eval "$SFT --output_dir $dir --resume_from_checkpoint true $*"
+  else
+    eval "$SFT --output_dir $dir --overwrite_output_dir true $*"
+  fi
+}
+
+stage "worlds: varied chains (legs 1-2), prompt-style chains + 10,000 reflection rows (leg 3)"
+world "$WORK/world"
+world "$WORK/world_prompt" --chains prompt
+[ -f "$WORK/world_prompt/reflect.jsonl" ] || $JR reflect-data --world "$WORK/world_prompt" --n 10000 --plan-errors 0.5 --quiet
 stage "vq train (train/recipes/shapeworld_vq.yaml)"
-$JR vq train --config train/recipes/shapeworld_vq.yaml --world "$WORK/world" --out "$WORK/vq" --overwrite
-stage "sft 1/4: the chain recipe run to 1,000 steps without a time budget (~32 min)"
-$SFT --world "$WORK/world" --vq "$WORK/vq" --output_dir "$WORK/sft1" --max_steps 1000 --max_train_seconds 0 --save_steps 500
-stage "sft 2/4: continued at lr 5e-4, cosine over 1,500 steps, stopped after 45 min (1,308 steps when shipped)"
-$SFT --world "$WORK/world" --init_preset "" --vq "" --model_name_or_path "$WORK/sft1" --output_dir "$WORK/sft2" --learning_rate 5e-4 \
-  --max_steps 1500 --max_train_seconds 2700 --save_steps 500
-stage "sft 3/4: + reflection (0.5) and grounding (0.25) rows at lr 3e-4, cosine over 600 steps, stopped after 40 min"
-$SFT --world "$WORK/world" --init_preset "" --vq "" --model_name_or_path "$WORK/sft2" --output_dir "$WORK/sft3" --learning_rate 3e-4 \
-  --warmup_steps 10 --reflect_ratio 0.5 --grounding_ratio 0.25 --max_steps 600 --max_train_seconds 2400 --save_steps 200
-stage "sft 4/4: the same scenes with prompt-style chains, from leg 3, lr 3e-4, cosine over 1,200 steps (~38 min)"
-$JR world --out "$WORK/world_prompt" --train 20000 --val 1000 --bench-per-tag 64 --size 32 --heldout-per-tag 0 --chains prompt --overwrite
-$SFT --world "$WORK/world_prompt" --init_preset "" --vq "" --model_name_or_path "$WORK/sft3" --output_dir "$WORK/sft" \
-  --learning_rate 3e-4 --warmup_steps 10 --max_steps 1200 --max_train_seconds 2400 --save_steps 400
+[ -f "$WORK/vq/metrics.json" ] || $JR vq train --config train/recipes/shapeworld_vq.yaml --world "$WORK/world" --out "$WORK/vq" --overwrite
+stage "sft 1/4: the chain recipe, 1,000 steps"
+leg "$WORK/sft1" --world "$WORK/world" --vq "$WORK/vq" --max_steps 1000 --save_steps 250
+stage "sft 2/4: continued at lr 5e-4, cosine over 1,300 steps"
+leg "$WORK/sft2" --world "$WORK/world" $CONT --model_name_or_path "$WORK/sft1" --learning_rate 5e-4 --max_steps 1300 --save_steps 250
+stage "sft 3/4: prompt-style chains + reflection and grounding rows (codes view), lr 5e-4 over 2,700 steps"
+leg "$WORK/sft3" --world "$WORK/world_prompt" $CONT --model_name_or_path "$WORK/sft2" --image_view codes \
+  --reflect_ratio 0.5 --grounding_ratio 0.5 --learning_rate 5e-4 --max_steps 2700 --save_steps 300
+stage "sft 4/4: 6,000 reflection rows, half of them leg 3's own drawings of right plans; lr 3e-4 over 600 steps"
+world "$WORK/world_own" --chains prompt
+[ -f "$WORK/world_own/reflect.jsonl" ] || $JR reflect-data --world "$WORK/world_own" --n 6000 --plan-errors 0.5 \
+  --own "$WORK/sft3" --own-share 0.5 --own-keep 0.5 --own-right-plans --device cpu --seed 7 --quiet
+leg "$WORK/sft" --world "$WORK/world_own" $CONT --model_name_or_path "$WORK/sft3" --image_view codes \
+  --reflect_ratio 0.5 --grounding_ratio 0.5 --learning_rate 3e-4 --max_steps 600 --save_steps 200 \
+  --loop_recipe train/recipes/shapeworld_reflect.yaml
 stage "copy into $OUT (weights, configs, tokenizer, metrics and curves; no Trainer checkpoints)"
 rm -rf "$OUT/vq" "$OUT/sft" && mkdir -p "$OUT/vq" "$OUT/sft"
 cp "$WORK/vq/config.json" "$WORK/vq/model.safetensors" "$WORK/vq/metrics.json" "$OUT/vq/"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GRPO model that keeps its roles, and Reflection-GRPO on it (docs/results.md §5, session 16: "GR3e5" and
+# The GRPO model that keeps its roles, and Reflection-GRPO on it (docs/lab/notebook.md §5, session 16: "GR3e5" and
 # "GR3e5_RGB"). GRPO with the ShapeWorld recipe from checkpoints/shapeworld/roles_own at a third of its learning
 # rate (3e-5: at the recipe's 1e-4 GRPO breaks the roles), all 120 steps (the time budget lifted so that a slower
 # machine runs the same steps); then 74 Reflection-GRPO steps on its checker with a fixed re-planning actor whose

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate checkpoints/shapeworld/roles: the shipped SFT model (checkpoints/shapeworld/sft) taught the reflection
-# roles, reading its images as its own VQ codes (`--image_view codes`; docs/reflection.md, docs/results.md §5).
+# roles, reading its images as its own VQ codes (`--image_view codes`; docs/reflection.md, docs/lab/notebook.md §5).
 #   bash scripts/make_roles_checkpoint.sh [WORK_DIR]      (~75 min on 2 CPU cores, two torch threads)
 # One leg of 2,700 steps at lr 5e-4 (the recipe's cosine schedule) with 10,000 reflection rows, half of whose moves
 # show the wrong plan the moved image follows (`--plan-errors 0.5`), and the world's grounding rows, each at half the

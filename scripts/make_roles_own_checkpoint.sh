@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate checkpoints/shapeworld/roles_own: the shipped roles model (checkpoints/shapeworld/roles) trained 600
-# more steps with checker rows on the shipped SFT model's own drawings of right plans (docs/results.md §5).
+# more steps with checker rows on the shipped SFT model's own drawings of right plans (docs/lab/notebook.md §5).
 #   bash scripts/make_roles_own_checkpoint.sh [WORK_DIR]      (~30 min on 2 CPU cores, two torch threads)
 # 6,000 reflection rows: half perturbed renders (half the moves plan errors), half the SFT model's own drawings of
 # plans the oracle calls right (`--own-right-plans`), at most half of those keeps (`--own-keep 0.5`); the drawn-wrong

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reflection-GRPO on the checker of checkpoints/shapeworld/roles_own (docs/results.md §5, "RG3"): 74 steps in which
+# Reflection-GRPO on the checker of checkpoints/shapeworld/roles_own (docs/lab/notebook.md §5, "RG3"): 74 steps in which
 # a fixed re-planning actor (`--actor fresh-plan`) writes every edit and the whole image is redrawn, so the oracle's
 # after-minus-before reward (`--reward judge --judge shapeworld`) pays the checker for flags that a re-plan turns
 # into a right image and charges it for the others; lr 1e-5 (constant), the actor recipe otherwise. Only the

@@ -4,7 +4,7 @@
 #   bench's spatial prompts after 0/1/2 reflection rounds) -> report (RUN/report.html, RUN/report.json).
 #
 # The VQ and the SFT model start from the checkpoints in checkpoints/shapeworld/, which the project's own commands
-# produced (scripts/make_checkpoints.sh regenerates them; docs/results.md has their commands and times), so that GRPO,
+# produced (scripts/make_checkpoints.sh regenerates them; docs/lab/notebook.md has their commands and times), so that GRPO,
 # reflection, evaluation and the report fit the 20-minute budget. FROM_SCRATCH=1 trains both here instead (their
 # 8-minute recipes: the VQ recipe, then the SFT recipe with reflection rows; ~17 minutes more, and a much weaker SFT
 # model than the shipped one, which trained for ~2 hours).

@@ -11,7 +11,7 @@ follow: the model draws an image from each val record's true chain (chain-given 
         each planned box with the detected one — whether the image follows the plan.
 figure: those true-chain images side by side (row 1: the world's image; then one row per model; boxes drawn).
 
-One seed, CFG 3, temperature 1 (as `eval geneval`); docs/results.md quotes the outputs.
+One seed, CFG 3, temperature 1 (as `eval geneval`); docs/lab/notebook.md quotes the outputs.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ writes what the checker should say about that image.
 
 Perturbed renders (`perturb.py`) are crisp; the images the checker meets in the loop are the policy's own VQ
 decodings (blurred edges, off shades, shapes half drawn). A checker trained on renders alone reads its own images
-worse (docs/results.md §5), so `janus-rig reflect-data --own MODEL --own-share S` makes S of the rows from the
+worse (docs/lab/notebook.md §5), so `janus-rig reflect-data --own MODEL --own-share S` makes S of the rows from the
 model's own drawings:
 
 - chain: the plan the model wrote (what the loop's checker is shown);
@@ -15,13 +15,13 @@ model's own drawings:
   teach the checker only (`janus_rig.reflect.data`) and the editor phase leaves them out.
 
 One kind of own failure does have a known edit: a right plan drawn wrong. Redrawing the same plan can fix it, and
-the loop's misses are mostly of this kind (docs/results.md §5), so `reflect-data --own-right-plans` keeps only the
+the loop's misses are mostly of this kind (docs/lab/notebook.md §5), so `reflect-data --own-right-plans` keeps only the
 drawings of right plans and gives their edits the actor's target: the plan unchanged and, as edit boxes, the regions
 the drawing got wrong (`redraw_boxes`). Those rows teach the actor too, and the editor phase redraws them.
 
 Another known edit works for any own failure, right plan or wrong: re-planning. The world record's own chain is a
 right plan for the prompt whose layout is known to be drawable (it was rendered), and a whole-image redraw from it
-fixes what a redraw of the model's plan cannot (plans with overlapping boxes; docs/results.md §5). With
+fixes what a redraw of the model's plan cannot (plans with overlapping boxes; docs/lab/notebook.md §5). With
 `reflect-data --own-replan` the edits of all own rows carry that target: the record's chain and the whole image as
 the edit box (`WHOLE_IMAGE`), for the loop's `--edit-region full`.
 

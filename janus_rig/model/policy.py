@@ -62,7 +62,7 @@ ROLES_FILE = "roles.json"
 #   vision  the understanding path: <image_placeholder> tokens take the vision encoder's features (Janus-Pro's
 #           pretrained SigLIP; the default)
 #   codes   the image's own VQ codes through the generation embeddings, as the model reads the image tokens it
-#           has just written (the tiny ShapeWorld preset, whose vision encoder is random-init: docs/results.md §5)
+#           has just written (the tiny ShapeWorld preset, whose vision encoder is random-init: docs/lab/notebook.md §5)
 IMAGE_VIEWS = ("vision", "codes")
 
 

@@ -10,13 +10,13 @@ With `rating="grounded"` a relation verdict ("A left of B") is not read from the
 boxes it wrote for what it sees: 1 if GenEval's position rule (data_prep/shapeworld/relations.py) holds between a
 box it calls A and one it calls B, 0 if it does not or either is missing (`grounded_relation`). Object verdicts keep
 P(yes). The checker's perception (its seen chain) is its own; the rule is only the definition of the relation
-words. On ShapeWorld its relation verdicts barely follow its own boxes (docs/results.md section 5).
+words. On ShapeWorld its relation verdicts barely follow its own boxes (docs/lab/notebook.md section 5).
 
 With `rating="plan"` a relation verdict is answered by the same rule on the boxes of the chain the image was drawn
 from (its plan, or the revised chain of the edit that drew it): GoT-R1's reasoning-stage check (does the layout
 satisfy what the prompt states) inside the pick, while the object verdicts still read the image. The checker's
 verdicts say which relations to check; a plan that breaks one rates the image 0 on it, however it looks. After GRPO
-the checker's seen boxes misread more drawings than the plans break relations (docs/results.md section 5).
+the checker's seen boxes misread more drawings than the plans break relations (docs/lab/notebook.md section 5).
 
     sep, yes, no = verdict_ids(policy.tokenizer)
     scores = verdict_confidence(policy, check(policy, images, prompts, plans, config, generator))  # [0.93, None, ...]

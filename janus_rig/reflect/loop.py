@@ -78,7 +78,7 @@ class ReflectConfig:
         "help": "boxes: the editor redraws only the patches under the actor's edit boxes (region-locked); full: it "
                 "redraws the whole image from the revised chain (the edit must still give usable boxes; they are "
                 "kept in the trace). On ShapeWorld a full redraw fixes more wrong drawings than region-locked "
-                "redraws of the oracle's own boxes (docs/results.md section 5)"})
+                "redraws of the oracle's own boxes (docs/lab/notebook.md section 5)"})
     verdict_bias: float = field(default=0.0, metadata={
         "help": "the checker's threshold on its verdicts: added to the logit of `no` right after each verdict's "
                 "`: ` (> 0: it calls a stated fact false more readily, so it flags more images). 0 leaves it as "

@@ -202,7 +202,7 @@ def test_recipes_and_flags(tmp_path, world, policy_dir):
     for name in RECIPES:
         gpu = ["--bf16", "false", "--attn_implementation", "sdpa"] if name.startswith("janus_pro") else []  # on a CPU
         config = parse_config(["--config", f"train/recipes/{name}.yaml", "--output_dir", str(tmp_path / name), *gpu])
-        # GoT-R1 optimises chain and image tokens; the ShapeWorld recipe only the chain (docs/results.md, 3.3).
+        # GoT-R1 optimises chain and image tokens; the ShapeWorld recipe only the chain (docs/lab/notebook.md, 3.3).
         assert config.max_steps > 0 and config.optimize == ("chain" if name == "shapeworld_grpo" else "both")
     seven = parse_config(["--config", "train/recipes/janus_pro_7b_grpo.yaml", "--output_dir", str(tmp_path),
                           "--bf16", "false", "--attn_implementation", "sdpa"])

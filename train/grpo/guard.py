@@ -3,7 +3,7 @@ last healthy weights and stop (or continue at a lower learning rate).
 
 At a learning rate that gains quickly, a GRPO run on a small model can fall off a cliff late in its budget: the
 gradient norm grows several-fold, the chains lengthen, the reward drops to 0 within ~20 steps, and the final model
-is worse than the start (docs/results.md). Which seed does so is luck. The guard makes the outcome of such a seed
+is worse than the start (docs/lab/notebook.md). Which seed does so is luck. The guard makes the outcome of such a seed
 the model from before the cliff rather than a broken one.
 
     detector = CollapseDetector(GuardSettings())
