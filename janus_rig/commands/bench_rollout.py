@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from janus_rig.commands._guidance import add_cfg_argument
+from janus_rig.commands._sampling import add_cfg_argument
 
 NAME = "bench rollout"
 HELP = "time the rollout sampler against transformers' generate (tiny preset, 8 prompts x G 4, CFG)"

@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from janus_rig.commands._guidance import add_cfg_argument, cfg_for
+from janus_rig.commands._sampling import add_sampling_arguments, rollout_config
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "eval editor"
@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regions", default="boxes,full", help="comma-separated: boxes (region-locked on the "
                         "oracle's departure boxes), full (the whole image)")
     parser.add_argument("--seeds", type=int, default=1, help="redraws of each image per region")
-    add_cfg_argument(parser, "classifier-free guidance weight of the redraws (default: the model's)")
-    parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
+    add_sampling_arguments(parser, image_only=True, cfg_help="classifier-free guidance weight of the redraws "
+                           "(default: the model's)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per sampler call (part of the seeding)")
     parser.add_argument("--seed", type=int, default=0, help="redraw s (of --seeds) of batch b is sampled with seed + 1000 * s + b")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -58,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     from janus_rig.model.policy import JanusPolicy
     from janus_rig.reflect.probe import missing_fields, read_rows
     from janus_rig.reflect.probe_editor import edit_cases, editor_scores, redraw
-    from janus_rig.rollout.config import RolloutConfig
     from train.sft.data import WorldInfo
 
     started = time.perf_counter()
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     cases, counts = edit_cases(rows, world.root, world.size)  # before the model loads: the oracle needs no model
     if not cases:
         raise ValueError(f"{rows_path}: no row has a right plan ({counts}); nothing for the editor to redraw")
-    config = RolloutConfig(group_size=1, cfg_weight=cfg_for(args), image_temperature=args.image_temperature)
+    config = rollout_config(args, 1)
     prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--world": args.world})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from janus_rig.commands._guidance import add_cfg_argument, cfg_for
+from janus_rig.commands._sampling import add_sampling_arguments as add_rollout_arguments
+from janus_rig.commands._sampling import rollout_config as sampling_config
 from janus_rig.commands.reflect import add_loop_arguments, describe, loop_settings
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
@@ -30,12 +31,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, samples: int) -> Non
     parser.add_argument("--model", required=True, help="policy directory (ours or a transformers Janus directory)")
     parser.add_argument("--samples", type=int, default=samples, help="images per prompt")
     parser.add_argument("--seed", type=int, default=0, help="batch b is drawn with seed + b")
-    add_cfg_argument(parser)
-    parser.add_argument("--temperature", type=float, default=1.0, help="chain (text) sampling temperature")
-    parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
-    parser.add_argument("--no-chain", action="store_true", help="no reasoning chain: the image follows the prompt")
-    parser.add_argument("--max-chain-tokens", type=int, default=600,
-                        help="chain tokens before <begin_of_image> is forced (the sample is flagged truncated)")
+    add_rollout_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=4,
                         help="prompts per sampler call (batch size x --samples images in flight); part of the seeding")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
@@ -49,15 +45,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, samples: int) -> Non
 
 
 def rollout_config(args: argparse.Namespace):
-    from janus_rig.rollout.config import RolloutConfig
-
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     if args.display_size < 1:
         raise ValueError(f"--display-size must be >= 1, got {args.display_size}")
-    return RolloutConfig(group_size=args.samples, chain=not args.no_chain, max_chain_tokens=args.max_chain_tokens,
-                         text_temperature=args.temperature, cfg_weight=cfg_for(args),
-                         image_temperature=args.image_temperature)
+    return sampling_config(args, args.samples)
 
 
 def load_policy(args: argparse.Namespace):

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from janus_rig.commands._guidance import add_cfg_argument, cfg_for
+from janus_rig.commands._sampling import add_sampling_arguments
+from janus_rig.commands._sampling import rollout_config as sampling_config
 from janus_rig.commands.reward import _key_value
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
@@ -25,12 +26,7 @@ HELP = "generate images for scene-graph records; a judge reads their graphs; SG-
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """Sampling flags of every evaluation that generates (the same meaning as in `janus-rig generate`)."""
     group = parser.add_argument_group("generation")
-    add_cfg_argument(group)
-    group.add_argument("--temperature", type=float, default=1.0, help="chain (text) sampling temperature")
-    group.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
-    group.add_argument("--no-chain", action="store_true", help="no reasoning chain: the image follows the prompt")
-    group.add_argument("--max-chain-tokens", type=int, default=600,
-                       help="chain tokens before <begin_of_image> is forced")
+    add_sampling_arguments(group)
     group.add_argument("--seed", type=int, default=0, help="generation batch b is drawn with seed + b")
     group.add_argument("--batch-size", type=int, default=4, help="prompts per sampler call (part of the seeding)")
     group.add_argument("--display-size", type=int, default=256, help="pixel size of images in the gallery")
@@ -49,15 +45,11 @@ def add_judge_arguments(parser: argparse.ArgumentParser, default: str = "shapewo
 
 
 def rollout_config(args: argparse.Namespace, samples: int):
-    from janus_rig.rollout.config import RolloutConfig
-
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
     if args.batch_size < 1 or args.judge_batch_size < 1:
         raise ValueError("--batch-size and --judge-batch-size must be >= 1")
-    return RolloutConfig(group_size=samples, chain=not args.no_chain, max_chain_tokens=args.max_chain_tokens,
-                         text_temperature=args.temperature, cfg_weight=cfg_for(args),
-                         image_temperature=args.image_temperature)
+    return sampling_config(args, samples)
 
 
 def load_policy(model: str, args: argparse.Namespace):

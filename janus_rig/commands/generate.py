@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from janus_rig.commands._guidance import add_cfg_argument, cfg_for
+from janus_rig.commands._sampling import add_sampling_arguments, rollout_config
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "generate"
@@ -27,15 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt file: one per line (blank lines and # comments skipped), or .jsonl with a "
                         "\"prompt\" field per line (GenEval metadata works)")
     parser.add_argument("--num", type=int, default=4, help="samples per prompt")
-    add_cfg_argument(parser)
-    parser.add_argument("--temperature", type=float, default=1.0, help="chain (text) sampling temperature")
-    parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
+    add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="batch b is drawn with seed + b")
     parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
     add_overwrite_argument(parser)
-    parser.add_argument("--no-chain", action="store_true", help="no reasoning chain: the image follows the prompt")
-    parser.add_argument("--max-chain-tokens", type=int, default=600,
-                        help="chain tokens before <begin_of_image> is forced (the sample is flagged truncated)")
     parser.add_argument("--batch-size", type=int, default=4,
                         help="prompts per sampler call (batch size x --num images in flight); part of the seeding")
     parser.add_argument("--display-size", type=int, default=256,
@@ -50,16 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from janus_rig.gallery import write_gallery
     from janus_rig.generate import generate, read_prompts
     from janus_rig.model.policy import JanusPolicy
-    from janus_rig.rollout.config import RolloutConfig
 
     started = time.perf_counter()
     # Everything cheap is checked before the model loads.
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
     if not all(p.strip() for p in prompts):
         raise ValueError("--prompt is empty")
-    config = RolloutConfig(group_size=args.num, chain=not args.no_chain, max_chain_tokens=args.max_chain_tokens,
-                           text_temperature=args.temperature, cfg_weight=cfg_for(args),
-                           image_temperature=args.image_temperature)
+    config = rollout_config(args, args.num)
     prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--prompts": args.prompts})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = JanusPolicy.load(args.model, dtype=args.dtype, device=device)

@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from janus_rig.commands._guidance import add_cfg_argument, cfg_for
+from janus_rig.commands._sampling import add_sampling_arguments, rollout_config
 from janus_rig.outputs import add_overwrite_argument, prepare_out_dir
 
 NAME = "reflect"
@@ -33,12 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory (a used one is refused without --overwrite)")
     add_overwrite_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole loop")
-    add_cfg_argument(parser, "classifier-free guidance weight of the drawings and edits (default: the model's, its "
-                     "generation_config.json guidance_scale)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="chain sampling temperature")
-    parser.add_argument("--image-temperature", type=float, default=1.0, help="image-token sampling temperature")
-    parser.add_argument("--max-chain-tokens", type=int, default=600,
-                        help="chain tokens before <begin_of_image> is forced")
+    add_sampling_arguments(parser, chain=False, cfg_help="classifier-free guidance weight of the drawings and "
+                           "edits (default: the model's, its generation_config.json guidance_scale)")
     add_loop_arguments(parser)
     parser.add_argument("--reward", default="intrinsic",
                         help="edit reward shown per edit: intrinsic (the model's own checker, RL-RIG) or a judge "
@@ -125,15 +121,13 @@ def run(args: argparse.Namespace) -> int:
     from janus_rig.reflect.report import write_reflect_gallery, write_reflect_outputs
     from janus_rig.reflect.reward import INTRINSIC, edit_rewards, oracle_report
     from janus_rig.reflect.text import TextConfig
-    from janus_rig.rollout.config import RolloutConfig
 
     started = time.perf_counter()
     prompts, metadata = _prompts_and_metadata(args)
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     loop_settings(args)  # flags and recipe checked before the model loads
-    rollout = RolloutConfig(group_size=args.num, max_chain_tokens=args.max_chain_tokens, cfg_weight=cfg_for(args),
-                            text_temperature=args.temperature, image_temperature=args.image_temperature)
+    rollout = rollout_config(args, args.num)
     prepare_out_dir(args.out, args.overwrite, inputs={"--model": args.model, "--prompts": args.prompts})
     judge = None
     if args.reward != INTRINSIC:

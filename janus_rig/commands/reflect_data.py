@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from janus_rig.commands._guidance import add_cfg_argument
+from janus_rig.commands._sampling import add_cfg_argument, rollout_config
 
 NAME = "reflect-data"
 HELP = "write reflection training rows (perturbed ShapeWorld scenes with checker and actor targets) into a world"
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         from janus_rig.model.policy import JanusPolicy
 
         policy = JanusPolicy.load(args.own, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        own = policy_drawer(policy, policy.guidance if args.cfg is None else args.cfg)
+        own = policy_drawer(policy, rollout_config(args, 1, model=args.own))
     stats = write_reflect_data(args.world, args.n, seed=args.seed, split=args.split,
                                keep_fraction=args.keep_fraction, progress=not args.quiet,
                                plan_errors=args.plan_errors, own=own, own_share=args.own_share,
@@ -81,14 +81,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def policy_drawer(policy, cfg_weight: float):
+def policy_drawer(policy, config):
     """The policy's drawings as data preparation takes them (`own_images.Drawer`): (prompts, seed) -> one chain and
-    one decoded image per prompt, CFG `cfg_weight`."""
+    one decoded image per prompt, sampled as `config` (a RolloutConfig of one sample per prompt) says."""
     from PIL import Image
 
-    from janus_rig.rollout import RolloutConfig, sample
-
-    config = RolloutConfig(group_size=1, cfg_weight=cfg_weight)
+    from janus_rig.rollout import sample
 
     def draw(prompts: list[str], seed: int):
         rollout = sample(policy, prompts, config, seed=seed)
