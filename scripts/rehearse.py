@@ -56,15 +56,23 @@ GRPO_FLAGS = ["--tags", "position", "complex", "--num_generations", "4", "--max_
               "--reward_terms", "R_sem", "R_spa", "R_RI", "R_PI", "--reward_combine", "product",
               "--judge", "shapeworld", "--gallery_every", "0", "--logging_steps", "1", "--save_strategy", "steps",
               "--report_to", "none"]
+# Reflection-GRPO's editor phase: G region-locked redraws of fixed edits (WORLD/reflect.jsonl) scored by the exact
+# judge, so the rewards do not depend on which process drew a redraw; a group's redraws are split over the processes.
+REFLECT_FLAGS = ["--phase", "editor", "--reward", "judge", "--judge", "shapeworld", "--num_generations", "4",
+                 "--cfg_weight", "3.0", "--loss_type", "dapo", "--learning_rate", "1e-4", "--lr_scheduler_type",
+                 "constant", "--warmup_steps", "0", "--max_grad_norm", "1.0", "--seed", "0", "--gallery_every", "0",
+                 "--eval_every", "0", "--logging_steps", "1", "--save_strategy", "steps", "--report_to", "none"]
+COMMANDS = {"sft": ("sft", SFT_FLAGS), "grpo": ("grpo", GRPO_FLAGS), "reflect": ("reflect-grpo", REFLECT_FLAGS)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/rehearsal", help="output folder (emptied first)")
-    parser.add_argument("--stages", nargs="+", choices=("sft", "grpo"), default=["sft", "grpo"])
+    parser.add_argument("--stages", nargs="+", choices=("sft", "grpo", "reflect"), default=["sft", "grpo", "reflect"])
     parser.add_argument("--sft-steps", type=int, default=6, help="optimizer steps of each SFT run")
     parser.add_argument("--grpo-steps", type=int, default=4, help="optimizer steps of each GRPO run")
+    parser.add_argument("--reflect-steps", type=int, default=2, help="optimizer steps of each Reflection-GRPO run")
     parser.add_argument("--train", type=int, default=256, help="train records of the world")
     parser.add_argument("--no-resume", action="store_true", help="skip the resumed two-process runs")
     return parser.parse_args(argv)
@@ -120,9 +128,9 @@ def prepare(run: Runner, out: Path, train: int) -> Path:
 
 def stage(run: Runner, out: Path, kind: str, world: Path, start: Path, steps: int, resume: bool) -> dict:
     """One stage's three (or four) runs: -> the folders, by role."""
-    flags = SFT_FLAGS if kind == "sft" else GRPO_FLAGS
+    command, flags = COMMANDS[kind]
     half = max(steps // 2, 1)
-    common = [kind, "--world", str(world), "--model_name_or_path", str(start), "--max_steps", str(steps),
+    common = [command, "--world", str(world), "--model_name_or_path", str(start), "--max_steps", str(steps),
               "--save_steps", str(half), "--per_device_train_batch_size", str(PER_DEVICE_BATCH), *flags]
     if kind == "grpo":  # the bench (the gathered policy, sampled by the main process) at the start and the end
         common += ["--eval_every", str(steps), "--eval_prompts", "4"]
@@ -194,6 +202,9 @@ def check(kind: str, dirs: dict) -> dict:
     if "resumed" in dirs:
         result["max_abs_resumed_vs_2proc"] = max_abs(weights(dirs["resumed"]), two)
         ok = ok and result["max_abs_resumed_vs_2proc"] <= TOLERANCE
+    if kind == "reflect":  # the same rewards at every step
+        result["rewards_1proc"], result["rewards_2proc"] = train_rewards(dirs["1proc"]), train_rewards(dirs["2proc"])
+        ok = ok and result["rewards_1proc"] == result["rewards_2proc"]
     if kind == "grpo":  # the rollouts themselves: the same rewards at every step, the same final bench
         result["rewards_1proc"], result["rewards_2proc"] = train_rewards(dirs["1proc"]), train_rewards(dirs["2proc"])
         benches = [json.loads((dirs[r] / "grpo_summary.json").read_text()).get("final_bench")
@@ -225,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(SHIPPED / "sft", out / "grpo_start")
             dirs = stage(run, out, "grpo", world, out / "grpo_start", args.grpo_steps, not args.no_resume)
             report["checks"]["grpo"] = check("grpo", dirs)
+        if "reflect" in args.stages:
+            run("reflect_data", janus("reflect-data", "--world", str(world), "--n", "32", "--quiet"))
+            shutil.copytree(SHIPPED / "sft", out / "reflect_start")
+            dirs = stage(run, out, "reflect", world, out / "reflect_start", args.reflect_steps, not args.no_resume)
+            report["checks"]["reflect"] = check("reflect", dirs)
         report["passed"] = all(c["ok"] for c in report["checks"].values())
     except RuntimeError as err:
         report["error"], report["passed"] = str(err), False

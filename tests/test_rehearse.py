@@ -63,6 +63,19 @@ def test_sft_in_two_fsdp_processes_takes_the_one_process_steps(tmp_path):
     assert all(v == "ok" for v in sft["loads"].values())
 
 
+def test_reflection_grpo_groups_span_the_processes(tmp_path):
+    """num_generations is a group's size over all processes in reflect-grpo too: two processes each redraw half of
+    every group (keyed, so the same redraws), the rewards are gathered, and the step equals one process's."""
+    rehearse = _load_script()
+    out = tmp_path / "rehearsal"
+    code = rehearse.main(["--stages", "reflect", "--reflect-steps", "2", "--no-resume", "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0, json.dumps(report, indent=1)[-3000:]
+    reflect = report["checks"]["reflect"]
+    assert reflect["max_abs_2proc_vs_1proc"] <= 1e-4 < reflect["max_abs_1proc_vs_start"]
+    assert reflect["rewards_1proc"] == reflect["rewards_2proc"] and len(reflect["rewards_1proc"]) == 2
+
+
 # --- the save path in two sharded processes ---------------------------------------------------------------------------
 def _sharded_worker(rank: int, world: int, port: int, policy_dir: str, out: str) -> None:
     """One of two processes: FSDP2 over gloo through accelerate, then a save and a gathered rollout."""

@@ -18,8 +18,9 @@ The editor phase takes its fixed edits from the perturbation data rather than fr
 edit known to be right (the plan the image failed, the boxes that must change), so the phase measures what it is
 meant to (drawing well under a given edit), and it does not wait for the actor to write usable edits.
 
-Groups are per process: each process draws its own first images and all G samples of each (only DAPO's token
-count is gathered). The ShapeWorld oracle's truth is logged beside the reward: reward/oracle, accuracy,
+A group is num_generations episodes (or redraws) over all processes, as in GRPO: every process sees the same prompts
+and the same first image of each (drawn with the rollout's shared seed), runs G / world size of its episodes, and
+the rewards are gathered so that each group is normalised together (`_advantages`). The ShapeWorld oracle's truth is logged beside the reward: reward/oracle, accuracy,
 oracle/correct_*, and the checker's accuracy against it (checker/*).
 """
 
@@ -60,6 +61,8 @@ from train.grpo.trainer import (
     load_bench,
     load_prompts,
     rollout_seed,
+    to_groups,
+    to_rank,
 )
 from train.reflect.config import REFLECT_FILE, VERDICTS, ReflectGRPOConfig
 from train.reflect.episodes import (
@@ -103,24 +106,38 @@ class ReflectGRPOTrainer(GRPOTrainer):
         super().__init__(policy, args, train_dataset, judge, callbacks=callbacks)
         self.checker, self.actor = checker, actor  # the loop's roles (scripted in tests)
 
-    def _generator(self) -> torch.Generator:
-        seed = rollout_seed(self.args.seed, self._rollouts, self.accelerator.process_index)
+    def _seeds(self) -> tuple[int, torch.Generator]:
+        """This rollout's shared seed (the same on every process: what all of a group share, e.g. its first image)
+        and a generator of this process's own (its episodes' draws)."""
+        shared = rollout_seed(self.args.seed, self._rollouts, 0)
+        own = rollout_seed(self.args.seed, self._rollouts, self.accelerator.process_index)
         self._rollouts += 1
-        return torch.Generator(device=self.policy.device).manual_seed(seed)
+        return shared, torch.Generator(device=self.policy.device).manual_seed(own)
+
+    def _local_generations(self) -> int:
+        """Episodes per group on this process: num_generations is a group's size over all processes, as in GRPO
+        (every process sees the same prompts; GRPOConfig checks that the world size divides it)."""
+        return self.args.num_generations // self.accelerator.num_processes
 
     def _advantages(self, rewards: list[float | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (valid (R,), advantages (R,)) over this process's groups of num_generations rows; logs the rewards."""
-        valid = torch.tensor([r is not None for r in rewards])  # (R,)
-        values = torch.tensor([0.0 if r is None else float(r) for r in rewards])  # (R,)
-        adv, adv_metrics = group_advantages(
-            values, self.args.num_generations, self.args.scale_rewards, valid, self.args.advantage_std_floor
-        )
+        """-> (valid (R,), advantages (R,)) of this process's rows (prompt-major, `_local_generations` per prompt),
+        each group of num_generations normalised together whichever process ran its members; logs the rewards."""
+        acc = self.accelerator
+        W, G = acc.num_processes, self.args.num_generations
+        P = len(rewards) // (G // W)
+        local = torch.tensor([[0.0 if r is None else float(r), float(r is not None)] for r in rewards],
+                             device=acc.device)  # (R, 2): reward, valid
+        grouped = to_groups(acc.gather(local), W, P) if W > 1 else local  # (P * G, 2)
+        valid, values = grouped[:, 1].bool().cpu(), grouped[:, 0].cpu()  # (P * G,)
+        adv, adv_metrics = group_advantages(values, G, self.args.scale_rewards, valid, self.args.advantage_std_floor)
         m = self._metrics
         m["reward"].append(float(values[valid].mean()) if valid.any() else math.nan)
         m["reward_std"].append(float(values[valid].std()) if valid.sum() > 1 else 0.0)
         m["rewards_none"].append(float((~valid).sum()))
         for key, value in adv_metrics.items():
             m[f"adv/{key}"].append(value)
+        if W > 1:
+            return to_rank(valid, W, P, acc.process_index), to_rank(adv, W, P, acc.process_index)
         return valid, adv
 
     def _to_chunks(self, batch: dict[str, torch.Tensor]) -> list[dict]:
@@ -186,13 +203,13 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
     @torch.no_grad()
     def _generate_and_score(self, records: list[dict]) -> list[dict]:
         args, policy = self.args, self.gathered_policy()  # whole weights: gathered under FSDP / ZeRO-3
-        G = args.num_generations
+        Gl = self._local_generations()
         prompts = [r["prompt"] for r in records]
         t0 = time.perf_counter()
-        generator = self._generator()
-        first = sample(policy, prompts, args.rollout_config(1), generator=generator)  # (P rows)
+        shared, generator = self._seeds()
+        first = sample(policy, prompts, args.rollout_config(1), seed=shared)  # (P rows): the same on every process
         result = reflect(policy, prompts, args.reflect_config(), args.rollout_config(1), generator=generator,
-                         initial=repeat_rows(first, G), checker=self.checker, actor=self.actor)  # (P * G rows)
+                         initial=repeat_rows(first, Gl), checker=self.checker, actor=self.actor)  # (P * Gl rows)
         t1 = time.perf_counter()
         metadata = [records[i].get("metadata") for i in result.initial.prompt_index.tolist()]
         intrinsic = episode_rewards(result)  # RL-RIG's own signal, logged whatever the reward
@@ -253,21 +270,22 @@ class EditorPhaseTrainer(ReflectGRPOTrainer):
     @torch.no_grad()
     def _generate_and_score(self, records: list[dict]) -> list[dict]:
         args, policy = self.args, self.gathered_policy()  # whole weights: gathered under FSDP / ZeRO-3
-        G = args.num_generations
+        Gl = self._local_generations()
         prompts, chains = [r["prompt"] for r in records], [r["chain"] for r in records]
         t0 = time.perf_counter()
         pixels = torch.stack([load_image(self.world_info.root / r["image"], self.world_info.size, policy.image_size)
                               for r in records])  # (P, 3, S, S) uint8
         before_tokens = encode_images(policy.base.model.vqmodel, pixels).to(policy.device)  # (P, N)
         boxes = [[Box(*b) for b in r["edit_boxes"]] for r in records]
-        generator = self._generator()
-        rollout = edit(policy, prompts, chains, before_tokens, boxes, args.rollout_config(G),
-                       generator=generator)  # (P * G rows), prompt-major
+        shared, generator = self._seeds()
+        # keyed by sample index: a group's redraws are the same however many processes share them
+        rollout = edit(policy, prompts, chains, before_tokens, boxes, args.rollout_config(Gl), seed=shared,
+                       sample_offset=self.accelerator.process_index * Gl)  # (P * Gl rows), prompt-major
         t1 = time.perf_counter()
         before = _images(policy, before_tokens)  # what the editor started from: the VQ's reading of the image
         after = _images(policy, rollout.image_tokens)
         t2 = time.perf_counter()
-        group = [r // G for r in range(rollout.num_rows)]  # row -> its edit
+        group = [r // Gl for r in range(rollout.num_rows)]  # row -> its edit
         metadata = [records[p].get("metadata") for p in group]
         intrinsic, parsed = self._intrinsic(policy, before, after, prompts, chains, group, generator)
         if args.reward == INTRINSIC:
@@ -275,7 +293,7 @@ class EditorPhaseTrainer(ReflectGRPOTrainer):
         else:
             rewards = judge_rewards(self.judge, [prompts[p] for p in group], [before[p] for p in group], after,
                                     metadata)
-        first = [fact_score(m, im) if m is not None else None for m, im in zip(metadata[::G], before)]
+        first = [fact_score(m, im) if m is not None else None for m, im in zip(metadata[::Gl], before)]
         oracle = [None if m is None else fact_score(m, im) - first[p] for m, im, p in zip(metadata, after, group)]
         t3 = time.perf_counter()
         valid, adv = self._advantages(rewards)
@@ -291,7 +309,7 @@ class EditorPhaseTrainer(ReflectGRPOTrainer):
         known = [(meta, im) for meta, im in zip(metadata, after) if meta is not None]
         m["accuracy"].append(_mean([float(oracle_correct(meta, im)) for meta, im in known]))
         m["oracle/correct_before"].append(_mean([float(oracle_correct(meta, im))
-                                                 for meta, im in zip(metadata[::G], before) if meta is not None]))
+                                                 for meta, im in zip(metadata[::Gl], before) if meta is not None]))
         if parsed is not None and known:
             checked = [(p, meta, im) for p, meta, im in zip(parsed, metadata, after) if meta is not None]
             truths = [oracle_verdicts(meta, im) for _, meta, im in checked]
