@@ -145,15 +145,20 @@ def _prompts(n: int) -> list[str]:
     return ["p" * k for k in range(1, n + 1)]  # a distinct answer each: replies cannot be swapped unnoticed
 
 
-def test_concurrent_requests_are_answered_in_batches_up_to_max_batch(serve):
-    judge = SlowBatchedJudge()
-    server = serve(judge, max_batch=5)
-    remote = make_judge(server.url, structured=True, concurrency=16, retries=0, timeout=30)
+def _score_distinct(server, n: int, concurrency: int) -> None:
+    """n distinct rubric requests through the http judge at `concurrency`; each reply is its own request's."""
+    remote = make_judge(server.url, structured=True, concurrency=concurrency, retries=0, timeout=30)
     try:
-        prompts = _prompts(16)
+        prompts = _prompts(n)
         assert remote.score([RubricRequest("semantic", p) for p in prompts]) == [len(p) / 100 for p in prompts]
     finally:
         remote.close()
+
+
+def test_concurrent_requests_are_answered_in_batches_up_to_max_batch(serve):
+    judge = SlowBatchedJudge()
+    server = serve(judge, max_batch=5)
+    _score_distinct(server, 16, concurrency=16)
     assert sum(judge.calls) == 16 and max(judge.calls) <= 5
     assert max(judge.calls) >= 2 and len(judge.calls) < 16  # gathered while the judge was busy
     calls = len(judge.calls)
@@ -166,12 +171,7 @@ def test_max_batch_1_and_unbatched_judges_answer_each_request_alone(serve):
         if not settings:
             judge.batched = False  # e.g. the oracle: each request alone, several workers at once
         server = serve(judge, **settings)
-        remote = make_judge(server.url, structured=True, concurrency=8, retries=0, timeout=30)
-        try:
-            prompts = _prompts(8)
-            assert remote.score([RubricRequest("semantic", p) for p in prompts]) == [len(p) / 100 for p in prompts]
-        finally:
-            remote.close()
+        _score_distinct(server, 8, concurrency=8)
         assert judge.calls == [1] * 8
 
 
