@@ -156,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
     if run_.round_metrics:
         print("after each round: " + ", ".join(f"r{j} {run_.round_metrics[f'overall@r{j}']:.4f}"
                                                for j in range(args.reflect + 1)))
+        m = run_.round_metrics
+        if "edited" in m:
+            print(f"the first check flagged {m['flagged_wrong@r0']:.1%} of the wrong first images and "
+                  f"{m['flagged_right@r0']:.1%} of the right ones; {m['edited']:.1%} of the samples were edited")
     print(f"{score.n_images} images, {score.correct_images} correct; {score.n_prompts} prompts, "
           f"{score.correct_prompts} with a correct image; results in {score.results_path}")
     if score.problems:

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an extra picture to show below the table (a loss or reward curve, a gallery strip); "
                         "copied into OUT/figures/; repeatable")
     parser.add_argument("--title", default="janus-rig evaluation report", help="the report's heading")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="a line of text under the heading (how the runs were made, steps taken); repeatable")
     add_overwrite_argument(parser, text="replace an earlier report in --out: its report.*, thumbnails/ and figures/ "
                            "are deleted first, the rest of --out stays (without it an earlier report is refused)")
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     build_table(args.runs)  # a run without summaries is named before an earlier report goes
     # --out may be a run's own folder (the quickstart writes RUN/report.html): only the report's entries count
     prepare_out_dir(args.out, args.overwrite, only=(REPORT_MD, REPORT_HTML, REPORT_JSON, THUMBNAILS_DIR, FIGURES_DIR))
-    paths = write_report(args.runs, args.out, [parse_figure(spec) for spec in args.figure], args.title)
+    paths = write_report(args.runs, args.out, [parse_figure(spec) for spec in args.figure], args.title,
+                         args.note)
     print(f"report over {len(args.runs)} runs: {paths['md']}, {paths['html']} (table: {paths['json']})")
     return 0

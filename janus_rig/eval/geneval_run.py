@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from data_prep.shapeworld.oracle import check_chain, validate_metadata
 from janus_rig.chain import ParsedChain, draw_boxes, parse_chain
+from janus_rig.eval.edit_strip import edit_strip, flag_metrics
 from janus_rig.eval.geneval_layout import (
     CHAINS_FILE,
     OVERLAYS_DIR,
@@ -223,7 +224,8 @@ class GenevalRun:
     score: ScoreSummary | None  # None when not oracle-scored
     entries: list[Entry]
     samples_per_prompt: int
-    round_metrics: dict[str, float] = field(default_factory=dict)  # "overall@r0", "<tag>@r1", ... (oracle-scored)
+    # "overall@r0", "<tag>@r1", ..., and the first check's flags ("flagged_right@r0", ...; edit_strip.py)
+    round_metrics: dict[str, float] = field(default_factory=dict)  # oracle-scored reflecting runs only
     chain_split: dict[str, dict] = field(default_factory=dict)  # tag -> `score.chain_split` (oracle-scored)
 
 
@@ -282,7 +284,8 @@ def run_geneval(policy, entries: list[Entry], out_dir: str | Path, config: Rollo
                 trace["scores"] = {"correct": result["correct"], "chain_ok": chain_ok, **reason,
                                    **trace.get("scores", {})}
                 split.append((trace["tag"], chain_ok, result["correct"]))
-    return GenevalRun(traces, score, entries, config.group_size, round_metrics(per_round), chain_split(split))
+    return GenevalRun(traces, score, entries, config.group_size, {**round_metrics(per_round), **flag_metrics(traces)},
+                      chain_split(split))
 
 
 def _save_rounds(draw: Draw, folder: Path, k: int, metadata: dict | None, record: dict) -> list[bool]:
@@ -337,6 +340,9 @@ def write_geneval_outputs(out_dir: str | Path, run: GenevalRun, *, model: str, h
         extra["score_with"] = official_score_commands(out)
     else:
         extra.update(correct_prompts=score.correct_prompts, problems=score.problems, chain_split=run.chain_split)
+    if reflect_rounds:
+        strip = edit_strip(out, run.traces)
+        extra["edit_strip"] = strip and strip.name  # before | edit boxes | after, for up to 6 edited samples
     write_summary(out, kind="geneval", model=model, samples=len(run.traces),
                   metrics={**score.metrics(), **run.round_metrics} if score else {},
                   per_tag=score.per_tag_records() if score else None,

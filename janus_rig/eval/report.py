@@ -138,9 +138,9 @@ def _copy_figures(figures: list[tuple[Path, str]], out: Path) -> list[dict]:
 
 
 def render_markdown(table: dict, created: str, missing: list[str], figures: list[dict] = (),
-                    title: str = "janus-rig evaluation report") -> str:
+                    title: str = "janus-rig evaluation report", notes: list[str] = ()) -> str:
     columns = table["columns"]
-    lines = [f"# {title}", "", f"{len(table['rows'])} runs, {created}.", "",
+    lines = [f"# {title}", "", f"{len(table['rows'])} runs, {created}.", "", *chain.from_iterable((n, "") for n in notes),
              "| run | model | " + " | ".join(_md_cell(c) for c in columns) + " |",
              "|---|---|" + "---:|" * len(columns)]
     for row in table["rows"]:
@@ -175,7 +175,7 @@ figure { margin: .5em 0 1.5em; } figure img { max-width: 100%; border: 1px solid
 
 
 def render_html(table: dict, created: str, missing: list[str], figures: list[dict] = (),
-                title: str = "janus-rig evaluation report") -> str:
+                title: str = "janus-rig evaluation report", notes: list[str] = ()) -> str:
     esc = lambda v: html.escape(str(v), quote=True)  # noqa: E731
     heads = []
     for column in table["columns"]:
@@ -191,26 +191,28 @@ def render_html(table: dict, created: str, missing: list[str], figures: list[dic
         size = f'width="{THUMBNAIL_PX}" height="{THUMBNAIL_PX}"'
         images = "".join(f'<img src="{esc(quote(p))}" {size} alt="{esc(row["run"])}">' for p in row["thumbnails"])
         strips.append(f"<h2>{esc(row['run'])}</h2><div class=\"strip\">{images or '(no thumbnails)'}</div>")
-    notes = "".join(f"<li>{esc(m)}</li>" for m in missing)
+    absent = "".join(f"<li>{esc(m)}</li>" for m in missing)
     shown = "".join(f'<figure><img src="{esc(quote(f["path"]))}" alt="{esc(f["caption"])}">'
                     f'<figcaption>{esc(f["caption"])}</figcaption></figure>' for f in figures)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
         f"<style>{_CSS}</style></head>\n<body><h1>{esc(title)}</h1>"
         f"<p>{len(table['rows'])} runs, {esc(created)}.</p>\n"
+        + "".join(f"<p>{esc(note)}</p>\n" for note in notes)
+        +
         f"<table><thead><tr><th>run</th><th>model</th>{''.join(heads)}</tr></thead>\n"
         f"<tbody>{''.join(body)}</tbody></table>\n"
         + "\n".join(strips)
         + (f"<h2>Figures</h2>{shown}" if figures else "")
-        + (f'<h2>Missing thumbnails</h2><ul class="missing">{notes}</ul>' if missing else "")
+        + (f'<h2>Missing thumbnails</h2><ul class="missing">{absent}</ul>' if missing else "")
         + "\n</body></html>\n"
     )
 
 
 def write_report(run_dirs: list[str | Path], out_dir: str | Path, figures: list[tuple[Path, str]] = (),
-                 title: str = "janus-rig evaluation report") -> dict[str, Path]:
+                 title: str = "janus-rig evaluation report", notes: list[str] = ()) -> dict[str, Path]:
     """Read every run's summaries, copy thumbnails (and `figures`, (path, caption) pairs such as loss curves), write
-    report.md / .html / .json; -> {"md", "html", "json"} paths."""
+    report.md / .html / .json with `notes` (lines of text) under the title; -> {"md", "html", "json"} paths."""
     table = build_table(run_dirs)  # every error (a run without summaries, a malformed one) before anything is written
     absent = [str(path) for path, _ in figures if not Path(path).is_file()]
     if absent:
@@ -221,8 +223,8 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, figures: list[
     copied = _copy_figures(list(figures), out)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     paths = {"md": out / REPORT_MD, "html": out / REPORT_HTML, "json": out / REPORT_JSON}
-    paths["md"].write_text(render_markdown(table, created, missing, copied, title), encoding="utf-8")
-    paths["html"].write_text(render_html(table, created, missing, copied, title), encoding="utf-8")
-    paths["json"].write_text(json.dumps({"created": created, "title": title, **table, "figures": copied,
+    paths["md"].write_text(render_markdown(table, created, missing, copied, title, notes), encoding="utf-8")
+    paths["html"].write_text(render_html(table, created, missing, copied, title, notes), encoding="utf-8")
+    paths["json"].write_text(json.dumps({"created": created, "title": title, "notes": list(notes), **table, "figures": copied,
                                          "missing_thumbnails": missing}, indent=2) + "\n")
     return paths

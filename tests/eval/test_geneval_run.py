@@ -314,7 +314,10 @@ def test_reflect_generate_starts_from_the_plain_samples(tiny_policy, world, tmp_
         assert [r["status"] for r in ours["reflect"]] == ["edited", "keep"] and ours["edits"] == 1
         assert ours["chain"] == ours["reflect"][1]["plan"] and ours["initial_chain"] == theirs["chain"]
     assert run.round_metrics["overall@r0"] == plain.score.overall
-    assert set(run.round_metrics) == {f"{t}@r{j}" for t in ["overall", *plain.score.per_tag] for j in range(3)}
+    per_round = {f"{t}@r{j}" for t in ["overall", *plain.score.per_tag] for j in range(3)}
+    assert set(run.round_metrics) == per_round | {"flagged_right@r0", "flagged_wrong@r0", "edited"}
+    assert run.round_metrics["edited"] == 1.0  # the scripted checker flags every first image, the actor edits it
+    assert run.round_metrics["flagged_right@r0"] in (0.0, 1.0) and run.round_metrics["flagged_wrong@r0"] in (0.0, 1.0)
 
 
 def test_reflect_generate_with_final_best_writes_the_chosen_image(tiny_policy, world, tmp_path, monkeypatch):
@@ -355,7 +358,8 @@ def test_cli_reflect_one_round(tiny_policy_dir, world, tmp_path, capsys):
     summary = read_summary(out)
     assert summary["reflect_rounds"] == 1 and summary["samples"] == 1
     assert set(summary["metrics"]) == {"overall", "position", "overall@r0", "position@r0", "overall@r1",
-                                       "position@r1"}
+                                       "position@r1", "flagged_right@r0", "flagged_wrong@r0", "edited"}
+    assert summary["edit_strip"] in (None, "edit_strip.png")  # a random model's reflections rarely edit
     (folder,) = prompt_dirs(out)
     (record,) = read_chains(folder)
     assert [(folder / rel).is_file() for rel in record["round_images"]] == [True, True]

@@ -107,11 +107,14 @@ def test_figures_are_copied_captioned_and_named_when_missing(runs, tmp_path, cap
     curve = tmp_path / "reward_curve.png"
     Image.new("RGB", (20, 10), (1, 2, 3)).save(curve)
     assert main(["eval", "report", *map(str, runs), "--out", str(tmp_path / "r"), "--title", "quickstart",
-                 "--figure", f"{curve}=GRPO reward", "--figure", str(curve)]) == 0
+                 "--figure", f"{curve}=GRPO reward", "--figure", str(curve), "--note", "GRPO: 120 steps <ok>"]) == 0
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["title"] == "quickstart" and [f["caption"] for f in data["figures"]] == ["GRPO reward", "reward_curve.png"]
+    assert data["notes"] == ["GRPO: 120 steps <ok>"]
     html = (tmp_path / "r" / "report.html").read_text()
     assert "<h1>quickstart</h1>" in html and "<figcaption>GRPO reward</figcaption>" in html
+    assert "<p>GRPO: 120 steps &lt;ok&gt;</p>" in html
+    assert "GRPO: 120 steps <ok>" in (tmp_path / "r" / "report.md").read_text()
     for figure in data["figures"]:
         with Image.open(tmp_path / "r" / figure["path"]) as image:
             assert image.getpixel((0, 0)) == (1, 2, 3)
