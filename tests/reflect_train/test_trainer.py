@@ -21,7 +21,8 @@ from janus_rig.rollout import RolloutConfig, sample, token_masks
 from tests.reflect_train.roles import EDIT_BOXES, Forced, before_yes, edit_once, edit_text, reflection
 from train.grpo.algos import group_advantages
 from train.reflect.config import ReflectGRPOConfig, parse_config
-from train.reflect.episodes import deciding_checks, episode_rewards, oracle_rewards, repeat_rows
+from train.reflect.episodes import (deciding_checks, episode_rewards, fact_score, oracle_rewards, outcome_rewards,
+                                    repeat_rows)
 from train.reflect.trainer import build_trainer, run_reflect_grpo
 
 G, P = 4, 2  # generations per group, groups per step
@@ -139,6 +140,10 @@ def test_final_best_rewards_the_pick_and_trains_every_check(policy, world, monke
     by_judge = episode_rewards(result, "shapeworld", judge, meta)
     oracle = oracle_rewards(result, meta)
     assert all(by_judge[r] == 0.0 and oracle[r] == 0.0 for r in range(1, 2 * G, 2))  # the pick kept the first
+    # reward: outcome is the picked image's own score: the oracle's after-minus-before plus the first image's
+    outcome = outcome_rewards(result, meta)
+    for r in range(2 * G):
+        assert outcome[r] == pytest.approx(oracle[r] + fact_score(meta[r], result.traces[r][0].image))
     even = list(range(0, 2 * G, 2))  # the judge scores the picked edits against their first image, and only those
     assert [by_judge[r] for r in even] == judge_rewards(judge, [result.prompts[r] for r in even],
                                                         [result.traces[r][0].image for r in even],
@@ -220,6 +225,44 @@ def test_codes_view_texts_carry_the_codes_they_read(tmp_path, world, policy_dir)
     got = grads(trainer)
     assert any(v for n, v in got.items() if n.startswith("lm_head"))
     assert not any(v for n, v in got.items() if n.startswith("model.aligner"))
+
+
+def test_own_first_images_outcome_reward_and_train_plan(tmp_path, world, policy_dir):
+    """first_images: own draws each episode's first image (a group's first chains differ), reward: outcome is the
+    oracle's score of the image each episode ends with, and train_plan adds each episode's first chain to the batch
+    with its advantage: the chain tokens carry the loss, never the image codes; re-scoring gives the sampled
+    log-probs (ratio 1)."""
+    import shutil
+
+    codes_dir = tmp_path / "codes_policy"
+    shutil.copytree(policy_dir, codes_dir)
+    (codes_dir / "roles.json").write_text('{"image_view": "codes"}')
+    checker, actor = edit_once()
+    trainer = build_trainer(config(tmp_path, world, codes_dir, first_images="own", reward="outcome", train_plan=True,
+                                   train_checker=False, temperature=2.0), checker=checker, actor=actor)
+    captured = {}
+    real = trainer.__class__._advantages
+
+    def spy(self, rewards):
+        captured["rewards"] = rewards
+        return real(self, rewards)
+
+    trainer._advantages = spy.__get__(trainer)
+    inputs = first_inputs(trainer)
+    ids, mask, codes = inputs["input_ids"], inputs["loss_mask"], inputs["image_mask"]
+    assert ids.shape[0] == 2 * P * G  # the P * G edits, then the P * G plans
+    plans = ids[P * G:]
+    assert len({tuple(row.tolist()) for row in plans[:G]}) > 1  # a group's episodes drew their own first images
+    assert not (codes & mask).any() and codes[P * G:].sum(-1).tolist() == [trainer.policy.num_image_tokens] * (P * G)
+    chain_tokens = mask[P * G:].sum(-1)  # each plan's chain (6 tokens at most here, + an emitted <boi>)
+    assert bool((chain_tokens >= 1).all()) and bool((chain_tokens <= 7).all())
+    assert torch.equal(inputs["advantages"][:P * G], inputs["advantages"][P * G:])  # each plan: its episode's
+    rewards = captured["rewards"]
+    assert len(rewards) == P * G and all(0.0 <= r <= 1.0 for r in rewards)
+    assert trainer._metrics["reward/outcome"] == [pytest.approx(sum(rewards) / len(rewards))]
+    with torch.no_grad():
+        logps = trainer.model(ids, codes, inputs["attention_mask"], mask)
+    assert float(((logps - inputs["old_logps"]).abs() * mask).max()) < 1e-4
 
 
 def test_actor_edits_only_without_the_checker(tmp_path, world, policy_dir):
@@ -384,6 +427,8 @@ def test_editor_rows_are_checked_and_bad_ones_reported(tmp_path, world, policy_d
     (dict(reward="verdicts"), "needs phase: actor and rounds: 0"),
     (dict(rounds=0), "rounds: 0 goes with reward: verdicts"),
     (dict(final="best", rating="oracle"), "unknown rating"),
+    (dict(first_images="many"), "valid: shared, own"),
+    (dict(train_plan=True), "needs phase: actor and first_images: own"),
 ])
 def test_invalid_settings_say_how_to_fix(tmp_path, world, policy_dir, overrides, message):
     with pytest.raises(ValueError) as err:

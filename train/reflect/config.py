@@ -26,7 +26,9 @@ from train.grpo.config import GRPOConfig
 
 PHASES = ("actor", "editor")
 VERDICTS = "verdicts"  # the checker's own accuracy by the oracle (episodes.verdict_rewards)
-REWARDS = ("intrinsic", "judge", VERDICTS)
+OUTCOME = "outcome"  # the oracle's score of the image an episode ends with (episodes.outcome_rewards)
+REWARDS = ("intrinsic", "judge", VERDICTS, OUTCOME)
+FIRST_IMAGES = ("shared", "own")
 CHECKER_TOKENS = ("all", "verdicts")
 REFLECT_FILE = "reflect.jsonl"  # WORLD/reflect.jsonl, written by `janus-rig reflect-data`
 
@@ -42,8 +44,16 @@ class ReflectGRPOConfig(GRPOConfig):
                         "before (RL-RIG, no external verifier); judge: the `judge` field's prompt-image score after "
                         "minus before (shapeworld, hf, or an http URL); verdicts: how right the first reflection "
                         "is about the first image by the ShapeWorld oracle (half its verdicts' accuracy, half its "
-                        "decision's), which trains the checker alone (rounds: 0, no edits). The oracle's truth is "
-                        "logged either way", default="intrinsic")
+                        "decision's), which trains the checker alone (rounds: 0, no edits); outcome: the ShapeWorld "
+                        "oracle's score of the image the episode ends with, not relative to its first image (with "
+                        "first_images: own, groups compare whole episodes). The oracle's truth is logged either way",
+                        default="intrinsic")
+    first_images: str = _help("actor phase: shared, a group's G episodes start from copies of one first image "
+                              "(RL-RIG's per-edit credit); own, each episode draws its own first image, so a group "
+                              "compares whole loops: plan, drawing, checks and edits", default="shared")
+    train_plan: bool = _help("actor phase, with first_images: own: optimise each episode's first chain (the plan) "
+                             "with the episode's advantage too, so the plan learns from how the whole loop ends",
+                             default=False)
     rounds: int = _help("actor phase: K, the loop's edits per image at most in each episode (every edit is "
                         "followed by a check; the reward is the score after the last one minus the first); "
                         "also the rounds of the bench evaluation (eval_every)", default=1)
@@ -86,7 +96,7 @@ class ReflectGRPOConfig(GRPOConfig):
     # --help lists this group first, then GRPOConfig's (janus_rig/commands/_recipe.py); the two GRPO fields redefined
     # above keep their GRPO groups
     FLAG_GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "reflection": ("phase", "reward", "rounds", "max_reflection_tokens", "max_edit_tokens", "paste_back",
+        "reflection": ("phase", "reward", "first_images", "train_plan", "rounds", "max_reflection_tokens", "max_edit_tokens", "paste_back",
                        "edit_region", "train_checker", "checker_tokens", "actor", "final", "rating",
                        "malformed_penalty"),
     }
@@ -111,11 +121,16 @@ class ReflectGRPOConfig(GRPOConfig):
         for name in ("max_reflection_tokens", "max_edit_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.first_images not in FIRST_IMAGES:
+            raise ValueError(f"unknown first_images {self.first_images!r}; valid: {', '.join(FIRST_IMAGES)}")
+        if self.train_plan and (self.phase != "actor" or self.first_images != "own"):
+            raise ValueError("train_plan optimises each episode's own first chain: it needs phase: actor and "
+                             "first_images: own (copies of one first image share one plan, which nothing can rank)")
         if self.actor not in ACTORS:
             raise ValueError(f"unknown actor {self.actor!r}; valid: {', '.join(ACTORS)}")
-        if self.actor != "model" and not self.train_checker:
+        if self.actor != "model" and not self.train_checker and not self.train_plan:
             raise ValueError(f"actor={self.actor!r} is fixed (not optimised) and train_checker is false: nothing "
-                             "would learn; set train_checker: true or actor: model")
+                             "would learn; set train_checker: true, actor: model or train_plan: true")
         if self.checker_tokens not in CHECKER_TOKENS:
             raise ValueError(f"unknown checker_tokens {self.checker_tokens!r}; valid: {', '.join(CHECKER_TOKENS)}")
         self.reflect_config()  # ValueError naming a bad final / rating / edit_region

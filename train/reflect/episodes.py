@@ -17,6 +17,11 @@ right, and the reward is the score of that pick minus the first image's: a flag 
 the first image, and every check is optimised, the one after the last edit included, since each rates an image the
 pick chooses among (praising a bad edit now loses reward).
 
+With `first_images: own` a group's episodes each draw their own first image, so the group compares whole loops;
+`reward: outcome` then scores the image each ends with (not relative to its first), and `train_plan` adds each
+episode's first chain to the optimised tokens: RL-RIG's end-to-end variant, where the plan learns from how the
+loop ends, not only from its own drawing.
+
 Editor phase (`editor_batch`): a group is G redraws of one fixed edit; the optimised tokens are the redrawn image
 tokens (inside the edit boxes; every other token is fed from the image, never sampled), as the rollout's
 `completion_mask` marks them.
@@ -102,6 +107,14 @@ def verdict_rewards(result: LoopResult, metadata: list[dict | None]) -> list[flo
     return rewards
 
 
+def outcome_rewards(result: LoopResult, metadata: list[dict | None]) -> list[float | None]:
+    """Per row: the oracle's `fact_score` of the image the episode ends with (`LoopResult.chosen`), not relative to
+    its first image (None without metadata). With `first_images: own` a group compares whole episodes, the first
+    drawing included; with shared first images it ranks the rows as after-minus-before does."""
+    return [None if meta is None else fact_score(meta, result.chosen(r).image)
+            for r, meta in zip(range(len(result.traces)), metadata)]
+
+
 def oracle_rewards(result: LoopResult, metadata: list[dict | None]) -> list[float | None]:
     """Per row: the oracle's `fact_score` of the image it ends with (`LoopResult.chosen`) minus its first (None
     without metadata)."""
@@ -140,7 +153,8 @@ def actor_sequences(result: LoopResult, train_checker: bool, train_actor: bool =
 
 def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tensor, train_checker: bool,
                 pad_id: int, mask_truncated: bool = False, dtype: torch.dtype | None = None,
-                train_actor: bool = True, verdicts_from: int | None = None) -> dict[str, torch.Tensor]:
+                train_actor: bool = True, verdicts_from: int | None = None,
+                plans: Rollout | None = None) -> dict[str, torch.Tensor]:
     """The texts of `actor_sequences`, left-padded into one batch of S sequences, each with its row's advantage:
 
         input_ids, attention_mask, loss_mask (the written tokens), old_logps (as sampled)   (S, T)
@@ -150,9 +164,12 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
     With no optimised text (every row kept or was unreadable and train_checker is off), the first reflection is
     the one row, with an empty loss mask (a zero loss). Texts of rows whose reward is not `valid` (R,) carry no
     loss; `mask_truncated` empties the mask of texts cut off at their token limit too. With `verdicts_from` (the
-    <|verdict|> token's id) a reflection's mask starts at its first verdict: its seen chain is not optimised."""
+    <|verdict|> token's id) a reflection's mask starts at its first verdict: its seen chain is not optimised.
+    `plans`: the episodes' own first images (R rows, `first_images: own`), whose chains join the batch with their
+    episode's advantage (`train_plan`): the loss reads the chain tokens (and an emitted <begin_of_image>), never
+    the image codes."""
     picks = actor_sequences(result, train_checker, train_actor)
-    empty = not picks
+    empty = not picks and plans is None
     if empty:
         picks = [(result.rounds[0].rows[0], result.rounds[0].checker, 0, True)]
     ids, masks, olds, pixels, codes_at, rows = [], [], [], [], [], []
@@ -170,6 +187,17 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
         if out.pixel_values is not None:
             pixels.append(out.pixel_values[j])
         rows.append(r)
+    for r in range(0 if plans is None else plans.num_rows):
+        keep = plans.attention_mask[r].bool()  # (T_r,)
+        at = plans.image_mask[r][keep].cpu()
+        mask = plans.completion_mask[r][keep].cpu() & ~at  # the chain, not the codes
+        if not bool(valid[r]) or (mask_truncated and bool(plans.truncated[r])):
+            mask = torch.zeros_like(mask)
+        ids.append(plans.input_ids[r][keep].tolist())
+        masks.append(mask)
+        olds.append(plans.logprobs[r][keep].float().cpu())
+        codes_at.append(at)
+        rows.append(r)
     input_ids, attention = left_pad(ids, pad_id)  # (S, T) each
     S, T = input_ids.shape
     loss_mask = torch.zeros(S, T, dtype=torch.bool)
@@ -183,7 +211,8 @@ def actor_batch(result: LoopResult, advantages: torch.Tensor, valid: torch.Tenso
              "old_logps": old, "advantages": advantages.cpu()[torch.tensor(rows)]}
     if pixels:
         if len(pixels) != S:
-            raise ValueError("some texts looked at pixels and some at codes: one policy has one image_view")
+            raise ValueError("some texts looked at pixels and some at codes (a plan reads no image; train_plan needs "
+                             "a policy with image_view codes): one batch has one kind of row")
         pixel_values = torch.stack(pixels).cpu()  # (S, 3, H, W)
         batch["pixel_values"] = pixel_values if dtype is None else pixel_values.to(dtype)
     return batch

@@ -64,7 +64,7 @@ from train.grpo.trainer import (
     to_groups,
     to_rank,
 )
-from train.reflect.config import REFLECT_FILE, VERDICTS, ReflectGRPOConfig
+from train.reflect.config import OUTCOME, REFLECT_FILE, VERDICTS, ReflectGRPOConfig
 from train.reflect.episodes import (
     actor_batch,
     editor_batch,
@@ -73,6 +73,7 @@ from train.reflect.episodes import (
     malformed_rows,
     oracle_correct,
     oracle_rewards,
+    outcome_rewards,
     repeat_rows,
     verdict_rewards,
 )
@@ -198,7 +199,8 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
     """Phase 1: G reflections + edits per (prompt, first image), rewarded by the score after minus before."""
 
     def _max_tokens(self) -> int:  # dr_grpo's constant: the longest text one sequence can optimise
-        return max(self.args.max_reflection_tokens, self.args.max_edit_tokens)
+        plan = self.args.max_completion_length + 1 if self.args.train_plan else 0  # the chain + <begin_of_image>
+        return max(self.args.max_reflection_tokens, self.args.max_edit_tokens, plan)
 
     @torch.no_grad()
     def _generate_and_score(self, records: list[dict]) -> list[dict]:
@@ -207,9 +209,15 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
         prompts = [r["prompt"] for r in records]
         t0 = time.perf_counter()
         shared, generator = self._seeds()
-        first = sample(policy, prompts, args.rollout_config(1), seed=shared)  # (P rows): the same on every process
+        if args.first_images == "own":  # (P * Gl rows): episode j of a group draws sample j of its prompt's key
+            first = sample(policy, prompts, args.rollout_config(Gl), seed=shared,
+                           sample_offset=self.accelerator.process_index * Gl)
+            initial = first
+        else:  # (P rows): the same on every process, copied into each episode
+            first = sample(policy, prompts, args.rollout_config(1), seed=shared)
+            initial = repeat_rows(first, Gl)
         result = reflect(policy, prompts, args.reflect_config(), args.rollout_config(1), generator=generator,
-                         initial=repeat_rows(first, Gl), checker=self.checker, actor=self.actor)  # (P * Gl rows)
+                         initial=initial, checker=self.checker, actor=self.actor)  # (P * Gl rows)
         t1 = time.perf_counter()
         metadata = [records[i].get("metadata") for i in result.initial.prompt_index.tolist()]
         intrinsic = episode_rewards(result)  # RL-RIG's own signal, logged whatever the reward
@@ -217,6 +225,8 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
             rewards = intrinsic
         elif args.reward == VERDICTS:
             rewards = verdict_rewards(result, metadata)
+        elif args.reward == OUTCOME:
+            rewards = outcome_rewards(result, metadata)
         else:
             rewards = episode_rewards(result, args.judge, self.judge, metadata)
         malformed = malformed_rows(result)
@@ -228,7 +238,7 @@ class ActorPhaseTrainer(ReflectGRPOTrainer):
         verdicts_from = role_token_ids(policy.tokenizer)[VERDICT] if args.checker_tokens == "verdicts" else None
         batch = actor_batch(result, adv, valid, args.train_checker, policy.tokens.pad,
                             args.mask_truncated_completions, dtype, train_actor=args.actor == "model",
-                            verdicts_from=verdicts_from)
+                            verdicts_from=verdicts_from, plans=first if args.train_plan else None)
         chunks = self._to_chunks(batch)
         t3 = time.perf_counter()
 
