@@ -453,6 +453,8 @@ def test_recipes_and_command_flags(tmp_path, world, policy_dir):
     assert actor.model_name_or_path == "runs/quickstart/grpo" and editor.output_dir == "runs/quickstart/reflect"
     checker = parse_config(["--config", "train/recipes/shapeworld_reflect_checker.yaml"])
     assert (checker.reward, checker.rounds, checker.checker_tokens) == ("verdicts", 0, "verdicts")
+    loop = parse_config(["--config", "train/recipes/shapeworld_reflect_loop.yaml"])
+    assert (loop.reward, loop.first_images, loop.train_plan, loop.actor) == ("outcome", "own", True, "fresh-plan")
 
     from janus_rig.commands.reflect_grpo import config_from_args
 
