@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--eval-seed", type=int, default=AblationConfig.eval_seed, help=text["eval_seed"])
     own.add_argument("--eval-batch-size", type=int, default=AblationConfig.eval_batch_size,
                      help=text["eval_batch_size"] + " (default: %(default)s)")
+    own.add_argument("--seeds", default="", help=text["seeds"] + ", comma-separated, e.g. 1,2")
     own.add_argument("--force", action="store_true", help=text["force"])
     own.add_argument("--dry-run", action="store_true", help="check everything, print the plan, train nothing")
     own.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -57,7 +58,15 @@ def config_from_args(args: argparse.Namespace):
                           combine_row=args.combine_row, budget_s=args.budget_s, eval_metadata=args.eval_metadata,
                           eval_tags=args.eval_tags.split(","), eval_samples=args.eval_samples,
                           eval_per_tag=args.eval_per_tag, eval_seed=args.eval_seed,
-                          eval_batch_size=args.eval_batch_size, force=args.force, progress=not args.quiet)
+                          eval_batch_size=args.eval_batch_size, seeds=_seeds(args.seeds), force=args.force,
+                          progress=not args.quiet)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: give whole numbers separated by commas, e.g. 1,2") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"starting model: {plan.base.model_name_or_path} ({plan.steps['baseline']}); bench: "
               f"{len(plan.entries)} prompts of {', '.join(config.eval_tags)} x {config.eval_samples} samples")
         for s in plan.settings:
-            print(f"  {s.name:<24} {s.label:<22} {' + '.join(s.terms)}, {s.combine}: {plan.steps[s.name]}")
-            print(f"      {shlex.join(['janus-rig', 'grpo', *plan.argvs[s.name]])}")
+            for name, _ in plan.runs(s):
+                print(f"  {name:<24} {s.label:<22} {' + '.join(s.terms)}, {s.combine}: {plan.steps[name]}")
+                print(f"      {shlex.join(['janus-rig', 'grpo', *plan.argvs[name]])}")
         return 0
     result = run_ablation(config)
     paths = result["paths"]

@@ -18,6 +18,7 @@ from train.grpo.ablate import (
     AblationConfig,
     build_table,
     folder_plan,
+    mean_row,
     parse_settings,
     plan_ablation,
     render_csv,
@@ -127,6 +128,23 @@ def test_table_writer_on_fake_results():
     assert all(r["delta"] is None for r in build_table(rows, ["position", "complex"])["rows"])
 
 
+def test_mean_row_over_seeds_and_its_spread_in_the_table():
+    runs = [{**_row("all", {"position": 0.5, "complex": 0.25, "overall": 0.375}, steps=30), "seed": 1},
+            {**_row("all", {"position": 0.75, "complex": 0.5, "overall": 0.625}, steps=32), "seed": 2},
+            {**_row("all", None, status="failed", error="OSError: disk"), "seed": 3}]
+    row = mean_row(runs)
+    assert row["metrics"] == {"position": 0.625, "complex": 0.375, "overall": 0.5}
+    assert row["spread"] == {"position": [0.5, 0.75], "complex": [0.25, 0.5], "overall": [0.375, 0.625]}
+    assert row["seeds"] == [1, 2] and row["steps"] == 31 and row["status"] == "failed"
+    assert row["error"] == "seed 3: OSError: disk"
+    assert mean_row(runs[:2])["status"] == "ok" and mean_row(runs[:2])["error"] is None
+    table = build_table([_row(BASELINE, {"position": 0.5, "complex": 0.25, "overall": 0.375}),
+                         {**_row("all", None), **mean_row(runs[:2])}], ["position", "complex"])
+    assert table["rows"][1]["delta"]["overall"] == pytest.approx(0.125)
+    line = next(x for x in render_markdown(table, "t", []).splitlines() if x.startswith("| all "))
+    assert "| 0.6250 (0.5000..0.7500) | 0.3750 (0.2500..0.5000) | 0.5000 (0.3750..0.6250) | +0.1250 |" in line
+
+
 def test_a_foreign_folder_is_never_deleted(tmp_path):
     (tmp_path / "all").mkdir()
     (tmp_path / "all" / "notes.txt").write_text("mine")
@@ -204,8 +222,26 @@ def test_tiny_ablation_writes_every_output_resumes_and_keeps_failures(tmp_path, 
     assert plan_ablation(config).steps == {BASELINE: "eval", "all": "train"}
 
 
+def test_seeds_train_each_setting_per_seed_and_average(tmp_path, world, policy_dir):
+    out = tmp_path / "ablate"
+    assert main(_argv(world, policy_dir, out, "--terms", "R_PI", "--seeds", "1,2")) == 0
+    document = json.loads((out / "ablation.json").read_text())
+    (row,) = [r for r in document["rows"] if r["name"] == "only_R_PI"]
+    assert [run["name"] for run in row["runs"]] == ["only_R_PI/seed_1", "only_R_PI/seed_2"] and row["seeds"] == [1, 2]
+    per_seed = [json.loads((out / "only_R_PI" / f"seed_{k}" / "geneval" / "summary.json").read_text())["metrics"]
+                for k in (1, 2)]
+    assert row["metrics"]["overall"] == pytest.approx((per_seed[0]["overall"] + per_seed[1]["overall"]) / 2)
+    assert row["spread"]["overall"] == [min(m["overall"] for m in per_seed), max(m["overall"] for m in per_seed)]
+    record = json.loads((out / "only_R_PI" / "seed_2" / "ablation_run.json").read_text())
+    assert record["seed"] == 2 and "--seed 2" in record["command"]
+    assert document["seeds"] == [1, 2] and "seeds 1, 2" in (out / "ablation.md").read_text()
+    assert main(_argv(world, policy_dir, tmp_path / "o2", "--seeds", "1,1")) == 2
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--output_dir", "x"], "--output_dir: the ablation sets it per setting"),
+    (["--seeds", "1,2", "--seed", "3"], "either --seeds or --seed"),
+    (["--seeds", "one"], "--seeds 'one': give whole numbers"),
     (["--budget-s", "5", "--max_train_seconds", "9"], "either --budget-s or --max_train_seconds"),
     (["--eval-tags", "position,nope"], "--tags nope: not a tag of"),
     (["--terms", "baseline"], "unknown reward term 'baseline'"),

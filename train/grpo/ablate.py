@@ -26,6 +26,10 @@ every row. Outputs:
     OUT/report/                                             `janus-rig eval report` over the evaluated folders
     OUT/<setting>/ablation_run.json                         what the folder was trained / evaluated with (resume)
 
+With `seeds` (`--seeds 1,2`) every setting trains once per seed (`OUT/<setting>/seed_<s>/`, the recipe's `seed`
+set to s) and its row is the mean over its seeds, with each figure's min..max; the evaluation is the same for every
+run (`eval_seed`), so the spread is the training's.
+
 A run that fails (training or evaluation) is a row with its error (traceback in OUT/<setting>/error.log); the other
 runs go on. Resuming: a setting whose folder holds a finished run and an evaluation with the same settings is
 reused; a finished run whose evaluation is missing or differs is only re-evaluated; an unfinished or failed one is
@@ -173,6 +177,27 @@ def restrict_options(setting: Setting, weights: dict, term_options: dict) -> tup
 
 
 # --- the table: pure ---------------------------------------------------------------------------------------------
+def mean_row(runs: list[dict]) -> dict:
+    """One setting's runs over seeds -> its row: each metric's mean over the runs that have metrics, with its
+    min..max in "spread"; steps and seconds averaged; status "failed" when any run failed (errors joined)."""
+    done = [r for r in runs if r.get("metrics")]
+    metrics, spread = None, None
+    if done:
+        names = [k for k in done[0]["metrics"] if all(k in r["metrics"] for r in done)]
+        metrics = {k: sum(r["metrics"][k] for r in done) / len(done) for k in names}
+        spread = {k: [min(r["metrics"][k] for r in done), max(r["metrics"][k] for r in done)] for k in names}
+
+    def average(key):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return round(sum(values) / len(values), 2) if values else None
+
+    errors = [f"seed {r['seed']}: {r['error']}" for r in runs if r.get("error")]
+    status = "failed" if errors else "reused" if all(r["status"] == "reused" for r in runs) else "ok"
+    return {"metrics": metrics, "spread": spread, "seeds": [r["seed"] for r in done], "steps": average("steps"),
+            "train_s": average("train_s"), "wall_s": average("wall_s"), "status": status,
+            "error": "; ".join(errors) or None}
+
+
 COLUMNS = ("setting", "terms", "combine")  # then the tags, overall, delta, steps, train_s, wall_s, status
 
 
@@ -212,7 +237,9 @@ def render_markdown(table: dict, title: str, notes: list[str]) -> str:
         c = _cells(row, tags)
         delta = "" if c["delta_overall"] is None else f"{c['delta_overall']:+.4f}"
         seconds = ["" if c[k] is None else f"{c[k]:.1f}" for k in ("train_s", "wall_s")]
-        values = [format_value(c[k]) for k in [*tags, "overall"]] + [delta, format_value(c["steps"]), *seconds]
+        spread = row.get("spread") or {}
+        values = [format_value(c[k]) + (f" ({spread[k][0]:.4f}..{spread[k][1]:.4f})" if k in spread else "")
+                  for k in [*tags, "overall"]] + [delta, format_value(c["steps"]), *seconds]
         lines.append("| " + " | ".join([c["setting"], c["terms"], c["combine"], *values, c["status"]]) + " |")
     failed = [r for r in table["rows"] if r.get("error")]
     if failed:
@@ -298,6 +325,8 @@ class AblationConfig:
     eval_per_tag: int = _help("bench prompts per tag, the first ones (0: all)", default=0)
     eval_seed: int = _help("sampling seed of every evaluation (the same for every row)", default=0)
     eval_batch_size: int = _help("bench prompts per sampler call", default=8)
+    seeds: list[int] = _help("training seeds: every setting trains once per seed and its row is their mean with "
+                             "min..max (none: one run with the recipe's seed)", default_factory=list)
     force: bool = _help("redo every setting, even a finished one", default=False)
     progress: bool = _help("progress bars", default=True)
 
@@ -315,6 +344,10 @@ class AblationConfig:
         for name in OWN_FLAGS:
             if name in flags:
                 raise ValueError(f"--{name}: the ablation sets it per setting (OUT/<setting>); drop the flag")
+        if self.seeds and "seed" in flags:
+            raise ValueError("give either --seeds or --seed, not both")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds names a seed twice: {self.seeds}")
         if self.budget_s is not None and "max_train_seconds" in flags:
             raise ValueError("give either --budget-s or --max_train_seconds, not both")
         tags = [self.eval_tags] if isinstance(self.eval_tags, str) else self.eval_tags
@@ -333,29 +366,40 @@ class Plan:
 
     base: object  # GRPOConfig of the recipe + flags
     settings: list[Setting]
-    configs: dict[str, object]  # setting name -> its GRPOConfig
-    argvs: dict[str, list[str]]
+    configs: dict[str, object]  # run name (`run_name`: the setting's, or "<setting>/seed_<s>") -> its GRPOConfig
+    argvs: dict[str, list[str]]  # run name -> its `janus-rig grpo` argv
     entries: list  # geneval_run.Entry
     metadata_file: Path
     oracle: object  # geneval_run.Oracle
     rollout: object  # RolloutConfig of the evaluation
     eval_key: dict
-    steps: dict[str, str] = field(default_factory=dict)  # folder name -> "train" | "eval" | "reuse"
+    steps: dict[str, str] = field(default_factory=dict)  # run name (its folder under OUT) -> train | eval | reuse
+    seeds: list[int | None] = field(default_factory=lambda: [None])  # None: the recipe's seed, one run
+
+    def runs(self, setting: Setting) -> list[tuple[str, int | None]]:
+        """(run name, seed) of each of the setting's runs."""
+        return [(run_name(setting, seed), seed) for seed in self.seeds]
+
+
+def run_name(setting: Setting, seed: int | None) -> str:
+    return setting.name if seed is None else f"{setting.name}/seed_{seed}"
 
 
 def _config_part(argv: list[str]) -> list[str]:
     return argv[:2] if argv[:1] == ["--config"] else []
 
 
-def setting_argv(config: AblationConfig, base, setting: Setting, out_dir: Path) -> list[str]:
+def setting_argv(config: AblationConfig, base, setting: Setting, out_dir: Path, seed: int | None = None) -> list[str]:
     """The `janus-rig grpo` argv of one setting: recipe, eval_every 0 (a flag may override), the flags given, then
-    the setting's reward and output directory."""
+    the setting's reward, its seed (when the ablation has seeds) and output directory."""
     head = _config_part(config.grpo_argv)
     weights, options = restrict_options(setting, base.reward_weights, base.term_options)
     argv = [*head, "--eval_every", "0", *config.grpo_argv[len(head):],
             "--reward_terms", *setting.terms, "--reward_combine", setting.combine,
             "--reward_weights", json.dumps(weights), "--term_options", json.dumps(options),
             "--output_dir", str(out_dir)]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
     if config.budget_s is not None:
         argv += ["--max_train_seconds", str(config.budget_s)]
     return argv
@@ -382,11 +426,13 @@ def plan_ablation(config: AblationConfig) -> Plan:
                          "--output_dir", str(out / BASELINE)])
     combine = config.combine or base.reward_combine
     settings = parse_settings(config.terms, list(base.reward_terms), combine, config.combine_row)
-    argvs = {s.name: setting_argv(config, base, s, out / s.name) for s in settings}
+    seeds = list(config.seeds) or [None]
+    argvs = {run_name(s, k): setting_argv(config, base, s, out / run_name(s, k), k) for s in settings for k in seeds}
     configs = {}
     for s in settings:
         try:
-            configs[s.name] = parse_config(argvs[s.name])
+            for k in seeds:
+                configs[run_name(s, k)] = parse_config(argvs[run_name(s, k)])
         except ValueError as err:
             raise ValueError(f"setting {s.spec!r} ({s.label}): {err}") from None
     if config.eval_metadata:
@@ -401,10 +447,11 @@ def plan_ablation(config: AblationConfig) -> Plan:
     eval_key = {"metadata": str(metadata_file), "metadata_sha256": _sha256(metadata_file), "tags": config.eval_tags,
                 "per_tag": config.eval_per_tag, "seed": config.eval_seed, "batch_size": config.eval_batch_size,
                 "rollout": asdict(rollout)}
-    plan = Plan(base, settings, configs, argvs, entries, metadata_file, oracle, rollout, eval_key)
+    plan = Plan(base, settings, configs, argvs, entries, metadata_file, oracle, rollout, eval_key, seeds=seeds)
     plan.steps[BASELINE] = folder_plan(out / BASELINE, baseline_key(base), eval_key, config.force)
     for s in settings:
-        plan.steps[s.name] = folder_plan(out / s.name, run_key(plan, s), eval_key, config.force)
+        for name, _ in plan.runs(s):
+            plan.steps[name] = folder_plan(out / name, run_key(plan, name), eval_key, config.force)
     return plan
 
 
@@ -412,9 +459,10 @@ def baseline_key(base) -> dict:
     return {"kind": BASELINE, "model": str(base.model_name_or_path)}
 
 
-def run_key(plan: Plan, setting: Setting) -> dict:
-    """What decides a trained run: its argv (output_dir aside) and the recipe file's content."""
-    argv = plan.argvs[setting.name]
+def run_key(plan: Plan, name: str) -> dict:
+    """What decides a trained run (`name`: a key of plan.argvs): its argv (output_dir aside) and the recipe's
+    content."""
+    argv = plan.argvs[name]
     at = argv.index("--output_dir")  # setting_argv's, the only one (a flag for it is refused)
     argv = argv[:at] + argv[at + 2 :]
     head = _config_part(argv)
@@ -501,15 +549,20 @@ def run_ablation(config: AblationConfig, log: Callable[[str], None] = print) -> 
     rows.append({**base_row, **_one(out / BASELINE, step, None, plan.base.model_name_or_path, plan, config, record)})
     _log_row(log, rows[-1], rows[0])
     for i, s in enumerate(plan.settings, start=2):
-        folder, step = out / s.name, plan.steps[s.name]
-        what = {"train": "training + evaluating", "eval": "evaluating (trained earlier)", "reuse": "reused"}[step]
-        log(f"[{i}/{total}] {s.label}: {' + '.join(s.terms)}, {s.combine}: {what}")
         info = {"name": s.name, "label": s.label, "terms": list(s.terms), "combine": s.combine, "spec": s.spec}
-        record = {"run_key": run_key(plan, s), "setting": info,
-                  "command": shlex.join(["janus-rig", "grpo", *plan.argvs[s.name]])}
-        train = partial(run_grpo, plan.configs[s.name], keep=(RUN_FILE,))  # the folder holds our record already
-        rows.append({**info, **_one(folder, step, train, folder, plan, config, record)})
-        _log_row(log, rows[-1], rows[0])
+        runs = []
+        for name, seed in plan.runs(s):
+            folder, step = out / name, plan.steps[name]
+            what = {"train": "training + evaluating", "eval": "evaluating (trained earlier)", "reuse": "reused"}[step]
+            log(f"[{i}/{total}] {s.label}: {' + '.join(s.terms)}, {s.combine}"
+                + ("" if seed is None else f", seed {seed}") + f": {what}")
+            record = {"run_key": run_key(plan, name), "setting": info, "seed": seed,
+                      "command": shlex.join(["janus-rig", "grpo", *plan.argvs[name]])}
+            train = partial(run_grpo, plan.configs[name], keep=(RUN_FILE,))  # the folder holds our record already
+            runs.append({"name": name, "seed": seed, **_one(folder, step, train, folder, plan, config, record)})
+            _log_row(log, runs[-1], rows[0])
+        rows.append({**info, **(runs[0] if len(runs) == 1 else mean_row(runs)), "runs": runs})
+        rows[-1]["name"] = s.name
     return write_outputs(config, plan, rows)
 
 
@@ -538,17 +591,21 @@ def write_outputs(config: AblationConfig, plan: Plan, rows: list[dict]) -> dict:
              f"{config.eval_samples} samples each, seed {config.eval_seed}, ShapeWorld oracle; overall = mean of the "
              "tag accuracies; Δ overall = minus the starting model's.",
              "R_PR = (R_sem + R_spa) / 2; product: R_PI x R_PR x R_RI (GoT-R1), sum: their mean."]
+    if config.seeds:
+        notes.append(f"Each setting trained with seeds {', '.join(map(str, config.seeds))}: its figures are the mean "
+                     "over them, (min..max) after each; steps and seconds are means.")
     paths = {"md": out / TABLE_MD, "csv": out / TABLE_CSV, "json": out / TABLE_JSON}
     paths["md"].write_text(render_markdown(table, "Reward ablation (GoT-R1 Table 3)", notes), encoding="utf-8")
     paths["csv"].write_text(render_csv(table), encoding="utf-8")
-    evaluated = [out / r["name"] for r in table["rows"] if r["metrics"] is not None]
+    evaluated = [out / run["name"] for r in table["rows"] for run in r.get("runs") or [r]
+                 if run.get("metrics") is not None]
     report_error = None
     if evaluated:
         try:
             paths.update({f"report_{k}": v for k, v in write_report(evaluated, out / REPORT_DIR).items()})
         except (OSError, ValueError) as err:  # the tables above are the result; the report is a view of them
             report_error = f"{type(err).__name__}: {err}"
-    document = {"created": created, "grpo_argv": config.grpo_argv, "budget_s": config.budget_s,
+    document = {"created": created, "grpo_argv": config.grpo_argv, "budget_s": config.budget_s, "seeds": config.seeds,
                 "eval": {**plan.eval_key, "prompts": len(plan.entries)}, "report_error": report_error, **table}
     paths["json"].write_text(json.dumps(document, indent=2) + "\n")
     return {"table": table, "paths": paths, "report_error": report_error}
