@@ -66,8 +66,10 @@ mapfile -t gains < <($PY scripts/stage_gains.py "$RUN")
 printf '   %s\n' "${gains[@]}"
 notes=()
 for line in "${gains[@]}"; do notes+=(--note "$line"); done
+$PY scripts/quickstart_figure.py "$RUN" --out "$RUN/quickstart.png"
 figures=()
-for spec in "$RUN/grpo/reward_curve.png=GRPO: reward per step" \
+for spec in "$RUN/quickstart.png=Each stage on the held-out prompts, its loop after 0/1/2 rounds, and the final model's edits" \
+            "$RUN/grpo/reward_curve.png=GRPO: reward per step" \
             "$RUN/eval/reflect/loop/edit_strip.png=The final model's loop: before | the actor's edit boxes | after (green: right by the oracle)" \
             "$RUN/eval/grpo/loop/edit_strip.png=The GRPO model's loop: before | edit boxes | after"; do
   if [ -f "${spec%%=*}" ]; then figures+=(--figure "$spec"); fi

@@ -38,3 +38,23 @@ def test_gain_lines_name_steps_tags_and_the_loop(tmp_path, capsys):
     assert lines[-1].endswith("65.0 -> 80.0 (+15.0)")  # the final model's 2 rounds against GRPO alone
     assert not any(line.startswith("Reflection-GRPO (") for line in lines)  # its held-out eval is missing: no line
     assert _load().main([str(run)]) == 0 and capsys.readouterr().out.splitlines() == lines
+
+
+def test_quickstart_figure_draws_the_stages_and_the_edit_strip(tmp_path, capsys):
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("quickstart_figure", SCRIPT.parent / "quickstart_figure.py")
+    figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figure)
+    run = tmp_path / "run"
+    assert figure.main([str(run), "--out", str(tmp_path / "none.png")]) == 2  # nothing evaluated yet
+    assert "no stage has" in capsys.readouterr().err
+    for stage, score in (("sft", 0.5), ("grpo", 0.7), ("reflect", 0.72)):
+        _summary(run / "eval" / stage / "heldout", {"overall": score, "position": score, "complex": score / 2})
+        _summary(run / "eval" / stage / "loop", {f"{t}@r{j}": score + 0.05 * j for t in ("position", "complex")
+                                                 for j in range(3)})
+    charts = figure.draw(run, tmp_path / "charts.png")
+    height = Image.open(charts).height
+    Image.new("RGB", (384, 288), (0, 200, 0)).save(run / "eval" / "reflect" / "loop" / "edit_strip.png")
+    with Image.open(figure.draw(run, tmp_path / "full.png")) as full:
+        assert full.height > height and (0, 200, 0) in {full.getpixel((full.width // 2, full.height - 5))}
