@@ -308,7 +308,7 @@ def test_actor_phase_one_step_learns_logs_and_saves(tmp_path, world, policy_dir)
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
     assert json.loads((out / "reflect_grpo_summary.json").read_text())["steps"] == 1
     loop = json.loads((out / "roles.json").read_text())["loop"]  # the loop it trained for, recorded for `reflect`
-    assert (loop["actor"], loop["final"], loop["rounds"]) == ("model", "last", 1)
+    assert (loop["actor"], loop["final"]) == ("model", "last") and "rounds" not in loop  # rounds: a training cost
 
 
 def test_random_roles_run_and_count_malformed_output(tmp_path, world, policy_dir):
@@ -480,6 +480,8 @@ def test_verdicts_reward_is_the_checkers_own_accuracy_and_trains_the_checker_alo
     summary = run_reflect_grpo(config(tmp_path, world, policy_dir, reward="verdicts", rounds=0, eval_every=0),
                                checker, actor)
     assert summary["steps"] == 1 and actor.calls == []  # the checker alone
+    saved = tmp_path / "out" / "roles.json"  # no actor, edit or pick ran: the model's loop record is left as it was
+    assert "loop" not in (json.loads(saved.read_text()) if saved.is_file() else {})
     (line,) = [json.loads(x) for x in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()
                if '"reward"' in x]
     assert 0.0 <= line["reward/verdicts"] <= 1.0 and line["reward"] == line["reward/verdicts"]

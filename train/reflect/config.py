@@ -152,9 +152,14 @@ class ReflectGRPOConfig(GRPOConfig):
 
     # --- views for the library ---
     def loop_record(self) -> dict:
-        """The loop settings its episodes ran (recorded in the saved model: janus_rig/reflect/settings.py)."""
-        return {"rounds": self.rounds, "actor": self.actor, "edit_region": self.edit_region,
-                "paste_back": self.paste_back, "final": self.final, "rating": self.rating}
+        """How its episodes' loop worked, recorded in the saved model over what the model recorded before
+        (janus_rig/reflect/settings.py): actor, edit region, paste-back, final pick and rating. Not the rounds (a
+        training cost; the record keeps how many rounds the model is run with), and nothing for `reward: verdicts`,
+        whose episodes end at the first check and so run no actor, edit or pick: the model keeps its loop."""
+        if self.reward == VERDICTS:
+            return {}
+        return {"actor": self.actor, "edit_region": self.edit_region, "paste_back": self.paste_back,
+                "final": self.final, "rating": self.rating}
 
     def reflect_config(self, rounds: int | None = None):
         """The loop's settings: K rounds, the roles sampled at this config's text temperature / top-k / top-p."""
