@@ -10,9 +10,10 @@ RUN/eval/reflect/loop/edit_strip.png (what `make quickstart` writes); a stage wi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from janus_rig.eval.summary import read_summary
 
 import matplotlib
 
@@ -26,10 +27,8 @@ SPATIAL = ("position", "complex")
 
 
 def _metrics(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["metrics"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """A summary's metrics (janus_rig.eval.summary.read_summary), or None where that stage was not evaluated."""
+    return read_summary(path)["metrics"] if path.is_file() else None
 
 
 def draw(run: str | Path, out: str | Path) -> Path:

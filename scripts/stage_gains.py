@@ -17,16 +17,16 @@ import json
 import sys
 from pathlib import Path
 
+from janus_rig.eval.summary import read_summary
+
 STAGES = (("sft", "SFT", None), ("grpo", "GRPO", "grpo/grpo_summary.json"),
           ("reflect", "Reflection-GRPO", "reflect/reflect_grpo_summary.json"))
 SPATIAL = ("position", "complex")
 
 
-def _metrics(path: Path) -> dict[str, float] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["metrics"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _metrics(path: Path) -> dict | None:
+    """A summary's metrics (janus_rig.eval.summary.read_summary), or None where that stage was not evaluated."""
+    return read_summary(path)["metrics"] if path.is_file() else None
 
 
 def _steps(path: Path) -> str:

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from janus_rig.eval.summary import write_summary
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stage_gains.py"
 
 
@@ -17,8 +19,7 @@ def _load():
 
 
 def _summary(path: Path, metrics: dict) -> None:
-    path.mkdir(parents=True)
-    (path / "summary.json").write_text(json.dumps({"metrics": metrics}))
+    write_summary(path, kind="geneval", model="m", metrics=metrics, samples=1)
 
 
 def test_gain_lines_name_steps_tags_and_the_loop(tmp_path, capsys):

@@ -111,8 +111,7 @@ def outcome_rewards(result: LoopResult, metadata: list[dict | None]) -> list[flo
     """Per row: the oracle's `fact_score` of the image the episode ends with (`LoopResult.chosen`), not relative to
     its first image (None without metadata). With `first_images: own` a group compares whole episodes, the first
     drawing included; with shared first images it ranks the rows as after-minus-before does."""
-    return [None if meta is None else fact_score(meta, result.chosen(r).image)
-            for r, meta in zip(range(len(result.traces)), metadata)]
+    return [None if meta is None else fact_score(meta, result.chosen(r).image) for r, meta in enumerate(metadata)]
 
 
 def oracle_rewards(result: LoopResult, metadata: list[dict | None]) -> list[float | None]:
