@@ -2,7 +2,7 @@
 # Regenerate the shipped ShapeWorld checkpoints (checkpoints/shapeworld/{vq,sft}) with the project's own commands:
 # one lineage that plans in prompt-style chains, draws, and holds the reflection roles (checker and actor).
 # `make quickstart` starts from them; docs/lab/notebook.md has what they score and how long each stage took.
-#   bash scripts/make_checkpoints.sh [WORK_DIR]        (~4.5 h on 2 CPU cores, two torch threads)
+#   bash scripts/make_checkpoints.sh [WORK_DIR]        (~5 h on 2 CPU cores, two torch threads)
 # The world has the held-out split (`janus-rig world` default): no training row holds a held-out prompt, so the
 # models can be scored on WORLD/heldout/metadata.jsonl. The SFT model is trained in six legs, each a step budget:
 #   1. the chain recipe (varied chains) to 1,000 steps;
@@ -73,6 +73,6 @@ leg "$WORK/sft" --world "$WORK/world_own" $CONT --model_name_or_path "$WORK/sft5
 stage "copy into $OUT (weights, configs, tokenizer, metrics and curves; no Trainer checkpoints)"
 rm -rf "$OUT/vq" "$OUT/sft" && mkdir -p "$OUT/vq" "$OUT/sft"
 cp "$WORK/vq/config.json" "$WORK/vq/model.safetensors" "$WORK/vq/metrics.json" "$OUT/vq/"
-find "$WORK/sft" -maxdepth 1 -type f ! -name 'bad_rows.jsonl' -exec cp {} "$OUT/sft/" \;
+find "$WORK/sft" -maxdepth 1 -type f ! -name bad_rows.jsonl ! -name training_args.bin -exec cp {} "$OUT/sft/" \;
 for leg in sft1 sft2 sft3 sft4 sft5; do cp "$WORK/$leg/train_log.jsonl" "$OUT/sft/train_log_$leg.jsonl"; done
 du -sh "$OUT"/*
