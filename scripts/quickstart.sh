@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make quickstart`: the ShapeWorld pipeline end to end on 2 CPU cores:
-#   world -> VQ -> SFT -> GRPO -> Reflection-GRPO (the checker) -> evaluation on the world's held-out prompts (every
-#   tag, and position + complex after 0/1/2 rounds of each model's own reflection loop) -> report
-#   (RUN/report.html, RUN/report.json).
+#   world -> VQ -> SFT -> GRPO -> Reflection-GRPO (the whole loop, rewarded by the image it ends with) -> evaluation
+#   on the world's held-out prompts (every tag, and position + complex after 0/1/2 rounds of each model's own
+#   reflection loop) -> report (RUN/report.html, RUN/report.json).
 #
 # The VQ and the SFT model start from the checkpoints in checkpoints/shapeworld/, which the project's own commands
 # produced (scripts/make_checkpoints.sh regenerates them; checkpoints/shapeworld/README.md has their legs), so that
@@ -14,10 +14,10 @@ PY=${PY:-.venv/bin/python}
 JR="$PY -m janus_rig.cli"
 CKPT=${CKPT:-checkpoints/shapeworld}
 FROM_SCRATCH=${FROM_SCRATCH:-0}
-# Both trainers run their recipes' step budgets (GRPO 120 steps, ~7.5 min on 2 quiet cores; Reflection-GRPO 60):
+# Both trainers run their recipes' step budgets (GRPO 120 steps, ~7 min on 2 quiet cores; Reflection-GRPO 40, ~6 min):
 # results depend on the steps, not on the machine's load. Fewer steps for a smoke run: GRPO_STEPS=2 REFLECT_STEPS=2.
 GRPO_STEPS=${GRPO_STEPS:-120}
-REFLECT_STEPS=${REFLECT_STEPS:-60}
+REFLECT_STEPS=${REFLECT_STEPS:-40}
 SECONDS=0
 mkdir -p "$RUN"
 # A rerun into the same RUN starts every stage afresh: each command that would refuse a used folder is told to empty
@@ -48,8 +48,11 @@ stage "3/6 grpo: GoT-R1's dual-stage rewards from the shapeworld judge, $GRPO_ST
 $JR grpo --config train/recipes/shapeworld_grpo.yaml --world "$RUN/world" --model_name_or_path "$RUN/sft" \
   --output_dir "$RUN/grpo" --max_steps "$GRPO_STEPS" --overwrite_output_dir true
 
-stage "4/6 reflect-grpo: the checker rewarded by its own accuracy, $REFLECT_STEPS steps (shapeworld_reflect_checker.yaml)"
-$JR reflect-grpo --config train/recipes/shapeworld_reflect_checker.yaml --world "$RUN/world" \
+stage "4/6 reflect-grpo: episodes of the model's loop rewarded by the image each ends with, $REFLECT_STEPS steps (shapeworld_reflect_loop.yaml)"
+# Each episode plans, draws, checks and re-plans as the released loop does; the oracle scores the image it ends with,
+# and the plan and the checker's verdicts learn from it. (Rewarding the checker's accuracy alone,
+# shapeworld_reflect_checker.yaml, teaches it to pass every drawing: docs/lab/notebook.md §4.)
+$JR reflect-grpo --config train/recipes/shapeworld_reflect_loop.yaml --world "$RUN/world" \
   --model_name_or_path "$RUN/grpo" --output_dir "$RUN/reflect" --max_steps "$REFLECT_STEPS" --overwrite_output_dir true
 
 stage "5/6 eval on the held-out prompts: every tag (one sample each); position + complex after 0/1/2 loop rounds"
