@@ -13,8 +13,9 @@ setup(
         # torch is pinned by the Makefile to the CPU build before this runs (a bare "torch" pulls CUDA wheels).
         "torch>=2.4",
         # 5.24 renamed the layers' `past_key_values` argument to `cache` (the old name warns, and goes in 5.40); our
-        # rollout passes `cache=`, which 5.20-5.23 would silently drop into **kwargs.
-        "transformers>=5.24,<6",
+        # rollout passes `cache=`, which 5.20-5.23 would silently drop into **kwargs. 5.25 renamed the Trainer's
+        # `gradient_checkpointing` to `activation_checkpointing` (the old name warns); our recipes use the new one.
+        "transformers>=5.25,<6",
         "accelerate>=1.0",
         "trl>=1.0",
         "peft>=0.15",

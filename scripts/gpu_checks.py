@@ -119,7 +119,7 @@ def grpo(preset: str, device: str, out: Path, prompts_per_step: int, bf16: bool)
     init_policy(preset, init, tokenizer=shapeworld_tokenizer(), dtype="float32", seed=0)
     argv = ["--config", str(RECIPE), "--world", str(world), "--model_name_or_path", str(init), "--output_dir", str(run),
             "--judge", "shapeworld", "--judge_options", "{}", "--max_steps", "2", "--max_completion_length", "64",
-            "--per_device_train_batch_size", str(prompts_per_step), "--gradient_checkpointing", "true",
+            "--per_device_train_batch_size", str(prompts_per_step), "--activation_checkpointing", "true",
             "--save_strategy", "no", "--gallery_every", "0", "--bf16", str(bf16).lower(),
             "--use_cpu", str(device == "cpu").lower(), "--overwrite_output_dir", "true",  # a rerun redoes OUT/grpo
             "--attn_implementation", "sdpa"]  # the recipe's flash_attention_2 needs flash-attn, not on a lent GPU
@@ -130,7 +130,7 @@ def grpo(preset: str, device: str, out: Path, prompts_per_step: int, bf16: bool)
     steps = [json.loads(line) for line in open(run / "train_log.jsonl") if '"reward"' in line]
     result = {"preset": preset, "prompts_per_step": prompts_per_step, "num_generations": config.num_generations,
               "samples_per_step": prompts_per_step * config.num_generations, "lora_r": config.lora_r,
-              "gradient_checkpointing": True, "bf16_autocast": bf16, "max_completion_length": 64,
+              "activation_checkpointing": True, "bf16_autocast": bf16, "max_completion_length": 64,
               "summary": summary,
               "per_step": [{k: s.get(k) for k in ("step", "time/rollout_s", "time/decode_s", "time/reward_s",
                                                   "time/update_s", "chain_length")} for s in steps]}

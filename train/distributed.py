@@ -58,7 +58,7 @@ class PolicyModule(nn.Module):
         self.policy_model = model
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
-        """`gradient_checkpointing: true` reaches the policy's decoder layers through this (the Trainer calls it).
+        """`activation_checkpointing: true` reaches the policy's decoder layers through this (the Trainer calls it).
         Non-reentrant by default: with LoRA or frozen embeddings the layers' inputs need no gradient of their own."""
         options = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
         unwrap(self.policy_model).activation_checkpointing_enable(options, **kwargs)

@@ -279,11 +279,11 @@ def test_when_rollouts_skip_the_image(tmp_path, world, policy_dir, overrides, im
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_gradient_checkpointing_gives_the_same_step(tmp_path, world, policy_dir, lora):
-    """gradient_checkpointing reaches the policy's layers through the Trainer's wrapper and changes no gradient."""
+    """activation_checkpointing reaches the policy's layers through the Trainer's wrapper and changes no gradient."""
     extra = dict(use_lora=True, trainable_parts=["language_model"], lora_r=4, lora_alpha=4) if lora else {}
     common = dict(max_steps=1, gallery_every=0, reward_terms=["R_sem", "test_brightness"], **extra)
     plain = grpo_config(tmp_path, world, policy_dir, output_dir=str(tmp_path / "plain"), **common)
-    ckpt = grpo_config(tmp_path, world, policy_dir, output_dir=str(tmp_path / "ckpt"), gradient_checkpointing=True,
+    ckpt = grpo_config(tmp_path, world, policy_dir, output_dir=str(tmp_path / "ckpt"), activation_checkpointing=True,
                        **common)
     trainer = build_trainer(ckpt)
     layers = trainer.policy.base.model.language_model.layers
