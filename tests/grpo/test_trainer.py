@@ -278,7 +278,7 @@ def test_when_rollouts_skip_the_image(tmp_path, world, policy_dir, overrides, im
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_gradient_checkpointing_gives_the_same_step(tmp_path, world, policy_dir, lora):
+def test_activation_checkpointing_gives_the_same_step(tmp_path, world, policy_dir, lora):
     """activation_checkpointing reaches the policy's layers through the Trainer's wrapper and changes no gradient."""
     extra = dict(use_lora=True, trainable_parts=["language_model"], lora_r=4, lora_alpha=4) if lora else {}
     common = dict(max_steps=1, gallery_every=0, reward_terms=["R_sem", "test_brightness"], **extra)

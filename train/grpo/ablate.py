@@ -173,7 +173,6 @@ def restrict_options(setting: Setting, weights: dict, term_options: dict) -> tup
             {k: v for k, v in term_options.items() if k in setting.terms})
 
 
-# --- the table: train/grpo/ablate_table.py (pure) -------------------------------------------------------------
 # --- resume: what each folder still needs ---------------------------------------------------------------------------
 def folder_plan(folder: Path, run_key: dict, eval_key: dict, force: bool) -> str:
     """"train" (train, then evaluate), "eval" (evaluate only) or "reuse" (read back). The baseline trains nothing:

@@ -12,7 +12,6 @@ BASELINE = "baseline"
 ERROR_FILE = "error.log"
 
 
-# --- the table: pure ---------------------------------------------------------------------------------------------
 def mean_row(runs: list[dict]) -> dict:
     """One setting's runs over seeds -> its row: each metric's mean over the runs that have metrics, with its
     min..max in "spread"; steps and seconds averaged; status "failed" when any run failed (errors joined)."""
